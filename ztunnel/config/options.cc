@@ -1,0 +1,160 @@
+#include "ztunnel/config/options.h"
+
+#include <cxxopts.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <optional>
+#include <vector>
+
+#include "ztunnel/core/duration.h"
+
+namespace zt::config {
+namespace {
+
+// One row per flag: the single source for parsing, env names and help.
+struct Flag {
+  const char* name;
+  const char* env;
+  const char* help;
+  const char* placeholder;
+};
+
+const std::vector<Flag>& Flags() {
+  static const std::vector<Flag> flags = {
+      {"workers", "ZTUNNEL_WORKERS", "data-plane threads, one io_uring each (default 2)", "N"},
+      {"outbound-listen", "ZTUNNEL_OUTBOUND_LISTEN",
+       "address of the outbound capture listener (default 127.0.0.1:15001)", "IP:PORT"},
+      {"mark", "ZTUNNEL_MARK",
+       "SO_MARK on upstream sockets so capture rules skip them; 0 disables (default 1337)", "N"},
+      {"connect-timeout", "ZTUNNEL_CONNECT_TIMEOUT", "upstream connect timeout (default 10s)",
+       "DURATION"},
+      {"drain-timeout", "ZTUNNEL_DRAIN_TIMEOUT",
+       "how long live connections may finish after SIGTERM (default: "
+       "TERMINATION_GRACE_PERIOD_SECONDS minus 5s, or 5s)",
+       "DURATION"},
+      {"log-level", "ZTUNNEL_LOG_LEVEL", "trace, debug, info, warn, error or off (default info)",
+       "LEVEL"},
+      {"buffer-size", "ZTUNNEL_BUFFER_SIZE",
+       "bytes per receive buffer, 4096..1048576 (default 65536)", "BYTES"},
+      {"buffer-count", "ZTUNNEL_BUFFER_COUNT",
+       "receive buffers per worker, a power of two up to 32768 (default 512)", "N"},
+  };
+  return flags;
+}
+
+std::optional<uint64_t> ParseUnsigned(const std::string& text) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+// Invalid names the flag, its variable, the bad value and what was expected.
+ParseError Invalid(const Flag& flag, bool from_env, const std::string& value,
+                   const char* expected) {
+  const std::string origin =
+      from_env ? fmt::format("{} (for --{})", flag.env, flag.name) : fmt::format("--{}", flag.name);
+  return ParseError{fmt::format("invalid value \"{}\" for {}: expected {}", value, origin,
+                                expected)};
+}
+
+}  // namespace
+
+std::string HelpText() {
+  std::string out =
+      "ztunnel: a node-level ambient service-mesh tunnel.\n\n"
+      "Usage: ztunnel [FLAGS]\n\n"
+      "Every flag can also be set by the environment variable named after it.\n\n"
+      "Flags:\n";
+  for (const Flag& f : Flags()) {
+    out += fmt::format("  --{} {}\n      {}\n      env: {}\n", f.name, f.placeholder, f.help,
+                       f.env);
+  }
+  out += "  --help\n      print this help and exit\n  --version\n      print the version and exit\n";
+  return out;
+}
+
+ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env) {
+  cxxopts::Options parser("ztunnel");
+  auto adder = parser.add_options();
+  for (const Flag& f : Flags()) adder(f.name, f.help, cxxopts::value<std::string>());
+  adder("help", "print help");
+  adder("version", "print the version");
+
+  Options out;
+  std::optional<cxxopts::ParseResult> cli;
+  try {
+    cli = parser.parse(argc, argv);
+  } catch (const std::exception& e) {
+    return ParseError{std::string(e.what()) + " (see --help)"};
+  }
+  if (!cli->unmatched().empty()) {
+    return ParseError{fmt::format("unexpected argument \"{}\" (see --help)", cli->unmatched()[0])};
+  }
+  out.help = cli->count("help") > 0;
+  out.version = cli->count("version") > 0;
+
+  if (const char* grace = env("TERMINATION_GRACE_PERIOD_SECONDS"); grace != nullptr) {
+    auto secs = ParseUnsigned(grace);
+    if (!secs) {
+      return ParseError{fmt::format(
+          "invalid value \"{}\" for TERMINATION_GRACE_PERIOD_SECONDS: expected whole seconds",
+          grace)};
+    }
+    out.drain_timeout = std::chrono::seconds(*secs > 5 ? *secs - 5 : 0);
+  }
+
+  for (const Flag& f : Flags()) {
+    std::string value;
+    bool from_env = false;
+    if (cli->count(f.name) > 0) {
+      value = (*cli)[f.name].as<std::string>();
+    } else if (const char* v = env(f.env); v != nullptr) {
+      value = v;
+      from_env = true;
+    } else {
+      continue;
+    }
+    const std::string name = f.name;
+    if (name == "workers") {
+      auto n = ParseUnsigned(value);
+      if (!n || *n < 1 || *n > 256) return Invalid(f, from_env, value, "an integer from 1 to 256");
+      out.workers = static_cast<int>(*n);
+    } else if (name == "outbound-listen") {
+      out.outbound_listen = value;  // checked by the caller, which knows socket addresses
+    } else if (name == "mark") {
+      auto n = ParseUnsigned(value);
+      if (!n || *n > UINT32_MAX) return Invalid(f, from_env, value, "an unsigned 32-bit integer");
+      out.mark = static_cast<uint32_t>(*n);
+    } else if (name == "connect-timeout" || name == "drain-timeout") {
+      auto d = ParseDuration(value);
+      if (!d) return Invalid(f, from_env, value, "a duration such as 500ms, 10s or 1m");
+      (name == "connect-timeout" ? out.connect_timeout : out.drain_timeout) = *d;
+    } else if (name == "log-level") {
+      auto level = log::ParseLevel(value);
+      if (!level) {
+        return Invalid(f, from_env, value, "one of trace, debug, info, warn, error, off");
+      }
+      out.log_level = *level;
+    } else if (name == "buffer-size") {
+      auto n = ParseUnsigned(value);
+      if (!n || *n < 4096 || *n > 1048576) {
+        return Invalid(f, from_env, value, "a byte count from 4096 to 1048576");
+      }
+      out.buffer_size = static_cast<uint32_t>(*n);
+    } else if (name == "buffer-count") {
+      auto n = ParseUnsigned(value);
+      if (!n || *n == 0 || *n > 32768 || (*n & (*n - 1)) != 0) {
+        return Invalid(f, from_env, value, "a power of two from 1 to 32768");
+      }
+      out.buffer_count = static_cast<uint32_t>(*n);
+    }
+  }
+  if (out.connect_timeout.count() == 0) {
+    return ParseError{"--connect-timeout must be greater than 0"};
+  }
+  return out;
+}
+
+}  // namespace zt::config

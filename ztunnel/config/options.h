@@ -1,0 +1,46 @@
+// Command-line flags and their environment variables (Kubernetes habit: every flag
+// can also come from the pod spec's env). A flag on the command line wins over its
+// variable; both win over the default.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <variant>
+
+#include "ztunnel/core/log.h"
+
+namespace zt::config {
+
+/// Options is everything the ztunnel binary can be told at start-up.
+struct Options {
+  int workers = 2;
+  std::string outbound_listen = "127.0.0.1:15001";
+  uint32_t mark = 1337;
+  std::chrono::milliseconds connect_timeout{10'000};
+  /// drain_timeout defaults to TERMINATION_GRACE_PERIOD_SECONDS minus 5 s, else 5 s.
+  std::chrono::milliseconds drain_timeout{5'000};
+  log::Level log_level = log::Level::kInfo;
+  uint32_t buffer_size = 64 * 1024;
+  uint32_t buffer_count = 512;
+  bool help = false;
+  bool version = false;
+};
+
+/// ParsedOptions is the parsed options, or one line saying what was wrong.
+struct ParseError {
+  std::string message;
+};
+using ParseResult = std::variant<Options, ParseError>;
+
+/// EnvLookup returns an environment variable's value, or null when unset.
+using EnvLookup = std::function<const char*(const char* name)>;
+
+/// ParseOptions reads argv and the environment. It never throws and never exits.
+ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env);
+
+/// HelpText is the --help output.
+std::string HelpText();
+
+}  // namespace zt::config

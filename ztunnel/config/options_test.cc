@@ -1,0 +1,94 @@
+#include "ztunnel/config/options.h"
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace zt::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Run {
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+
+  ParseResult Parse() const {
+    std::vector<const char*> argv = {"ztunnel"};
+    for (const auto& a : args) argv.push_back(a.c_str());
+    return ParseOptions(static_cast<int>(argv.size()), argv.data(), [this](const char* name) {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  }
+};
+
+Options Ok(const Run& run) {
+  auto r = run.Parse();
+  if (auto* err = std::get_if<ParseError>(&r)) FAIL("unexpected error: " << err->message);
+  return std::get<Options>(r);
+}
+
+std::string Err(const Run& run) {
+  auto r = run.Parse();
+  REQUIRE(std::holds_alternative<ParseError>(r));
+  return std::get<ParseError>(r).message;
+}
+
+TEST_CASE("Defaults hold with no flags and no env", "[config]") {
+  Options o = Ok({});
+  CHECK(o.workers == 2);
+  CHECK(o.outbound_listen == "127.0.0.1:15001");
+  CHECK(o.mark == 1337);
+  CHECK(o.connect_timeout == 10s);
+  CHECK(o.drain_timeout == 5s);
+  CHECK(o.log_level == log::Level::kInfo);
+  CHECK_FALSE(o.help);
+}
+
+TEST_CASE("Flags and env vars set options and flags win", "[config]") {
+  Options o = Ok({{"--workers", "4", "--log-level=debug"},
+                  {{"ZTUNNEL_WORKERS", "8"}, {"ZTUNNEL_CONNECT_TIMEOUT", "250ms"}}});
+  CHECK(o.workers == 4);
+  CHECK(o.log_level == log::Level::kDebug);
+  CHECK(o.connect_timeout == 250ms);
+  CHECK(Ok({{}, {{"ZTUNNEL_WORKERS", "8"}}}).workers == 8);
+}
+
+TEST_CASE("Drain timeout follows the termination grace period", "[config]") {
+  CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}}).drain_timeout == 25s);
+  CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "3"}}}).drain_timeout == 0s);
+  CHECK(Ok({{"--drain-timeout", "2s"}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}})
+            .drain_timeout == 2s);
+}
+
+TEST_CASE("Bad values name the flag or variable and the expectation", "[config]") {
+  CHECK(Err({{"--workers", "zero"}}) ==
+        "invalid value \"zero\" for --workers: expected an integer from 1 to 256");
+  CHECK(Err({{}, {{"ZTUNNEL_WORKERS", "0"}}}) ==
+        "invalid value \"0\" for ZTUNNEL_WORKERS (for --workers): expected an integer from 1 to "
+        "256");
+  CHECK(Err({{"--connect-timeout", "soon"}}).find("--connect-timeout") != std::string::npos);
+  CHECK(Err({{"--log-level", "loud"}}).find("trace, debug") != std::string::npos);
+  CHECK(Err({{"--buffer-count", "1000"}}).find("power of two") != std::string::npos);
+  CHECK(Err({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "x"}}})
+            .find("TERMINATION_GRACE_PERIOD_SECONDS") != std::string::npos);
+}
+
+TEST_CASE("Unknown flags and stray arguments are errors", "[config]") {
+  CHECK(Err({{"--no-such-flag"}}).find("no-such-flag") != std::string::npos);
+  CHECK(Err({{"stray"}}) == "unexpected argument \"stray\" (see --help)");
+  CHECK(Err({{"--workers"}}).find("workers") != std::string::npos);  // missing value
+}
+
+TEST_CASE("Help lists every flag with its env var", "[config]") {
+  const std::string help = HelpText();
+  CHECK(help.find("--outbound-listen") != std::string::npos);
+  CHECK(help.find("ZTUNNEL_OUTBOUND_LISTEN") != std::string::npos);
+  CHECK(Ok({{"--help"}}).help);
+  CHECK(Ok({{"--version"}}).version);
+}
+
+}  // namespace
+}  // namespace zt::config

@@ -1,0 +1,44 @@
+#include "ztunnel/io/netns.h"
+
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "ztunnel/core/log.h"
+
+namespace zt::io {
+
+Result<UniqueFd> OpenNetns(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno(errno);
+  UniqueFd out(fd);
+  if (!IsNetns(fd)) return Error{Errc::kInvalidArgument};
+  return out;
+}
+
+bool IsNetns(int fd) { return ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET; }
+
+Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol) {
+  if (!IsNetns(netns_fd)) return Error{Errc::kInvalidArgument};
+  // The thread's current namespace, to come back to.
+  UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!home.valid()) return Error::FromErrno(errno);
+  if (setns(netns_fd, CLONE_NEWNET) != 0) return Error::FromErrno(errno);
+  const int fd = ::socket(domain, type | SOCK_CLOEXEC, protocol);
+  const int socket_errno = errno;
+  if (setns(home.get(), CLONE_NEWNET) != 0) {
+    // A thread stuck in a pod's namespace would send other pods' traffic from the
+    // wrong place; there is no safe way to continue.
+    ZT_ERROR("io", "cannot return to the home network namespace: {}", Error::FromErrno(errno).Message());
+    std::abort();
+  }
+  if (fd < 0) return Error::FromErrno(socket_errno);
+  return UniqueFd(fd);
+}
+
+}  // namespace zt::io

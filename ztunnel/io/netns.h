@@ -1,0 +1,24 @@
+// Network-namespace helpers: create sockets inside another pod's netns.
+#pragma once
+
+#include <string>
+
+#include "ztunnel/core/result.h"
+#include "ztunnel/io/fd.h"
+
+namespace zt::io {
+
+/// OpenNetns opens a network-namespace file (e.g. /var/run/netns/pod-a) and checks
+/// with NS_GET_NSTYPE that it really is a network namespace.
+Result<UniqueFd> OpenNetns(const std::string& path);
+
+/// IsNetns reports whether `fd` refers to a network namespace.
+bool IsNetns(int fd);
+
+/// SocketInNetns creates a socket inside the network namespace `netns_fd` from the
+/// calling thread: it enters that namespace with setns, creates the socket, and goes
+/// back to the thread's own namespace before returning (also on failure). The socket
+/// stays in the target namespace for life. Needs CAP_SYS_ADMIN.
+Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol);
+
+}  // namespace zt::io

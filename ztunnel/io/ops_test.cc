@@ -1,0 +1,242 @@
+#include "ztunnel/io/ops.h"
+
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ztunnel/io/socket.h"
+#include "ztunnel/io/testing.h"
+
+namespace zt::io {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::LoopThread;
+
+struct Listener {
+  UniqueFd fd;
+  SocketAddress addr;
+};
+
+Listener LoopbackListener(int backlog = 128) {
+  ListenOptions opts;
+  opts.backlog = backlog;
+  auto l = Listen(SocketAddress::Loopback4(0), opts);
+  REQUIRE(l.ok());
+  auto addr = LocalAddress(l->get());
+  REQUIRE(addr.ok());
+  return {std::move(l).value(), *addr};
+}
+
+UniqueFd BlockingConnect(const SocketAddress& addr) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
+  return fd;
+}
+
+TEST_CASE("Accept and Connect pair up over loopback", "[io]") {
+  LoopThread lt;
+  Listener l = LoopbackListener();
+  auto [accepted, connected] = lt.RunFiber([&] {
+    auto client = TcpSocket(AF_INET);
+    REQUIRE(client.ok());
+    // Connect first (the backlog completes it), then accept.
+    Status c = Connect(lt.loop(), client->get(), l.addr, 1s);
+    auto server = Accept(lt.loop(), l.fd.get());
+    return std::make_pair(server.ok(), c.ok());
+  });
+  CHECK(connected);
+  CHECK(accepted);
+}
+
+TEST_CASE("Connect to a closed port fails with ECONNREFUSED", "[io]") {
+  LoopThread lt;
+  SocketAddress closed;
+  {
+    Listener l = LoopbackListener();
+    closed = l.addr;
+  }  // closed now
+  Status s = lt.RunFiber([&] {
+    auto client = TcpSocket(AF_INET);
+    return Connect(lt.loop(), client->get(), closed, 1s);
+  });
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().sys == ECONNREFUSED);
+}
+
+TEST_CASE("Connect times out when the peer never answers", "[io]") {
+  LoopThread lt;
+  // A listener whose accept queue is full drops new SYNs: the connect hangs.
+  Listener l = LoopbackListener(/*backlog=*/0);
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 2; ++i) {
+    UniqueFd f(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    ::connect(f.get(), l.addr.sa(), l.addr.len());
+    fillers.push_back(std::move(f));
+  }
+  std::this_thread::sleep_for(50ms);
+  const auto start = std::chrono::steady_clock::now();
+  Status s = lt.RunFiber([&] {
+    auto client = TcpSocket(AF_INET);
+    return Connect(lt.loop(), client->get(), l.addr, 200ms);
+  });
+  const auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == Errc::kTimeout);
+  CHECK(took >= 200ms);  // it waited for the deadline, not less
+}
+
+TEST_CASE("Send and Recv move bytes and report EOF", "[io]") {
+  LoopThread lt;
+  Listener l = LoopbackListener();
+  UniqueFd peer;
+  std::thread t([&] {
+    peer = BlockingConnect(l.addr);
+    ::send(peer.get(), "hello", 5, 0);
+    ::shutdown(peer.get(), SHUT_WR);
+  });
+  std::string got = lt.RunFiber([&] {
+    auto server = Accept(lt.loop(), l.fd.get());
+    REQUIRE(server.ok());
+    std::string out;
+    char buf[64];
+    for (;;) {
+      auto n = Recv(lt.loop(), server->get(), buf);
+      REQUIRE(n.ok());
+      if (*n == 0) break;
+      out.append(buf, *n);
+    }
+    REQUIRE(SendAll(lt.loop(), server->get(), std::string_view("world")).ok());
+    return out;
+  });
+  t.join();
+  CHECK(got == "hello");
+  char buf[16] = {};
+  CHECK(::recv(peer.get(), buf, sizeof(buf), MSG_WAITALL) == 5);
+  CHECK(std::string(buf) == "world");
+}
+
+TEST_CASE("A pending Recv is cancelled by CancelFd", "[io]") {
+  LoopThread lt;
+  Listener l = LoopbackListener();
+  UniqueFd peer = BlockingConnect(l.addr);
+  auto result = lt.RunFiber([&] {
+    auto server = Accept(lt.loop(), l.fd.get());
+    REQUIRE(server.ok());
+    const int fd = server->get();
+    int cancelled = -1;
+    // A second fiber cancels the first one's receive after it is queued.
+    Fiber::Spawn(lt.loop(), [&] {
+      Sleep(lt.loop(), 20ms);
+      auto n = CancelFdAndWait(lt.loop(), fd);
+      cancelled = n.ok() ? *n : -2;
+    });
+    char buf[8];
+    auto r = Recv(lt.loop(), fd, buf);
+    while (cancelled == -1) Sleep(lt.loop(), 1ms);
+    return std::make_pair(r.ok() ? Errc::kSystem : r.error().code, cancelled);
+  });
+  CHECK(result.first == Errc::kCancelled);
+  CHECK(result.second == 1);
+}
+
+TEST_CASE("Sleep waits at least its duration and Timer can be cancelled", "[io]") {
+  LoopThread lt;
+  const auto start = std::chrono::steady_clock::now();
+  lt.RunFiber([&] { Sleep(lt.loop(), 30ms); });
+  CHECK(std::chrono::steady_clock::now() - start >= 30ms);
+
+  Timer timer(lt.loop());
+  std::promise<bool> fired;
+  lt.Run([&] { timer.Start(10ms, [&](bool f) { fired.set_value(f); }); });
+  CHECK(fired.get_future().get() == true);
+
+  std::promise<bool> cancelled;
+  lt.Run([&] {
+    timer.Start(10s, [&](bool f) { cancelled.set_value(f); });
+    timer.Cancel();
+  });
+  CHECK(cancelled.get_future().get() == false);
+}
+
+TEST_CASE("Close closes through the ring", "[io]") {
+  LoopThread lt;
+  Listener l = LoopbackListener();
+  UniqueFd peer = BlockingConnect(l.addr);
+  Status s = lt.RunFiber([&] {
+    auto server = Accept(lt.loop(), l.fd.get());
+    REQUIRE(server.ok());
+    return Close(lt.loop(), std::move(server).value());
+  });
+  CHECK(s.ok());
+  char buf[4];
+  CHECK(::recv(peer.get(), buf, sizeof(buf), 0) == 0);  // FIN from the close
+}
+
+TEST_CASE("MultishotAccept yields every connection and stops cleanly", "[io]") {
+  LoopThread lt;
+  Listener l = LoopbackListener();
+  constexpr int kConns = 20;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kConns; ++i) clients.push_back(BlockingConnect(l.addr));
+  auto [accepted, stop_code] = lt.RunFiber([&] {
+    MultishotAccept accept(lt.loop(), l.fd.get());
+    int n = 0;
+    while (n < kConns) {
+      auto fd = accept.Next();
+      REQUIRE(fd.ok());
+      ++n;
+    }
+    accept.Stop();
+    auto after = accept.Next();
+    REQUIRE_FALSE(accept.armed());
+    return std::make_pair(n, after.ok() ? Errc::kSystem : after.error().code);
+  });
+  CHECK(accepted == kConns);
+  CHECK(stop_code == Errc::kCancelled);
+}
+
+TEST_CASE("MultishotRecv fills provided buffers until EOF", "[io]") {
+  LoopOptions opts;
+  opts.buffer_count = 4;  // fewer buffers than chunks: exercises ENOBUFS and re-arm
+  opts.buffer_size = 4096;
+  LoopThread lt(opts);
+  Listener l = LoopbackListener();
+  std::string sent(256 * 1024, '\0');
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>(i * 131 + 7);
+  std::thread writer([&] {
+    UniqueFd c = BlockingConnect(l.addr);
+    REQUIRE(::send(c.get(), sent.data(), sent.size(), 0) == static_cast<ssize_t>(sent.size()));
+    ::shutdown(c.get(), SHUT_WR);
+    char b;
+    ::recv(c.get(), &b, 1, 0);  // wait for the server to close
+  });
+  auto [received, in_use] = lt.RunFiber([&] {
+    auto server = Accept(lt.loop(), l.fd.get());
+    REQUIRE(server.ok());
+    MultishotRecv recv(lt.loop(), server->get());
+    std::string out;
+    for (;;) {
+      auto buf = recv.Next();
+      REQUIRE(buf.ok());
+      if (!*buf) break;  // EOF
+      out.append(buf->data().data(), buf->data().size());
+      std::this_thread::yield();
+    }
+    recv.Stop();
+    while (recv.armed()) Sleep(lt.loop(), 1ms);
+    return std::make_pair(out, lt.loop().buffers().in_use());
+  });
+  writer.join();
+  CHECK(received == sent);
+  CHECK(in_use == 0);
+}
+
+}  // namespace
+}  // namespace zt::io

@@ -1,0 +1,81 @@
+// Test helper: a Loop running on its own thread, and a way to run code on a fiber
+// there and wait for it from the test thread. For tests only.
+#pragma once
+
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+
+#include "ztunnel/io/fiber.h"
+#include "ztunnel/io/loop.h"
+
+namespace zt::io::testing {
+
+/// LoopThread owns a Loop on a thread of its own; the destructor stops and joins it.
+class LoopThread {
+ public:
+  explicit LoopThread(LoopOptions options = {}) {
+    std::promise<void> started;
+    thread_ = std::thread([&] {
+      auto loop = Loop::Create(options);
+      if (!loop) {
+        started.set_exception(
+            std::make_exception_ptr(std::runtime_error("Loop::Create: " + loop.error().Message())));
+        return;
+      }
+      loop_ = std::move(loop).value();
+      started.set_value();
+      loop_->Run();
+      loop_.reset();
+    });
+    started.get_future().get();
+  }
+  ~LoopThread() {
+    loop_->Post([this] { loop_->Stop(); });
+    thread_.join();
+  }
+
+  Loop& loop() { return *loop_; }
+
+  /// Run runs fn on the loop thread and returns its result.
+  template <typename Fn>
+  auto Run(Fn fn) -> std::invoke_result_t<Fn> {
+    using R = std::invoke_result_t<Fn>;
+    std::promise<R> done;
+    loop_->Post([&] {
+      if constexpr (std::is_void_v<R>) {
+        fn();
+        done.set_value();
+      } else {
+        done.set_value(fn());
+      }
+    });
+    return done.get_future().get();
+  }
+
+  /// RunFiber runs fn on a new fiber on the loop and waits until it returns.
+  template <typename Fn>
+  auto RunFiber(Fn fn) -> std::invoke_result_t<Fn> {
+    using R = std::invoke_result_t<Fn>;
+    std::promise<R> done;
+    loop_->Post([&] {
+      Fiber::Spawn(*loop_, [&] {
+        if constexpr (std::is_void_v<R>) {
+          fn();
+          done.set_value();
+        } else {
+          done.set_value(fn());
+        }
+      });
+    });
+    return done.get_future().get();
+  }
+
+ private:
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
+};
+
+}  // namespace zt::io::testing
