@@ -1,0 +1,300 @@
+#include "ztunnel/proxy/relay.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <future>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ztunnel/io/socket.h"
+#include "ztunnel/io/testing.h"
+
+namespace zt::proxy {
+namespace {
+
+using io::UniqueFd;
+using io::testing::LoopThread;
+using namespace std::chrono_literals;
+
+// Relayed is client <-> [a  relay  b] <-> server, with the relay on `lt`.
+struct Relayed {
+  UniqueFd client;
+  UniqueFd server;
+  std::future<RelayResult> result;
+};
+
+UniqueFd BlockingConnect(const io::SocketAddress& addr) {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
+  return fd;
+}
+
+// ConnectedPair returns {connecting end, accepted end} over loopback.
+std::pair<UniqueFd, UniqueFd> ConnectedPair() {
+  auto l = io::Listen(io::SocketAddress::Loopback4(0), {});
+  REQUIRE(l.ok());
+  UniqueFd near = BlockingConnect(*io::LocalAddress(l->get()));
+  UniqueFd far(::accept4(l->get(), nullptr, nullptr, SOCK_CLOEXEC));
+  REQUIRE(far.valid());
+  return {std::move(near), std::move(far)};
+}
+
+Relayed StartRelay(LoopThread& lt, ConnectionTracker* tracker = nullptr) {
+  auto [client, a] = ConnectedPair();
+  auto [b, server] = ConnectedPair();
+  auto promise = std::make_shared<std::promise<RelayResult>>();
+  Relayed out{std::move(client), std::move(server), promise->get_future()};
+  lt.Run([&, a = a.release(), b = b.release()] {
+    Relay::Start(lt.loop(), UniqueFd(a), UniqueFd(b), tracker,
+                 [promise](const RelayResult& r) { promise->set_value(r); });
+  });
+  return out;
+}
+
+void WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    REQUIRE(n > 0);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+std::string ReadToEof(int fd) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    REQUIRE(n >= 0);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+RelayResult Finished(std::future<RelayResult>& f) {
+  REQUIRE(f.wait_for(10s) == std::future_status::ready);
+  return f.get();
+}
+
+// Stream is a deterministic byte stream, so the reader can check without a copy.
+char StreamByte(uint64_t seed, uint64_t i) {
+  uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+  x ^= x >> 29;
+  return static_cast<char>(x * 0xBF58476D1CE4E5B9ull >> 56);
+}
+
+// WriteRandomSizes writes `total` bytes of the stream in chunks of 0..64 KiB, then FIN.
+void WriteRandomSizes(int fd, uint64_t seed, size_t total) {
+  std::mt19937_64 rng(seed);
+  std::string chunk;
+  size_t sent = 0;
+  while (sent < total) {
+    const size_t n = std::min<size_t>(rng() % (64 * 1024 + 1), total - sent);
+    chunk.resize(n);
+    for (size_t i = 0; i < n; ++i) chunk[i] = StreamByte(seed, sent + i);
+    WriteAll(fd, chunk);
+    sent += n;
+  }
+  ::shutdown(fd, SHUT_WR);
+}
+
+// ReadRandomSizes reads in chunks of 1..64 KiB to EOF; returns bytes that matched the
+// stream in order (stops counting at the first mismatch).
+size_t ReadRandomSizes(int fd, uint64_t seed) {
+  std::mt19937_64 rng(seed * 7 + 1);
+  std::vector<char> buf(64 * 1024);
+  size_t good = 0;
+  bool mismatch = false;
+  for (;;) {
+    const size_t want = 1 + rng() % buf.size();
+    const ssize_t n = ::recv(fd, buf.data(), want, 0);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n && !mismatch; ++i) {
+      if (buf[static_cast<size_t>(i)] != StreamByte(seed, good)) {
+        mismatch = true;
+      } else {
+        ++good;
+      }
+    }
+  }
+  return good;
+}
+
+TEST_CASE("Relay is byte-exact both ways with random write and read sizes", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  constexpr size_t kBytes = 24 * 1024 * 1024;
+  std::thread up_writer([&] { WriteRandomSizes(r.client.get(), 11, kBytes); });
+  std::thread down_writer([&] { WriteRandomSizes(r.server.get(), 22, kBytes + 12345); });
+  auto up_read = std::async(std::launch::async, [&] { return ReadRandomSizes(r.server.get(), 11); });
+  const size_t down_read = ReadRandomSizes(r.client.get(), 22);
+  up_writer.join();
+  down_writer.join();
+  CHECK(up_read.get() == kBytes);
+  CHECK(down_read == kBytes + 12345);
+  RelayResult result = Finished(r.result);
+  CHECK(result.ok);
+  CHECK(result.bytes_downstream_to_upstream == kBytes);
+  CHECK(result.bytes_upstream_to_downstream == kBytes + 12345);
+  CHECK(lt.Run([&] { return lt.loop().buffers().in_use(); }) == 0);
+}
+
+TEST_CASE("Half-close: client FIN first, server answers after it", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  WriteAll(r.client.get(), "request");
+  ::shutdown(r.client.get(), SHUT_WR);
+  CHECK(ReadToEof(r.server.get()) == "request");
+  // The other direction is still open: the server writes after the client's FIN.
+  WriteAll(r.server.get(), "response after your FIN");
+  ::shutdown(r.server.get(), SHUT_WR);
+  CHECK(ReadToEof(r.client.get()) == "response after your FIN");
+  CHECK(Finished(r.result).ok);
+}
+
+TEST_CASE("Half-close: server FIN first, client writes after it", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  WriteAll(r.server.get(), "banner");
+  ::shutdown(r.server.get(), SHUT_WR);
+  CHECK(ReadToEof(r.client.get()) == "banner");
+  WriteAll(r.client.get(), "client keeps talking");
+  ::shutdown(r.client.get(), SHUT_WR);
+  CHECK(ReadToEof(r.server.get()) == "client keeps talking");
+  RelayResult result = Finished(r.result);
+  CHECK(result.ok);
+  CHECK(result.bytes_downstream_to_upstream == 20);
+  CHECK(result.bytes_upstream_to_downstream == 6);
+}
+
+TEST_CASE("Half-close: both sides FIN at once with data in flight", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  const std::string up(300 * 1024, 'u');
+  const std::string down(200 * 1024, 'd');
+  std::thread a([&] {
+    WriteAll(r.client.get(), up);
+    ::shutdown(r.client.get(), SHUT_WR);
+  });
+  std::thread b([&] {
+    WriteAll(r.server.get(), down);
+    ::shutdown(r.server.get(), SHUT_WR);
+  });
+  auto server_got = std::async(std::launch::async, [&] { return ReadToEof(r.server.get()); });
+  CHECK(ReadToEof(r.client.get()) == down);
+  CHECK(server_got.get() == up);
+  a.join();
+  b.join();
+  CHECK(Finished(r.result).ok);
+}
+
+TEST_CASE("Half-close: server speaks first and closes; client half-closes later", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  WriteAll(r.server.get(), "220 ready\r\n");
+  ::shutdown(r.server.get(), SHUT_WR);
+  char buf[64];
+  const ssize_t n = ::recv(r.client.get(), buf, sizeof(buf), MSG_WAITALL);
+  CHECK(std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0))) == "220 ready\r\n");
+  // The relay must not close the connection while the client's direction is open.
+  std::this_thread::sleep_for(50ms);
+  CHECK(r.result.wait_for(0s) == std::future_status::timeout);
+  ::shutdown(r.client.get(), SHUT_WR);
+  CHECK(ReadToEof(r.server.get()).empty());
+  CHECK(Finished(r.result).ok);
+}
+
+TEST_CASE("A reset from the client resets the server side", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  WriteAll(r.client.get(), "x");
+  char c;
+  REQUIRE(::recv(r.server.get(), &c, 1, MSG_WAITALL) == 1);
+  REQUIRE(io::SetLingerZero(r.client.get()).ok());
+  r.client.reset();
+  char buf[16];
+  CHECK(::recv(r.server.get(), buf, sizeof(buf), 0) == -1);
+  CHECK(errno == ECONNRESET);
+  RelayResult result = Finished(r.result);
+  CHECK_FALSE(result.ok);
+  CHECK(result.error.sys == ECONNRESET);
+}
+
+TEST_CASE("A reset from the server resets the client side", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  REQUIRE(io::SetLingerZero(r.server.get()).ok());
+  r.server.reset();
+  char buf[16];
+  CHECK(::recv(r.client.get(), buf, sizeof(buf), 0) == -1);
+  CHECK(errno == ECONNRESET);
+  CHECK_FALSE(Finished(r.result).ok);
+}
+
+TEST_CASE("A slow reader holds back the relay: buffers stay bounded", "[proxy]") {
+  LoopThread lt;
+  Relayed r = StartRelay(lt);
+  constexpr size_t kBytes = 64 * 1024 * 1024;
+  std::thread writer([&] { WriteRandomSizes(r.client.get(), 5, kBytes); });
+  // The server does not read: kernel buffers fill, then the relay must stop reading.
+  std::this_thread::sleep_for(300ms);
+  const uint32_t held = lt.Run([&] { return lt.loop().buffers().in_use(); });
+  CHECK(held <= Relay::kMaxQueuedBuffers);
+  CHECK(ReadRandomSizes(r.server.get(), 5) == kBytes);
+  writer.join();
+  ::shutdown(r.server.get(), SHUT_WR);
+  CHECK(ReadToEof(r.client.get()).empty());
+  CHECK(Finished(r.result).ok);
+}
+
+TEST_CASE("An idle relayed connection holds no receive buffer", "[proxy]") {
+  LoopThread lt;
+  ConnectionTracker tracker;
+  Relayed r = StartRelay(lt, &tracker);
+  WriteAll(r.client.get(), "ping");
+  char buf[4];
+  REQUIRE(::recv(r.server.get(), buf, 4, MSG_WAITALL) == 4);
+  WriteAll(r.server.get(), "pong");
+  REQUIRE(::recv(r.client.get(), buf, 4, MSG_WAITALL) == 4);
+  CHECK(lt.Run([&] { return lt.loop().buffers().in_use(); }) == 0);
+  CHECK(lt.Run([&] { return tracker.size(); }) == 1);
+  lt.Run([&] { tracker.AbortAll(); });
+  CHECK_FALSE(Finished(r.result).ok);
+  CHECK(lt.Run([&] { return tracker.size(); }) == 0);
+  // Abort resets both ends.
+  CHECK(::recv(r.client.get(), buf, sizeof(buf), 0) == -1);
+  CHECK(::recv(r.server.get(), buf, sizeof(buf), 0) == -1);
+}
+
+TEST_CASE("Relay keeps working when the buffer ring runs dry", "[proxy]") {
+  io::LoopOptions opts;
+  opts.buffer_count = 2;  // two directions of two connections compete for two buffers
+  opts.buffer_size = 4096;
+  LoopThread lt(opts);
+  Relayed r1 = StartRelay(lt);
+  Relayed r2 = StartRelay(lt);
+  constexpr size_t kBytes = 4 * 1024 * 1024;
+  std::vector<std::thread> threads;
+  for (Relayed* r : {&r1, &r2}) {
+    threads.emplace_back([r] { WriteRandomSizes(r->client.get(), 1, kBytes); });
+    threads.emplace_back([r] { WriteRandomSizes(r->server.get(), 2, kBytes); });
+  }
+  auto a = std::async(std::launch::async, [&] { return ReadRandomSizes(r1.server.get(), 1); });
+  auto b = std::async(std::launch::async, [&] { return ReadRandomSizes(r1.client.get(), 2); });
+  auto c = std::async(std::launch::async, [&] { return ReadRandomSizes(r2.server.get(), 1); });
+  auto d = std::async(std::launch::async, [&] { return ReadRandomSizes(r2.client.get(), 2); });
+  CHECK(a.get() == kBytes);
+  CHECK(b.get() == kBytes);
+  CHECK(c.get() == kBytes);
+  CHECK(d.get() == kBytes);
+  for (auto& t : threads) t.join();
+  CHECK(Finished(r1.result).ok);
+  CHECK(Finished(r2.result).ok);
+}
+
+}  // namespace
+}  // namespace zt::proxy
