@@ -1,0 +1,75 @@
+"""The binary's contract for bad input: one clear line on stderr, non-zero exit."""
+import os
+import socket
+import subprocess
+
+import ztnet
+
+
+def run(*args, env=None, wrapper=()):
+    return subprocess.run([*wrapper, ztnet.ztunnel_bin(), *args], capture_output=True, text=True,
+                          timeout=20, env={**os.environ, **(env or {})})
+
+
+def one_line(text: str) -> str:
+    lines = [l for l in text.splitlines() if l.strip()]
+    assert len(lines) == 1, f"expected one error line, got: {text!r}"
+    return lines[0]
+
+
+def test_help_and_version():
+    h = run("--help")
+    assert h.returncode == 0
+    assert "--outbound-listen" in h.stdout and "ZTUNNEL_WORKERS" in h.stdout
+    v = run("--version")
+    assert v.returncode == 0
+    assert v.stdout.startswith("ztunnel ")
+
+
+def test_unknown_flag():
+    p = run("--no-such-flag")
+    assert p.returncode == 2
+    assert "no-such-flag" in one_line(p.stderr)
+
+
+def test_bad_flag_value():
+    p = run("--workers", "lots")
+    assert p.returncode == 2
+    assert one_line(p.stderr) == (
+        'ztunnel: invalid value "lots" for --workers: expected an integer from 1 to 256')
+
+
+def test_bad_env_value():
+    p = run(env={"ZTUNNEL_CONNECT_TIMEOUT": "forever"})
+    assert p.returncode == 2
+    line = one_line(p.stderr)
+    assert "ZTUNNEL_CONNECT_TIMEOUT" in line and "forever" in line
+
+
+def test_bad_listen_address():
+    p = run("--outbound-listen", "localhost")
+    assert p.returncode == 2
+    assert "--outbound-listen" in one_line(p.stderr)
+
+
+def test_bind_conflict_fails_loudly():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        p = run("--outbound-listen", f"127.0.0.1:{port}")
+        assert p.returncode == 1
+        line = one_line(p.stderr)
+        assert f"127.0.0.1:{port}" in line and "Address already in use" in line
+    finally:
+        holder.close()
+
+
+def test_missing_io_uring_is_one_clear_line():
+    p = run(wrapper=(os.environ.get("NO_IO_URING_BIN", str(
+        ztnet.REPO / "build" / "integration" / "no_io_uring")),))
+    assert p.returncode == 1
+    line = one_line(p.stderr)
+    assert "io_uring is unavailable" in line
+    assert "seccomp" in line  # says why and how to fix it
