@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <thread>
 #include <variant>
@@ -17,6 +18,7 @@
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/probe.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace {
@@ -93,13 +95,19 @@ int main(int argc, char** argv) {
   worker_options.outbound.connect_timeout = opts.connect_timeout;
 
   DrainTrigger drain;
+  proxy::Balancer balancer(opts.workers);
+  // Workers outlive all worker threads: a worker may post to another until the end.
+  std::vector<std::unique_ptr<proxy::Worker>> workers;
+  for (int i = 0; i < opts.workers; ++i) {
+    workers.push_back(std::make_unique<proxy::Worker>(i, listener->get(), worker_options,
+                                                      drain.Watcher(), balancer));
+  }
   std::vector<std::thread> threads;
   std::vector<std::atomic<bool>> ready(static_cast<size_t>(opts.workers));
   std::atomic<int> failed{0};
   for (int i = 0; i < opts.workers; ++i) {
     threads.emplace_back([&, i] {
-      proxy::Worker worker(i, listener->get(), worker_options, drain.Watcher());
-      if (Status s = worker.Run(&ready[static_cast<size_t>(i)]); !s) {
+      if (Status s = workers[static_cast<size_t>(i)]->Run(&ready[static_cast<size_t>(i)]); !s) {
         ZT_ERROR("proxy", "worker {} could not start: {}", i, s.error().Message());
         failed.fetch_add(1);
       }

@@ -36,9 +36,9 @@ const std::vector<Flag>& Flags() {
       {"log-level", "ZTUNNEL_LOG_LEVEL", "trace, debug, info, warn, error or off (default info)",
        "LEVEL"},
       {"buffer-size", "ZTUNNEL_BUFFER_SIZE",
-       "bytes per receive buffer, 4096..1048576 (default 65536)", "BYTES"},
+       "bytes per receive buffer, 4096..1048576 (default 32768)", "BYTES"},
       {"buffer-count", "ZTUNNEL_BUFFER_COUNT",
-       "receive buffers per worker, a power of two up to 32768 (default 512)", "N"},
+       "receive buffers per worker, a power of two up to 32768 (default 256)", "N"},
   };
   return flags;
 }

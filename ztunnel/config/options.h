@@ -22,8 +22,8 @@ struct Options {
   /// drain_timeout defaults to TERMINATION_GRACE_PERIOD_SECONDS minus 5 s, else 5 s.
   std::chrono::milliseconds drain_timeout{5'000};
   log::Level log_level = log::Level::kInfo;
-  uint32_t buffer_size = 64 * 1024;
-  uint32_t buffer_count = 512;
+  uint32_t buffer_size = 32 * 1024;
+  uint32_t buffer_count = 256;
   bool help = false;
   bool version = false;
 };

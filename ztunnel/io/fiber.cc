@@ -1,6 +1,7 @@
 #include "ztunnel/io/fiber.h"
 
 #include <exception>
+#include <new>
 #include <memory>
 
 #include "ztunnel/core/log.h"
@@ -12,9 +13,10 @@ namespace {
 thread_local Fiber* t_current_fiber = nullptr;
 }  // namespace
 
-void Fiber::Spawn(Loop& loop, std::function<void()> fn) {
+bool Fiber::Spawn(Loop& loop, std::function<void()> fn) {
   auto* fiber = new Fiber(std::move(fn));
-  fiber->self_ = boost::context::fiber(
+  try {
+    fiber->self_ = boost::context::fiber(
       std::allocator_arg, PooledStack{&loop.stacks()},
       [fiber](boost::context::fiber&& caller) {
         fiber->caller_ = std::move(caller);
@@ -28,7 +30,13 @@ void Fiber::Spawn(Loop& loop, std::function<void()> fn) {
         fiber->fn_ = nullptr;  // destroy captures while the stack is still ours
         return std::move(fiber->caller_);
       });
+  } catch (const std::bad_alloc&) {
+    // The only exception here: StackPool could not map a stack.
+    delete fiber;
+    return false;
+  }
   fiber->Resume();
+  return true;
 }
 
 Fiber* Fiber::Current() { return t_current_fiber; }

@@ -15,7 +15,8 @@ class Loop;
 class Fiber {
  public:
   /// Spawn starts fn on a new fiber right away; it returns when fn first suspends or ends.
-  static void Spawn(Loop& loop, std::function<void()> fn);
+  /// It returns false, without running fn, when no stack can be mapped (memory limit).
+  [[nodiscard]] static bool Spawn(Loop& loop, std::function<void()> fn);
   /// Current is the fiber running on this thread, or null on the loop's own stack.
   static Fiber* Current();
 

@@ -21,7 +21,7 @@ TEST_CASE("Fibers suspend and resume in order", "[io]") {
   std::string trace = lt.Run([&] {
     std::string t;
     Fiber* a = nullptr;
-    Fiber::Spawn(lt.loop(), [&] {
+    testing::SpawnOrDie(lt.loop(), [&] {
       a = Fiber::Current();
       t += "a1 ";
       a->Suspend();
@@ -39,7 +39,7 @@ TEST_CASE("Fibers suspend and resume in order", "[io]") {
 TEST_CASE("Finished fibers return their stacks to the pool", "[io]") {
   LoopThread lt;
   auto [live, cached] = lt.Run([&] {
-    for (int i = 0; i < 100; ++i) Fiber::Spawn(lt.loop(), [] {});
+    for (int i = 0; i < 100; ++i) REQUIRE(Fiber::Spawn(lt.loop(), [] {}));
     return std::make_pair(lt.loop().stacks().live(), lt.loop().stacks().cached());
   });
   CHECK(live == 0);
@@ -52,7 +52,7 @@ TEST_CASE("Many suspended fibers each hold a stack until they end", "[io]") {
   auto [live_during, live_after, cached_after] = lt.RunFiber([&] {
     int done = 0;
     for (int i = 0; i < kFibers; ++i) {
-      Fiber::Spawn(lt.loop(), [&] {
+      testing::SpawnOrDie(lt.loop(), [&] {
         Sleep(lt.loop(), std::chrono::milliseconds(5));
         ++done;
       });

@@ -132,7 +132,7 @@ TEST_CASE("A pending Recv is cancelled by CancelFd", "[io]") {
     const int fd = server->get();
     int cancelled = -1;
     // A second fiber cancels the first one's receive after it is queued.
-    Fiber::Spawn(lt.loop(), [&] {
+    testing::SpawnOrDie(lt.loop(), [&] {
       Sleep(lt.loop(), 20ms);
       auto n = CancelFdAndWait(lt.loop(), fd);
       cancelled = n.ok() ? *n : -2;

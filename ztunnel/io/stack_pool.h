@@ -17,6 +17,8 @@ class StackPool {
   StackPool(const StackPool&) = delete;
   StackPool& operator=(const StackPool&) = delete;
 
+  /// Allocate hands out a stack; it throws std::bad_alloc (Boost.Context's contract)
+  /// when mmap fails, which Fiber::Spawn turns into a false return.
   boost::context::stack_context Allocate();
   void Deallocate(boost::context::stack_context& sctx) noexcept;
 

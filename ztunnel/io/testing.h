@@ -2,6 +2,8 @@
 // there and wait for it from the test thread. For tests only.
 #pragma once
 
+#include <cstdlib>
+#include <functional>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -12,6 +14,11 @@
 #include "ztunnel/io/loop.h"
 
 namespace zt::io::testing {
+
+/// SpawnOrDie spawns a fiber; a test that runs out of fiber stacks is broken anyway.
+inline void SpawnOrDie(Loop& loop, std::function<void()> fn) {
+  if (!Fiber::Spawn(loop, std::move(fn))) std::abort();
+}
 
 /// LoopThread owns a Loop on a thread of its own; the destructor stops and joins it.
 class LoopThread {
@@ -61,7 +68,7 @@ class LoopThread {
     using R = std::invoke_result_t<Fn>;
     std::promise<R> done;
     loop_->Post([&] {
-      Fiber::Spawn(*loop_, [&] {
+      SpawnOrDie(*loop_, [&] {
         if constexpr (std::is_void_v<R>) {
           fn();
           done.set_value();

@@ -35,8 +35,15 @@ void Refuse(io::UniqueFd downstream) {
 }  // namespace
 
 Outbound::Outbound(io::Loop& loop, int listen_fd, OutboundOptions options,
-                   ConnectionTracker& tracker)
-    : loop_(loop), listen_fd_(listen_fd), options_(std::move(options)), tracker_(tracker) {
+                   ConnectionTracker& tracker, Balancer& balancer, int index,
+                   std::function<void()> on_connection_end)
+    : loop_(loop),
+      listen_fd_(listen_fd),
+      options_(std::move(options)),
+      tracker_(tracker),
+      balancer_(balancer),
+      index_(index),
+      on_connection_end_(std::move(on_connection_end)) {
   if (!options_.original_dst) options_.original_dst = io::OriginalDst;
 }
 
@@ -44,7 +51,10 @@ Outbound::~Outbound() = default;
 
 void Outbound::Start() {
   accept_ = std::make_unique<io::MultishotAccept>(loop_, listen_fd_);
-  io::Fiber::Spawn(loop_, [this] { AcceptLoop(); });
+  if (!io::Fiber::Spawn(loop_, [this] { AcceptLoop(); })) {
+    ZT_ERROR("proxy", "cannot start the outbound accept loop: out of memory for a fiber stack");
+    accept_->Stop();
+  }
 }
 
 void Outbound::StopAccepting(std::function<void()> on_stopped) {
@@ -70,16 +80,43 @@ void Outbound::AcceptLoop() {
       }
       continue;
     }
-    // Spawn runs the fiber at once, so the raw fd cannot leak in between.
-    io::Fiber::Spawn(loop_, [this, fd = conn->release()] { Serve(io::UniqueFd(fd)); });
+    const int target = balancer_.Pick(index_);
+    balancer_.Acquire(target);
+    if (target == index_) {
+      ServeHanded(conn->release());
+    } else {
+      balancer_.Hand(target, conn->release());
+    }
   }
   accept_.reset();
   accept_done_ = true;
   if (on_stopped_) std::exchange(on_stopped_, nullptr)();
 }
 
+void Outbound::ServeHanded(int fd) {
+  // Spawn runs the fiber at once, so the raw fd cannot leak in between.
+  if (!io::Fiber::Spawn(loop_, [this, fd] { Serve(io::UniqueFd(fd)); })) {
+    ZT_WARN("proxy", "refusing a connection: out of memory for a fiber stack");
+    Refuse(io::UniqueFd(fd));
+    ConnectionEnded();
+  }
+}
+
+void Outbound::ConnectionEnded() {
+  balancer_.Release(index_);
+  if (on_connection_end_) on_connection_end_();
+}
+
 void Outbound::Serve(io::UniqueFd downstream) {
   const auto start = Clock::now();
+  // Every way out of set-up counts the connection as ended; the relay does it later.
+  struct EndGuard {
+    Outbound* self;
+    bool armed = true;
+    ~EndGuard() {
+      if (armed) self->ConnectionEnded();
+    }
+  } end_guard{this};
   auto src = io::PeerAddress(downstream.get());
   auto dst = options_.original_dst(downstream.get());
   const io::SocketAddress src_addr = src ? *src : io::SocketAddress{};
@@ -130,8 +167,9 @@ void Outbound::Serve(io::UniqueFd downstream) {
     return;
   }
   ZT_DEBUG("proxy", "outbound {} -> {} connected", src_text, dst->ToString());
+  end_guard.armed = false;
   Relay::Start(loop_, std::move(downstream), std::move(upstream).value(), &tracker_,
-               [src = src_addr, dst = *dst, start](const RelayResult& r) {
+               [this, src = src_addr, dst = *dst, start](const RelayResult& r) {
                  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                      Clock::now() - start)
                                      .count();
@@ -148,6 +186,7 @@ void Outbound::Serve(io::UniqueFd downstream) {
                            src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
                            r.bytes_upstream_to_downstream, ms, r.error.Message());
                  }
+                 ConnectionEnded();
                });
 }
 

@@ -13,6 +13,7 @@
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/connection_tracker.h"
 
 namespace zt::proxy {
@@ -27,11 +28,14 @@ struct OutboundOptions {
   std::function<Result<io::SocketAddress>(int fd)> original_dst;
 };
 
-/// Outbound runs on one loop; several loops may share one listening socket.
+/// Outbound runs on one worker's loop; all workers share one listening socket and
+/// hand each accepted connection to the least-loaded worker (see Balancer).
 class Outbound {
  public:
-  /// `listen_fd` and `tracker` must outlive this object.
-  Outbound(io::Loop& loop, int listen_fd, OutboundOptions options, ConnectionTracker& tracker);
+  /// `listen_fd`, `tracker` and `balancer` must outlive this object. `on_connection_end`
+  /// runs on this loop each time a connection served here ends.
+  Outbound(io::Loop& loop, int listen_fd, OutboundOptions options, ConnectionTracker& tracker,
+           Balancer& balancer, int index, std::function<void()> on_connection_end);
   ~Outbound();
 
   /// Start begins accepting.
@@ -39,15 +43,21 @@ class Outbound {
   /// StopAccepting shuts the listener (new connections are refused, not queued) and
   /// runs `on_stopped` once the kernel has released the accept.
   void StopAccepting(std::function<void()> on_stopped);
+  /// ServeHanded serves a connection another worker accepted and counted for us.
+  void ServeHanded(int fd);
 
  private:
   void AcceptLoop();
   void Serve(io::UniqueFd downstream);
+  void ConnectionEnded();
 
   io::Loop& loop_;
   int listen_fd_;
   OutboundOptions options_;
   ConnectionTracker& tracker_;
+  Balancer& balancer_;
+  int index_;
+  std::function<void()> on_connection_end_;
   std::unique_ptr<io::MultishotAccept> accept_;
   std::function<void()> on_stopped_;
   bool accept_done_ = false;

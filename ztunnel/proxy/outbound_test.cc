@@ -43,11 +43,11 @@ class EchoServer {
   EchoServer() : listener_(LoopbackListener()) {
     lt_.Run([this] {
       accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
-      io::Fiber::Spawn(lt_.loop(), [this] {
+      io::testing::SpawnOrDie(lt_.loop(), [this] {
         for (;;) {
           auto conn = accept_->Next();
           if (!conn) break;
-          io::Fiber::Spawn(lt_.loop(), [this, fd = conn->release()] { Echo(UniqueFd(fd)); });
+          io::testing::SpawnOrDie(lt_.loop(), [this, fd = conn->release()] { Echo(UniqueFd(fd)); });
         }
         stopped_.set_value();
       });
@@ -86,10 +86,9 @@ class RunningWorker {
     options.outbound.mark = 0;  // no CAP_NET_ADMIN needed in unit tests
     options.outbound.connect_timeout = 2s;
     options.outbound.original_dst = std::move(original_dst);
-    thread_ = std::thread([this, options] {
-      Worker worker(0, listener_.fd.get(), options, drain_.Watcher());
-      status_ = worker.Run(&ready_);
-    });
+    worker_ = std::make_unique<Worker>(0, listener_.fd.get(), options, drain_.Watcher(),
+                                       balancer_);
+    thread_ = std::thread([this] { status_ = worker_->Run(&ready_); });
     while (!ready_.load()) std::this_thread::sleep_for(1ms);
   }
   ~RunningWorker() { Stop(); }
@@ -110,6 +109,8 @@ class RunningWorker {
   Listener listener_;
   std::chrono::milliseconds grace_;
   DrainTrigger drain_;
+  Balancer balancer_{1};
+  std::unique_ptr<Worker> worker_;
   std::atomic<bool> ready_{false};
   Status status_;
   std::thread thread_;
@@ -141,7 +142,7 @@ TEST_CASE("Outbound relays 1,000 concurrent connections", "[proxy]") {
   std::atomic<int> finished{0};
   clients.Run([&] {
     for (int i = 0; i < kConns; ++i) {
-      io::Fiber::Spawn(clients.loop(), [&, i] {
+      io::testing::SpawnOrDie(clients.loop(), [&, i] {
         io::Loop& loop = clients.loop();
         std::string msg(4096 + i, static_cast<char>('a' + i % 26));
         auto fd = io::TcpSocket(AF_INET);
@@ -196,6 +197,39 @@ TEST_CASE("Outbound resets connections it cannot place", "[proxy]") {
     UniqueFd c = BlockingConnect(worker.addr());
     CHECK(RecvError(c.get()) == ECONNRESET);
   }
+}
+
+TEST_CASE("Connections spread evenly over workers sharing a listener", "[proxy]") {
+  EchoServer echo;
+  Listener listener = LoopbackListener();
+  DrainTrigger drain;
+  Balancer balancer(2);
+  WorkerOptions options;
+  options.outbound.mark = 0;
+  options.outbound.original_dst = [&](int) -> Result<io::SocketAddress> { return echo.addr(); };
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  std::atomic<bool> ready[2] = {false, false};
+  for (int i = 0; i < 2; ++i) {
+    workers.push_back(
+        std::make_unique<Worker>(i, listener.fd.get(), options, drain.Watcher(), balancer));
+  }
+  for (int i = 0; i < 2; ++i) threads.emplace_back([&, i] { CHECK(workers[i]->Run(&ready[i]).ok()); });
+  while (!ready[0].load() || !ready[1].load()) std::this_thread::sleep_for(1ms);
+  std::vector<UniqueFd> conns;
+  for (int i = 0; i < 8; ++i) {
+    conns.push_back(BlockingConnect(listener.addr));
+    REQUIRE(::send(conns.back().get(), "x", 1, 0) == 1);
+    char c;
+    REQUIRE(::recv(conns.back().get(), &c, 1, MSG_WAITALL) == 1);  // relayed and echoed
+  }
+  CHECK(balancer.load(0) == 4);
+  CHECK(balancer.load(1) == 4);
+  conns.clear();
+  drain.Start(5s);
+  for (auto& t : threads) t.join();
+  CHECK(balancer.load(0) == 0);
+  CHECK(balancer.load(1) == 0);
 }
 
 TEST_CASE("Drain stops accepting and lets a live connection finish", "[proxy]") {

@@ -192,7 +192,7 @@ TEST_CASE("Half-close: both sides FIN at once with data in flight", "[proxy]") {
   CHECK(Finished(r.result).ok);
 }
 
-TEST_CASE("Half-close: server speaks first and closes; client half-closes later", "[proxy]") {
+TEST_CASE("Half-close: server speaks first and closes, client half-closes later", "[proxy]") {
   LoopThread lt;
   Relayed r = StartRelay(lt);
   WriteAll(r.server.get(), "220 ready\r\n");

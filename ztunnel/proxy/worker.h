@@ -3,10 +3,13 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 
 #include "ztunnel/core/drain.h"
 #include "ztunnel/core/result.h"
 #include "ztunnel/io/loop.h"
+#include "ztunnel/io/ops.h"
+#include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/outbound.h"
 
 namespace zt::proxy {
@@ -18,11 +21,15 @@ struct WorkerOptions {
 };
 
 /// Worker::Run runs on the worker's own thread until the drain has finished there:
-/// accepting stopped, and every connection ended or aborted at the deadline.
+/// no worker accepts any more, and every connection assigned to this one has ended or
+/// was aborted at the deadline. The Worker object (and its loop) must outlive the
+/// threads of every other worker sharing the balancer: they may still post to it.
 class Worker {
  public:
-  /// `outbound_listen_fd` is shared by all workers and must outlive Run().
-  Worker(int index, int outbound_listen_fd, WorkerOptions options, DrainWatcher drain);
+  /// `outbound_listen_fd` and `balancer` are shared by all workers and must outlive Run().
+  Worker(int index, int outbound_listen_fd, WorkerOptions options, DrainWatcher drain,
+         Balancer& balancer);
+  ~Worker();
 
   /// Run returns an error if the loop cannot start; `ready` is set once it serves.
   Status Run(std::atomic<bool>* ready = nullptr);
@@ -35,10 +42,11 @@ class Worker {
   int outbound_listen_fd_;
   WorkerOptions options_;
   DrainWatcher drain_;
-  io::Loop* loop_ = nullptr;
+  Balancer& balancer_;
+  std::unique_ptr<io::Loop> loop_;
   ConnectionTracker tracker_;
-  Outbound* outbound_ = nullptr;
-  io::Timer* deadline_ = nullptr;
+  std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<io::Timer> deadline_;
   bool draining_ = false;
   bool accept_stopped_ = false;
 };

@@ -1,0 +1,49 @@
+# Everything a newcomer needs: `make demo` and `make test` (see README.md).
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= 2
+CMAKE_FLAGS ?=
+
+.PHONY: all setup configure build test unit integration demo bench bench-quick asan format clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Every test: unit tests, then the root-only integration tests and the bench smoke run.
+test: build
+	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j 1
+
+unit: build
+	@ctest --test-dir $(BUILD_DIR) --output-on-failure -L unit
+
+integration: build
+	@ctest --test-dir $(BUILD_DIR) --output-on-failure -L integration
+
+demo: build
+	@/usr/bin/python3 scripts/demo.py --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+
+bench: build
+	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+
+bench-quick: build
+	@/usr/bin/python3 bench/run --quick --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build running the unit tests.
+asan: setup
+	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZTUNNEL_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@ctest --test-dir $(ASAN_DIR) --output-on-failure -L unit
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	@rm -rf $(BUILD_DIR) $(ASAN_DIR)
