@@ -36,9 +36,9 @@ bench: build
 bench-quick: build
 	@/usr/bin/python3 bench/run --quick --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
 
-# AddressSanitizer + UndefinedBehaviorSanitizer build running the unit tests.
+# AddressSanitizer + UndefinedBehaviorSanitizer build (asserts on) running the unit tests.
 asan: setup
-	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZTUNNEL_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZTUNNEL_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@ctest --test-dir $(ASAN_DIR) --output-on-failure -L unit
 

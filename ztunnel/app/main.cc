@@ -5,8 +5,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <memory>
 #include <cstdlib>
+#include <memory>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -46,7 +46,8 @@ const char* SignalName(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto parsed = config::ParseOptions(argc, argv, [](const char* name) { return std::getenv(name); });
+  auto parsed =
+      config::ParseOptions(argc, argv, [](const char* name) { return std::getenv(name); });
   if (auto* err = std::get_if<config::ParseError>(&parsed)) {
     std::fprintf(stderr, "ztunnel: %s\n", err->message.c_str());
     return 2;
@@ -84,8 +85,8 @@ int main(int argc, char** argv) {
 
   auto listener = io::Listen(*outbound_addr, io::ListenOptions{});
   if (!listener) {
-    Fatal("cannot listen on " + outbound_addr->ToString() + " (outbound): " +
-          listener.error().Message());
+    Fatal("cannot listen on " + outbound_addr->ToString() +
+          " (outbound): " + listener.error().Message());
   }
 
   proxy::WorkerOptions worker_options;

@@ -1,9 +1,9 @@
 #include "ztunnel/config/options.h"
 
-#include <cxxopts.hpp>
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cxxopts.hpp>
 #include <optional>
 #include <vector>
 
@@ -55,8 +55,8 @@ ParseError Invalid(const Flag& flag, bool from_env, const std::string& value,
                    const char* expected) {
   const std::string origin =
       from_env ? fmt::format("{} (for --{})", flag.env, flag.name) : fmt::format("--{}", flag.name);
-  return ParseError{fmt::format("invalid value \"{}\" for {}: expected {}", value, origin,
-                                expected)};
+  return ParseError{
+      fmt::format("invalid value \"{}\" for {}: expected {}", value, origin, expected)};
 }
 
 }  // namespace
@@ -68,10 +68,11 @@ std::string HelpText() {
       "Every flag can also be set by the environment variable named after it.\n\n"
       "Flags:\n";
   for (const Flag& f : Flags()) {
-    out += fmt::format("  --{} {}\n      {}\n      env: {}\n", f.name, f.placeholder, f.help,
-                       f.env);
+    out +=
+        fmt::format("  --{} {}\n      {}\n      env: {}\n", f.name, f.placeholder, f.help, f.env);
   }
-  out += "  --help\n      print this help and exit\n  --version\n      print the version and exit\n";
+  out +=
+      "  --help\n      print this help and exit\n  --version\n      print the version and exit\n";
   return out;
 }
 

@@ -59,8 +59,9 @@ TEST_CASE("Flags and env vars set options and flags win", "[config]") {
 TEST_CASE("Drain timeout follows the termination grace period", "[config]") {
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}}).drain_timeout == 25s);
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "3"}}}).drain_timeout == 0s);
-  CHECK(Ok({{"--drain-timeout", "2s"}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}})
-            .drain_timeout == 2s);
+  CHECK(
+      Ok({{"--drain-timeout", "2s"}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}}).drain_timeout ==
+      2s);
 }
 
 TEST_CASE("Bad values name the flag or variable and the expectation", "[config]") {

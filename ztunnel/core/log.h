@@ -33,8 +33,7 @@ inline bool Enabled(Level level) {
 
 /// Log formats and writes one line (one write(2), so lines from threads never interleave).
 template <typename... Args>
-void Log(Level level, std::string_view target, fmt::format_string<Args...> format,
-         Args&&... args) {
+void Log(Level level, std::string_view target, fmt::format_string<Args...> format, Args&&... args) {
   if (!Enabled(level)) return;
   internal::Write(level, target, fmt::format(format, std::forward<Args>(args)...));
 }

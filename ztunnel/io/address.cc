@@ -110,11 +110,9 @@ socklen_t SocketAddress::len() const {
 std::string SocketAddress::IpString() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (family() == AF_INET) {
-    inet_ntop(AF_INET, &storage_.v4.sin_addr, buf,
-              sizeof(buf));
+    inet_ntop(AF_INET, &storage_.v4.sin_addr, buf, sizeof(buf));
   } else if (family() == AF_INET6) {
-    inet_ntop(AF_INET6, &storage_.v6.sin6_addr, buf,
-              sizeof(buf));
+    inet_ntop(AF_INET6, &storage_.v6.sin6_addr, buf, sizeof(buf));
   } else {
     return "unspecified";
   }

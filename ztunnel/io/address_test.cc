@@ -23,9 +23,9 @@ TEST_CASE("SocketAddress parses and prints IPv4 and IPv6", "[io]") {
 }
 
 TEST_CASE("SocketAddress rejects malformed text", "[io]") {
-  for (const char* bad : {"", "10.0.0.1", "10.0.0.1:", "10.0.0.1:65536", "10.0.0.300:80",
-                          "fd00::1:80", "[fd00::1]80", "[fd00::1]:", "host:80", ":80",
-                          "10.0.0.1:8x"}) {
+  for (const char* bad :
+       {"", "10.0.0.1", "10.0.0.1:", "10.0.0.1:65536", "10.0.0.300:80", "fd00::1:80", "[fd00::1]80",
+        "[fd00::1]:", "host:80", ":80", "10.0.0.1:8x"}) {
     INFO(bad);
     CHECK_FALSE(SocketAddress::Parse(bad).has_value());
   }

@@ -36,8 +36,8 @@ Result<std::unique_ptr<BufferRing>> BufferRing::Create(Loop& loop, uint16_t grou
   }
   std::unique_ptr<BufferRing> br(new BufferRing(loop, group, count, size));
   br->ring_bytes_ = count * sizeof(io_uring_buf);
-  void* ring_mem = mmap(nullptr, br->ring_bytes_, PROT_READ | PROT_WRITE,
-                        MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  void* ring_mem =
+      mmap(nullptr, br->ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (ring_mem == MAP_FAILED) return Error::FromErrno(errno);
   br->ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
   // Buffer memory is reserved, not touched: pages become resident only when used.

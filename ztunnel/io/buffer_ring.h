@@ -36,9 +36,12 @@ class BufferWaiter {
 class ProvidedBuffer {
  public:
   ProvidedBuffer() = default;
-  ProvidedBuffer(BufferRing* ring, uint16_t id, uint32_t size) : ring_(ring), id_(id), size_(size) {}
+  ProvidedBuffer(BufferRing* ring, uint16_t id, uint32_t size)
+      : ring_(ring), id_(id), size_(size) {}
   ProvidedBuffer(ProvidedBuffer&& other) noexcept
-      : ring_(std::exchange(other.ring_, nullptr)), id_(other.id_), size_(other.size_),
+      : ring_(std::exchange(other.ring_, nullptr)),
+        id_(other.id_),
+        size_(other.size_),
         offset_(other.offset_) {}
   ProvidedBuffer& operator=(ProvidedBuffer&& other) noexcept;
   ProvidedBuffer(const ProvidedBuffer&) = delete;

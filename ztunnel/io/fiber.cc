@@ -1,8 +1,8 @@
 #include "ztunnel/io/fiber.h"
 
 #include <exception>
-#include <new>
 #include <memory>
+#include <new>
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/loop.h"
@@ -17,19 +17,18 @@ bool Fiber::Spawn(Loop& loop, std::function<void()> fn) {
   auto* fiber = new Fiber(std::move(fn));
   try {
     fiber->self_ = boost::context::fiber(
-      std::allocator_arg, PooledStack{&loop.stacks()},
-      [fiber](boost::context::fiber&& caller) {
-        fiber->caller_ = std::move(caller);
-        try {
-          fiber->fn_();
-        } catch (const std::exception& e) {
-          // Data-path code returns errors; an exception here is a bug, but it must not
-          // unwind through the context switch.
-          ZT_ERROR("io", "fiber ended with an exception: {}", e.what());
-        }
-        fiber->fn_ = nullptr;  // destroy captures while the stack is still ours
-        return std::move(fiber->caller_);
-      });
+        std::allocator_arg, PooledStack{&loop.stacks()}, [fiber](boost::context::fiber&& caller) {
+          fiber->caller_ = std::move(caller);
+          try {
+            fiber->fn_();
+          } catch (const std::exception& e) {
+            // Data-path code returns errors; an exception here is a bug, but it must not
+            // unwind through the context switch.
+            ZT_ERROR("io", "fiber ended with an exception: {}", e.what());
+          }
+          fiber->fn_ = nullptr;  // destroy captures while the stack is still ours
+          return std::move(fiber->caller_);
+        });
   } catch (const std::bad_alloc&) {
     // The only exception here: StackPool could not map a stack.
     delete fiber;

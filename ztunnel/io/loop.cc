@@ -22,9 +22,7 @@ constexpr unsigned kCqeBatch = 256;
 class Loop::Waker final : public Completion {
  public:
   Waker(Loop* loop, UniqueFd fd) : loop_(loop), fd_(std::move(fd)) {}
-  void Arm() {
-    io_uring_prep_poll_multishot(loop_->Prepare(this), fd_.get(), POLLIN);
-  }
+  void Arm() { io_uring_prep_poll_multishot(loop_->Prepare(this), fd_.get(), POLLIN); }
   void Wake() {
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof(one));

@@ -36,8 +36,8 @@ class Completion {
 
 /// LoopOptions size the ring and its provided receive buffers.
 struct LoopOptions {
-  unsigned entries = 1024;         // SQ entries; the CQ gets 4x
-  unsigned buffer_count = 256;      // provided receive buffers (power of two)
+  unsigned entries = 1024;           // SQ entries; the CQ gets 4x
+  unsigned buffer_count = 256;       // provided receive buffers (power of two)
   unsigned buffer_size = 32 * 1024;  // 256 x 32 KiB: at most 8 MiB resident per worker
   size_t fiber_stack_size = 64 * 1024;
 };

@@ -34,7 +34,8 @@ Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol)
   if (setns(home.get(), CLONE_NEWNET) != 0) {
     // A thread stuck in a pod's namespace would send other pods' traffic from the
     // wrong place; there is no safe way to continue.
-    ZT_ERROR("io", "cannot return to the home network namespace: {}", Error::FromErrno(errno).Message());
+    ZT_ERROR("io", "cannot return to the home network namespace: {}",
+             Error::FromErrno(errno).Message());
     std::abort();
   }
   if (fd < 0) return Error::FromErrno(socket_errno);

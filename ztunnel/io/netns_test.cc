@@ -3,15 +3,18 @@
 #include "ztunnel/io/netns.h"
 
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <linux/sockios.h>
 
 #include <catch2/catch.hpp>
 #include <thread>
+
+#include "ztunnel/io/socket.h"
 
 namespace zt::io {
 namespace {
@@ -28,8 +31,7 @@ ino_t CurrentNetnsInode() {
   return Inode(self.get());
 }
 
-TEST_CASE("SocketInNetns creates the socket in the target namespace and comes back",
-          "[io][root]") {
+TEST_CASE("SocketInNetns creates the socket in the target namespace and comes back", "[io][root]") {
   REQUIRE(geteuid() == 0);  // needs root: fail, never skip
   // A fresh namespace, made by a helper thread so this thread stays home.
   UniqueFd target;
@@ -60,6 +62,31 @@ TEST_CASE("SocketInNetns refuses a descriptor that is not a network namespace", 
   auto opened = OpenNetns("/proc/self/stat");
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.error().code == Errc::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace zt::io
+
+namespace zt::io {
+namespace {
+
+TEST_CASE("SO_MARK and IP_TRANSPARENT are set (they need CAP_NET_ADMIN)", "[io][root]") {
+  REQUIRE(geteuid() == 0);
+  auto s4 = TcpSocket(AF_INET);
+  REQUIRE(s4.ok());
+  REQUIRE(SetMark(s4->get(), 1337).ok());
+  int v = 0;
+  socklen_t len = sizeof(v);
+  REQUIRE(getsockopt(s4->get(), SOL_SOCKET, SO_MARK, &v, &len) == 0);
+  CHECK(v == 1337);
+  REQUIRE(SetTransparent(s4->get(), AF_INET).ok());
+  REQUIRE(getsockopt(s4->get(), SOL_IP, IP_TRANSPARENT, &v, &len) == 0);
+  CHECK(v == 1);
+  auto s6 = TcpSocket(AF_INET6);
+  REQUIRE(s6.ok());
+  REQUIRE(SetTransparent(s6->get(), AF_INET6).ok());
+  REQUIRE(getsockopt(s6->get(), SOL_IPV6, IPV6_TRANSPARENT, &v, &len) == 0);
+  CHECK(v == 1);
 }
 
 }  // namespace

@@ -109,9 +109,7 @@ Result<int> CancelFdAndWait(Loop& loop, int fd) {
 
 // --- MultishotAccept -------------------------------------------------------------
 
-MultishotAccept::MultishotAccept(Loop& loop, int listen_fd) : loop_(loop), fd_(listen_fd) {
-  Arm();
-}
+MultishotAccept::MultishotAccept(Loop& loop, int listen_fd) : loop_(loop), fd_(listen_fd) { Arm(); }
 
 MultishotAccept::~MultishotAccept() {
   assert(!armed_ && "destroying an armed MultishotAccept: call Stop() and wait");

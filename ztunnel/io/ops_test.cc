@@ -16,33 +16,16 @@
 namespace zt::io {
 namespace {
 
+using testing::BlockingConnect;
+using testing::Listener;
+using testing::ListenLoopback;
+
 using namespace std::chrono_literals;
 using testing::LoopThread;
 
-struct Listener {
-  UniqueFd fd;
-  SocketAddress addr;
-};
-
-Listener LoopbackListener(int backlog = 128) {
-  ListenOptions opts;
-  opts.backlog = backlog;
-  auto l = Listen(SocketAddress::Loopback4(0), opts);
-  REQUIRE(l.ok());
-  auto addr = LocalAddress(l->get());
-  REQUIRE(addr.ok());
-  return {std::move(l).value(), *addr};
-}
-
-UniqueFd BlockingConnect(const SocketAddress& addr) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
-  return fd;
-}
-
 TEST_CASE("Accept and Connect pair up over loopback", "[io]") {
   LoopThread lt;
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   auto [accepted, connected] = lt.RunFiber([&] {
     auto client = TcpSocket(AF_INET);
     REQUIRE(client.ok());
@@ -59,7 +42,7 @@ TEST_CASE("Connect to a closed port fails with ECONNREFUSED", "[io]") {
   LoopThread lt;
   SocketAddress closed;
   {
-    Listener l = LoopbackListener();
+    Listener l = ListenLoopback();
     closed = l.addr;
   }  // closed now
   Status s = lt.RunFiber([&] {
@@ -73,7 +56,7 @@ TEST_CASE("Connect to a closed port fails with ECONNREFUSED", "[io]") {
 TEST_CASE("Connect times out when the peer never answers", "[io]") {
   LoopThread lt;
   // A listener whose accept queue is full drops new SYNs: the connect hangs.
-  Listener l = LoopbackListener(/*backlog=*/0);
+  Listener l = ListenLoopback(/*backlog=*/0);
   std::vector<UniqueFd> fillers;
   for (int i = 0; i < 2; ++i) {
     UniqueFd f(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -94,7 +77,7 @@ TEST_CASE("Connect times out when the peer never answers", "[io]") {
 
 TEST_CASE("Send and Recv move bytes and report EOF", "[io]") {
   LoopThread lt;
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   UniqueFd peer;
   std::thread t([&] {
     peer = BlockingConnect(l.addr);
@@ -124,7 +107,7 @@ TEST_CASE("Send and Recv move bytes and report EOF", "[io]") {
 
 TEST_CASE("A pending Recv is cancelled by CancelFd", "[io]") {
   LoopThread lt;
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   UniqueFd peer = BlockingConnect(l.addr);
   auto result = lt.RunFiber([&] {
     auto server = Accept(lt.loop(), l.fd.get());
@@ -167,7 +150,7 @@ TEST_CASE("Sleep waits at least its duration and Timer can be cancelled", "[io]"
 
 TEST_CASE("Close closes through the ring", "[io]") {
   LoopThread lt;
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   UniqueFd peer = BlockingConnect(l.addr);
   Status s = lt.RunFiber([&] {
     auto server = Accept(lt.loop(), l.fd.get());
@@ -181,7 +164,7 @@ TEST_CASE("Close closes through the ring", "[io]") {
 
 TEST_CASE("MultishotAccept yields every connection and stops cleanly", "[io]") {
   LoopThread lt;
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   constexpr int kConns = 20;
   std::vector<UniqueFd> clients;
   for (int i = 0; i < kConns; ++i) clients.push_back(BlockingConnect(l.addr));
@@ -207,7 +190,7 @@ TEST_CASE("MultishotRecv fills provided buffers until EOF", "[io]") {
   opts.buffer_count = 4;  // fewer buffers than chunks: exercises ENOBUFS and re-arm
   opts.buffer_size = 4096;
   LoopThread lt(opts);
-  Listener l = LoopbackListener();
+  Listener l = ListenLoopback();
   std::string sent(256 * 1024, '\0');
   for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>(i * 131 + 7);
   std::thread writer([&] {

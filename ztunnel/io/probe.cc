@@ -50,10 +50,14 @@ std::string ProbeIoUring() {
   std::string missing;
   if (io_uring_probe* probe = io_uring_get_probe_ring(&ring)) {
     const std::vector<std::pair<int, const char*>> needed = {
-        {IORING_OP_ACCEPT, "ACCEPT"},           {IORING_OP_CONNECT, "CONNECT"},
-        {IORING_OP_RECV, "RECV"},               {IORING_OP_SEND, "SEND"},
-        {IORING_OP_TIMEOUT, "TIMEOUT"},         {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
-        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"}, {IORING_OP_CLOSE, "CLOSE"},
+        {IORING_OP_ACCEPT, "ACCEPT"},
+        {IORING_OP_CONNECT, "CONNECT"},
+        {IORING_OP_RECV, "RECV"},
+        {IORING_OP_SEND, "SEND"},
+        {IORING_OP_TIMEOUT, "TIMEOUT"},
+        {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
+        {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        {IORING_OP_CLOSE, "CLOSE"},
         {IORING_OP_POLL_ADD, "POLL_ADD"},
     };
     for (const auto& [op, name] : needed) {

@@ -1,4 +1,5 @@
 #include "ztunnel/io/socket.h"
+#include "ztunnel/io/testing.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,19 +11,15 @@
 namespace zt::io {
 namespace {
 
+using testing::BlockingConnect;
+using testing::Listener;
+using testing::ListenLoopback;
+
 int GetInt(int fd, int level, int name) {
   int v = 0;
   socklen_t len = sizeof(v);
   REQUIRE(getsockopt(fd, level, name, &v, &len) == 0);
   return v;
-}
-
-// BlockingConnect connects a plain blocking client socket (test side only).
-UniqueFd BlockingConnect(const SocketAddress& addr) {
-  UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(fd.valid());
-  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
-  return fd;
 }
 
 TEST_CASE("Listen binds port 0 and reports the chosen port", "[io]") {

@@ -12,8 +12,35 @@
 
 #include "ztunnel/io/fiber.h"
 #include "ztunnel/io/loop.h"
+#include "ztunnel/io/socket.h"
 
 namespace zt::io::testing {
+
+/// Listener is a loopback listening socket on a port the kernel chose.
+struct Listener {
+  UniqueFd fd;
+  SocketAddress addr;
+};
+
+/// ListenLoopback listens on 127.0.0.1:0; it throws (a test failure) if it cannot.
+inline Listener ListenLoopback(int backlog = 128) {
+  ListenOptions options;
+  options.backlog = backlog;
+  auto l = Listen(SocketAddress::Loopback4(0), options);
+  if (!l) throw std::runtime_error("listen: " + l.error().Message());
+  auto addr = LocalAddress(l->get());
+  if (!addr) throw std::runtime_error("getsockname: " + addr.error().Message());
+  return {std::move(l).value(), *addr};
+}
+
+/// BlockingConnect connects a plain blocking client socket (the test's side).
+inline UniqueFd BlockingConnect(const SocketAddress& addr) {
+  UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid() || ::connect(fd.get(), addr.sa(), addr.len()) != 0) {
+    throw std::runtime_error("connect to " + addr.ToString() + " failed");
+  }
+  return fd;
+}
 
 /// SpawnOrDie spawns a fiber; a test that runs out of fiber stacks is broken anyway.
 inline void SpawnOrDie(Loop& loop, std::function<void()> fn) {

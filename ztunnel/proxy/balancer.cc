@@ -15,7 +15,8 @@ int Balancer::Pick(int self) const {
   int best = self;
   int64_t best_load = load(self);
   for (int i = 0; i < size(); ++i) {
-    if (i == self || slots_[static_cast<size_t>(i)].loop.load(std::memory_order_acquire) == nullptr) {
+    if (i == self ||
+        slots_[static_cast<size_t>(i)].loop.load(std::memory_order_acquire) == nullptr) {
       continue;
     }
     if (const int64_t l = load(i); l < best_load) {

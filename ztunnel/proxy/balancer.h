@@ -54,7 +54,7 @@ class Balancer {
   struct Slot {
     std::atomic<io::Loop*> loop{nullptr};
     std::atomic<int64_t> load{0};
-    HandFn serve;                  // written once in Join, before `loop` is published
+    HandFn serve;                   // written once in Join, before `loop` is published
     std::function<void()> recheck;  // likewise
   };
   std::vector<Slot> slots_;

@@ -168,26 +168,26 @@ void Outbound::Serve(io::UniqueFd downstream) {
   }
   ZT_DEBUG("proxy", "outbound {} -> {} connected", src_text, dst->ToString());
   end_guard.armed = false;
-  Relay::Start(loop_, std::move(downstream), std::move(upstream).value(), &tracker_,
-               [this, src = src_addr, dst = *dst, start](const RelayResult& r) {
-                 const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     Clock::now() - start)
-                                     .count();
-                 if (r.ok) {
-                   ZT_INFO("access",
-                           "connection complete src.addr={} dst.addr={} direction=outbound "
-                           "bytes_sent={} bytes_recv={} duration={}ms",
-                           src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
-                           r.bytes_upstream_to_downstream, ms);
-                 } else {
-                   ZT_INFO("access",
-                           "connection complete src.addr={} dst.addr={} direction=outbound "
-                           "bytes_sent={} bytes_recv={} duration={}ms error=\"{}\"",
-                           src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
-                           r.bytes_upstream_to_downstream, ms, r.error.Message());
-                 }
-                 ConnectionEnded();
-               });
+  Relay::Start(
+      loop_, std::move(downstream), std::move(upstream).value(), &tracker_,
+      [this, src = src_addr, dst = *dst, start](const RelayResult& r) {
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+        if (r.ok) {
+          ZT_INFO("access",
+                  "connection complete src.addr={} dst.addr={} direction=outbound "
+                  "bytes_sent={} bytes_recv={} duration={}ms",
+                  src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
+                  r.bytes_upstream_to_downstream, ms);
+        } else {
+          ZT_INFO("access",
+                  "connection complete src.addr={} dst.addr={} direction=outbound "
+                  "bytes_sent={} bytes_recv={} duration={}ms error=\"{}\"",
+                  src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
+                  r.bytes_upstream_to_downstream, ms, r.error.Message());
+        }
+        ConnectionEnded();
+      });
 }
 
 }  // namespace zt::proxy

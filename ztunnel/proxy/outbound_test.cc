@@ -21,26 +21,16 @@ namespace zt::proxy {
 namespace {
 
 using io::UniqueFd;
+using io::testing::BlockingConnect;
+using io::testing::Listener;
+using io::testing::ListenLoopback;
 using io::testing::LoopThread;
 using namespace std::chrono_literals;
-
-struct Listener {
-  UniqueFd fd;
-  io::SocketAddress addr;
-};
-
-Listener LoopbackListener() {
-  auto l = io::Listen(io::SocketAddress::Loopback4(0), {});
-  REQUIRE(l.ok());
-  auto addr = io::LocalAddress(l->get());
-  REQUIRE(addr.ok());
-  return {std::move(l).value(), *addr};
-}
 
 // EchoServer echoes every connection to EOF on fibers of its own loop.
 class EchoServer {
  public:
-  EchoServer() : listener_(LoopbackListener()) {
+  EchoServer() : listener_(ListenLoopback()) {
     lt_.Run([this] {
       accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
       io::testing::SpawnOrDie(lt_.loop(), [this] {
@@ -81,13 +71,12 @@ class RunningWorker {
  public:
   explicit RunningWorker(std::function<Result<io::SocketAddress>(int)> original_dst,
                          std::chrono::milliseconds drain_grace = 5s)
-      : listener_(LoopbackListener()), grace_(drain_grace) {
+      : listener_(ListenLoopback()), grace_(drain_grace) {
     WorkerOptions options;
     options.outbound.mark = 0;  // no CAP_NET_ADMIN needed in unit tests
     options.outbound.connect_timeout = 2s;
     options.outbound.original_dst = std::move(original_dst);
-    worker_ = std::make_unique<Worker>(0, listener_.fd.get(), options, drain_.Watcher(),
-                                       balancer_);
+    worker_ = std::make_unique<Worker>(0, listener_.fd.get(), options, drain_.Watcher(), balancer_);
     thread_ = std::thread([this] { status_ = worker_->Run(&ready_); });
     while (!ready_.load()) std::this_thread::sleep_for(1ms);
   }
@@ -115,12 +104,6 @@ class RunningWorker {
   Status status_;
   std::thread thread_;
 };
-
-UniqueFd BlockingConnect(const io::SocketAddress& addr) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
-  return fd;
-}
 
 // RecvError waits for the connection to end and returns errno (0 for a clean EOF).
 int RecvError(int fd) {
@@ -173,9 +156,8 @@ TEST_CASE("Outbound relays 1,000 concurrent connections", "[proxy]") {
 TEST_CASE("Outbound refuses destinations on its own ports (loop guard)", "[proxy]") {
   for (uint16_t port : {kOutboundPort, kInboundPlaintextPort, kInboundHbonePort}) {
     INFO(port);
-    RunningWorker worker([port](int) -> Result<io::SocketAddress> {
-      return io::SocketAddress::Loopback4(port);
-    });
+    RunningWorker worker(
+        [port](int) -> Result<io::SocketAddress> { return io::SocketAddress::Loopback4(port); });
     UniqueFd c = BlockingConnect(worker.addr());
     CHECK(RecvError(c.get()) == ECONNRESET);
   }
@@ -190,7 +172,7 @@ TEST_CASE("Outbound resets connections it cannot place", "[proxy]") {
   SECTION("upstream refuses") {
     io::SocketAddress closed;
     {
-      Listener gone = LoopbackListener();
+      Listener gone = ListenLoopback();
       closed = gone.addr;
     }
     RunningWorker worker([closed](int) -> Result<io::SocketAddress> { return closed; });
@@ -201,7 +183,7 @@ TEST_CASE("Outbound resets connections it cannot place", "[proxy]") {
 
 TEST_CASE("Connections spread evenly over workers sharing a listener", "[proxy]") {
   EchoServer echo;
-  Listener listener = LoopbackListener();
+  Listener listener = ListenLoopback();
   DrainTrigger drain;
   Balancer balancer(2);
   WorkerOptions options;
@@ -214,7 +196,8 @@ TEST_CASE("Connections spread evenly over workers sharing a listener", "[proxy]"
     workers.push_back(
         std::make_unique<Worker>(i, listener.fd.get(), options, drain.Watcher(), balancer));
   }
-  for (int i = 0; i < 2; ++i) threads.emplace_back([&, i] { CHECK(workers[i]->Run(&ready[i]).ok()); });
+  for (int i = 0; i < 2; ++i)
+    threads.emplace_back([&, i] { CHECK(workers[i]->Run(&ready[i]).ok()); });
   while (!ready[0].load() || !ready[1].load()) std::this_thread::sleep_for(1ms);
   std::vector<UniqueFd> conns;
   for (int i = 0; i < 8; ++i) {

@@ -133,8 +133,8 @@ class Relay::Half final : public io::BufferWaiter {
 
 void Relay::Start(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
                   ConnectionTracker* tracker, DoneFn done) {
-  auto* relay = new Relay(loop, std::move(downstream), std::move(upstream), tracker,
-                          std::move(done));
+  auto* relay =
+      new Relay(loop, std::move(downstream), std::move(upstream), tracker, std::move(done));
   relay->halves_[0]->ArmRecv();
   relay->halves_[1]->ArmRecv();
 }

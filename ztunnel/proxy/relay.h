@@ -50,8 +50,8 @@ class Relay final : public TrackedConnection {
 
  private:
   class Half;
-  Relay(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
-        ConnectionTracker* tracker, DoneFn done);
+  Relay(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream, ConnectionTracker* tracker,
+        DoneFn done);
   ~Relay();
   void HalfDone();
   void Fail(Error error);

@@ -18,6 +18,9 @@ namespace zt::proxy {
 namespace {
 
 using io::UniqueFd;
+using io::testing::BlockingConnect;
+using io::testing::Listener;
+using io::testing::ListenLoopback;
 using io::testing::LoopThread;
 using namespace std::chrono_literals;
 
@@ -27,12 +30,6 @@ struct Relayed {
   UniqueFd server;
   std::future<RelayResult> result;
 };
-
-UniqueFd BlockingConnect(const io::SocketAddress& addr) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(::connect(fd.get(), addr.sa(), addr.len()) == 0);
-  return fd;
-}
 
 // ConnectedPair returns {connecting end, accepted end} over loopback.
 std::pair<UniqueFd, UniqueFd> ConnectedPair() {
@@ -130,7 +127,8 @@ TEST_CASE("Relay is byte-exact both ways with random write and read sizes", "[pr
   constexpr size_t kBytes = 24 * 1024 * 1024;
   std::thread up_writer([&] { WriteRandomSizes(r.client.get(), 11, kBytes); });
   std::thread down_writer([&] { WriteRandomSizes(r.server.get(), 22, kBytes + 12345); });
-  auto up_read = std::async(std::launch::async, [&] { return ReadRandomSizes(r.server.get(), 11); });
+  auto up_read =
+      std::async(std::launch::async, [&] { return ReadRandomSizes(r.server.get(), 11); });
   const size_t down_read = ReadRandomSizes(r.client.get(), 22);
   up_writer.join();
   down_writer.join();

@@ -63,8 +63,7 @@ void Worker::BeginDrain() {
 
 void Worker::MaybeFinish() {
   // Finish only when nobody can hand us a connection any more and ours have ended.
-  if (!draining_ || !accept_stopped_ || balancer_.accepting() != 0 ||
-      balancer_.load(index_) != 0) {
+  if (!draining_ || !accept_stopped_ || balancer_.accepting() != 0 || balancer_.load(index_) != 0) {
     return;
   }
   deadline_->Cancel();
