@@ -17,9 +17,11 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Every test: unit tests, then the root-only integration tests and the bench smoke run.
+# Every test: unit tests, the root-only integration tests and the bench smoke run on
+# the release build, then the unit tests again under ASan + UBSan.
 test: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j 1
+	@$(MAKE) --no-print-directory asan
 
 unit: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -L unit

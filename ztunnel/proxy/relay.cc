@@ -30,6 +30,8 @@ class Relay::Half final : public io::BufferWaiter {
   bool inflight() const { return recv_inflight_ || send_inflight_; }
   bool done() const { return done_; }
   uint64_t bytes() const { return bytes_; }
+  void StopWaitingForBuffers() { relay_->loop_.buffers().CancelWait(this); }
+  /// DropQueue gives queued buffers back; only once no send can still read them.
   void DropQueue() {
     relay_->loop_.buffers().CancelWait(this);
     for (auto& b : queue_) b.Release();
@@ -170,8 +172,10 @@ void Relay::Fail(Error error) {
   closing_ = true;
   reset_ = true;
   error_ = error;
-  halves_[0]->DropQueue();
-  halves_[1]->DropQueue();
+  // Queued buffers stay owned until every operation has completed: an in-flight send
+  // may still be reading one, and a buffer back in the ring can be refilled at once.
+  halves_[0]->StopWaitingForBuffers();
+  halves_[1]->StopWaitingForBuffers();
   // Cancel before close: the kernel keeps the file alive while operations use it.
   if (halves_[0]->inflight() || halves_[1]->inflight()) {
     loop_.CancelFd(downstream_.get());
