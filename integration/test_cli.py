@@ -73,3 +73,8 @@ def test_missing_io_uring_is_one_clear_line():
     line = one_line(p.stderr)
     assert "io_uring is unavailable" in line
     assert "seccomp" in line  # says why and how to fix it
+
+
+def test_binary_links_boringssl_never_openssl():
+    out = subprocess.run(["ldd", ztnet.ztunnel_bin()], capture_output=True, text=True).stdout
+    assert "libssl.so.3" not in out and "libcrypto.so.3" not in out, out

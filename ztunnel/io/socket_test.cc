@@ -1,5 +1,4 @@
 #include "ztunnel/io/socket.h"
-#include "ztunnel/io/testing.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -7,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+
+#include "ztunnel/io/testing.h"
 
 namespace zt::io {
 namespace {

@@ -1,0 +1,215 @@
+#include "ztunnel/tls/session.h"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <climits>
+
+namespace zt::tls {
+
+// SessionVerifier is BoringSSL's custom verify callback: chain to our roots, then the
+// SPIFFE identity checks. BoringSSL's own verification is not used.
+struct SessionVerifier {
+  static ssl_verify_result_t Verify(SSL* ssl, uint8_t* out_alert) {
+    auto* s = static_cast<TlsSession*>(SSL_get_app_data(ssl));
+    STACK_OF(X509)* chain = SSL_get_peer_full_cert_chain(ssl);
+    if (chain == nullptr || sk_X509_num(chain) == 0) {
+      *out_alert = SSL_AD_CERTIFICATE_REQUIRED;
+      s->Fail(TlsError::kNoPeerCertificate, "the peer sent no certificate");
+      return ssl_verify_invalid;
+    }
+    X509* leaf = sk_X509_value(chain, 0);
+    bssl::UniquePtr<X509_STORE_CTX> store_ctx(X509_STORE_CTX_new());
+    if (!store_ctx || !X509_STORE_CTX_init(store_ctx.get(), s->ctx_->roots(), leaf, chain)) {
+      *out_alert = SSL_AD_INTERNAL_ERROR;
+      s->Fail(TlsError::kProtocol, "cannot set up certificate verification");
+      return ssl_verify_invalid;
+    }
+    X509_STORE_CTX_set_purpose(store_ctx.get(), s->ctx_->role() == Role::kClient
+                                                    ? X509_PURPOSE_SSL_SERVER
+                                                    : X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(store_ctx.get()) != 1) {
+      const int err = X509_STORE_CTX_get_error(store_ctx.get());
+      TlsError kind = TlsError::kBadChain;
+      if (err == X509_V_ERR_CERT_HAS_EXPIRED) {
+        kind = TlsError::kExpired;
+        *out_alert = SSL_AD_CERTIFICATE_EXPIRED;
+      } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
+        kind = TlsError::kNotYetValid;
+        *out_alert = SSL_AD_BAD_CERTIFICATE;
+      } else if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                 err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                 err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+                 err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                 err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE) {
+        kind = TlsError::kUntrustedRoot;
+        *out_alert = SSL_AD_UNKNOWN_CA;
+      } else {
+        *out_alert = SSL_AD_BAD_CERTIFICATE;
+      }
+      s->Fail(kind, X509_verify_cert_error_string(err));
+      return ssl_verify_invalid;
+    }
+
+    const std::vector<std::string> sans = Certificate([&] {
+                                            X509_up_ref(leaf);
+                                            return bssl::UniquePtr<X509>(leaf);
+                                          }())
+                                              .UriSans();
+    if (sans.size() != 1) {
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+      s->Fail(TlsError::kBadSan, "the certificate has " + std::to_string(sans.size()) +
+                                     " URI SANs; exactly one SPIFFE id is required");
+      return ssl_verify_invalid;
+    }
+    std::string why;
+    auto id = SpiffeId::Parse(sans[0], &why);
+    if (!id) {
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+      s->Fail(TlsError::kBadSan, "URI SAN is not a SPIFFE id: " + why);
+      return ssl_verify_invalid;
+    }
+    if (s->ctx_->role() == Role::kClient) {
+      bool expected = false;
+      for (const SpiffeId& e : s->expected_) expected = expected || e == *id;
+      if (!expected) {
+        *out_alert = SSL_AD_BAD_CERTIFICATE;
+        s->Fail(TlsError::kSanMismatch, "server identity " + id->ToString() + " is not expected");
+        return ssl_verify_invalid;
+      }
+    } else if (id->trust_domain != s->ctx_->trust_domain()) {
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+      s->Fail(TlsError::kWrongTrustDomain,
+              "client trust domain " + id->trust_domain + " is not " + s->ctx_->trust_domain());
+      return ssl_verify_invalid;
+    }
+    s->peer_ = std::move(id).value();
+    return ssl_verify_ok;
+  }
+};
+
+std::unique_ptr<TlsSession> TlsSession::Client(std::shared_ptr<TlsContext> ctx,
+                                               std::vector<SpiffeId> expected) {
+  return std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(expected)));
+}
+
+std::unique_ptr<TlsSession> TlsSession::Server(std::shared_ptr<TlsContext> ctx) {
+  return std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), {}));
+}
+
+TlsSession::TlsSession(std::shared_ptr<TlsContext> ctx, std::vector<SpiffeId> expected)
+    : ctx_(std::move(ctx)), expected_(std::move(expected)) {
+  ssl_ = SSL_new(ctx_->get());
+  network_in_ = BIO_new(BIO_s_mem());
+  network_out_ = BIO_new(BIO_s_mem());
+  // An empty input BIO means "retry later", not EOF.
+  BIO_set_mem_eof_return(network_in_, -1);
+  SSL_set_bio(ssl_, network_in_, network_out_);  // the SSL owns both BIOs now
+  SSL_set_app_data(ssl_, this);
+  const bool server = ctx_->role() == Role::kServer;
+  SSL_set_custom_verify(
+      ssl_, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+      SessionVerifier::Verify);
+  if (server) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
+}
+
+TlsSession::~TlsSession() { SSL_free(ssl_); }
+
+void TlsSession::PushCiphertext(std::span<const char> data) {
+  while (!data.empty()) {
+    const int chunk = static_cast<int>(std::min<size_t>(data.size(), INT_MAX));
+    const int n = BIO_write(network_in_, data.data(), chunk);
+    if (n <= 0) return;  // only on allocation failure; the handshake will then fail
+    data = data.subspan(static_cast<size_t>(n));
+  }
+}
+
+size_t TlsSession::PendingCiphertext() const { return BIO_ctrl_pending(network_out_); }
+
+size_t TlsSession::PullCiphertext(std::span<char> out) {
+  const int chunk = static_cast<int>(std::min<size_t>(out.size(), INT_MAX));
+  const int n = BIO_read(network_out_, out.data(), chunk);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+TlsSession::Progress TlsSession::Fail(TlsError error, std::string detail) {
+  if (error_ == TlsError::kNone) {
+    error_ = error;
+    error_detail_ = std::move(detail);
+  }
+  return Progress::kFailed;
+}
+
+TlsSession::Progress TlsSession::FromSslError(int rc) {
+  const int err = SSL_get_error(ssl_, rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Progress::kWantIo;
+  if (err == SSL_ERROR_ZERO_RETURN) return Progress::kClosed;
+  const uint32_t packed = ERR_peek_error();
+  const int reason = ERR_GET_REASON(packed);
+  const char* text = ERR_reason_error_string(packed);
+  std::string detail = text != nullptr ? text : "TLS failure";
+  ERR_clear_error();
+  if (error_ != TlsError::kNone) return Progress::kFailed;  // the verifier said why
+  if (reason == SSL_R_UNSUPPORTED_PROTOCOL || reason == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION) {
+    return Fail(TlsError::kProtocolVersion, detail);
+  }
+  if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    return Fail(TlsError::kNoPeerCertificate, detail);
+  }
+  if (reason == SSL_R_NO_APPLICATION_PROTOCOL ||
+      reason == SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL) {
+    return Fail(TlsError::kAlpnMismatch, detail);
+  }
+  // Reasons from 1000 up are alerts the peer sent: it rejected us.
+  if (reason >= SSL_AD_REASON_OFFSET) return Fail(TlsError::kPeerRejected, detail);
+  return Fail(TlsError::kProtocol, detail);
+}
+
+TlsSession::Progress TlsSession::Handshake() {
+  if (handshake_done_) return Progress::kDone;
+  if (error_ != TlsError::kNone) return Progress::kFailed;
+  const int rc = SSL_do_handshake(ssl_);
+  if (rc != 1) return FromSslError(rc);
+  const uint8_t* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
+  if (alpn_len != 2 || alpn[0] != 'h' || alpn[1] != '2') {
+    return Fail(TlsError::kAlpnMismatch, "the peer did not agree to h2");
+  }
+  handshake_done_ = true;
+  return Progress::kDone;
+}
+
+TlsSession::Progress TlsSession::Read(std::span<char> out, size_t* n) {
+  *n = 0;
+  if (error_ != TlsError::kNone) return Progress::kFailed;
+  const int chunk = static_cast<int>(std::min<size_t>(out.size(), INT_MAX));
+  const int rc = SSL_read(ssl_, out.data(), chunk);
+  if (rc > 0) {
+    *n = static_cast<size_t>(rc);
+    return Progress::kDone;
+  }
+  return FromSslError(rc);
+}
+
+TlsSession::Progress TlsSession::Write(std::span<const char> data) {
+  if (error_ != TlsError::kNone) return Progress::kFailed;
+  while (!data.empty()) {
+    const int chunk = static_cast<int>(std::min<size_t>(data.size(), 1 << 30));
+    const int rc = SSL_write(ssl_, data.data(), chunk);
+    if (rc <= 0) return FromSslError(rc);
+    data = data.subspan(static_cast<size_t>(rc));
+  }
+  return Progress::kDone;
+}
+
+void TlsSession::Close() { SSL_shutdown(ssl_); }
+
+}  // namespace zt::tls

@@ -1,0 +1,262 @@
+#include "ztunnel/tls/session.h"
+
+#include <openssl/ssl.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "ztunnel/tls/testing.h"
+
+namespace zt::tls {
+namespace {
+
+using namespace std::chrono_literals;
+using Progress = TlsSession::Progress;
+using testing::TestCa;
+
+const SpiffeId kClientId = SpiffeId::Make("cluster.local", "frontend", "web");
+const SpiffeId kServerId = SpiffeId::Make("cluster.local", "backend", "api");
+
+std::shared_ptr<TlsContext> Context(Role role, const Credentials& creds, const TestCa& root,
+                                    const std::string& trust_domain = "cluster.local") {
+  std::string why;
+  auto ctx = TlsContext::Create(role, creds, {root.cert}, trust_domain, &why);
+  if (!ctx) FAIL("context: " << why);
+  return *ctx;
+}
+
+// Move passes up to `chunk` bytes of ciphertext from one session to the other.
+bool Move(TlsSession& from, TlsSession& to, size_t chunk) {
+  std::vector<char> buf(chunk);
+  const size_t n = from.PullCiphertext(buf);
+  to.PushCiphertext({buf.data(), n});
+  return n > 0;
+}
+
+struct Outcome {
+  Progress client;
+  Progress server;
+};
+
+// Handshake runs both sides, moving `chunk` bytes at a time, until both are done, one
+// failed, or nothing moves any more.
+Outcome Handshake(TlsSession& client, TlsSession& server, size_t chunk = 1 << 20) {
+  Outcome o{Progress::kWantIo, Progress::kWantIo};
+  for (int step = 0; step < 200000; ++step) {
+    o.client = client.Handshake();
+    o.server = server.Handshake();
+    const bool moved = Move(client, server, chunk) | Move(server, client, chunk);
+    if (o.client == Progress::kDone && o.server == Progress::kDone && !moved) return o;
+    if ((o.client == Progress::kFailed || o.server == Progress::kFailed) && !moved) return o;
+    if (!moved && o.client == Progress::kDone && o.server == Progress::kWantIo) continue;
+  }
+  return o;
+}
+
+// ReadAll reads what `to` can decrypt after moving everything from `from`.
+std::string Transfer(TlsSession& from, TlsSession& to, size_t chunk, Progress* last = nullptr) {
+  std::string out;
+  std::vector<char> buf(16384);
+  for (;;) {
+    const bool moved = Move(from, to, chunk);
+    size_t n = 0;
+    Progress p;
+    while ((p = to.Read(buf, &n)) == Progress::kDone) out.append(buf.data(), n);
+    if (last != nullptr) *last = p;
+    if (p != Progress::kWantIo || !moved) return out;
+  }
+}
+
+TEST_CASE("Mutual TLS 1.3 handshake, identities, data and close_notify", "[tls]") {
+  auto ca = TestCa::Make();
+  for (size_t chunk : {size_t{1} << 20, size_t{1}}) {  // whole flights, then one byte at a time
+    INFO("chunk " << chunk);
+    auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca), {kServerId});
+    auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+    Outcome o = Handshake(*client, *server, chunk);
+    REQUIRE(o.client == Progress::kDone);
+    REQUIRE(o.server == Progress::kDone);
+    CHECK(client->peer() == kServerId);
+    CHECK(server->peer() == kClientId);
+
+    std::string big(300 * 1024, '\0');
+    for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + 3);
+    REQUIRE(client->Write(big) == Progress::kDone);
+    CHECK(Transfer(*client, *server, chunk == 1 ? 97 : chunk) == big);
+    REQUIRE(server->Write(std::string_view("pong")) == Progress::kDone);
+    CHECK(Transfer(*server, *client, chunk) == "pong");
+
+    client->Close();
+    Progress last;
+    CHECK(Transfer(*client, *server, chunk, &last).empty());
+    CHECK(last == Progress::kClosed);
+  }
+}
+
+TEST_CASE("A chain through an intermediate CA verifies", "[tls]") {
+  auto root = TestCa::Make();
+  auto mid = root.Intermediate();
+  Credentials server_creds = mid.Issue(kServerId);
+  server_creds.chain.push_back(mid.cert);  // present leaf + intermediate
+  Credentials client_creds = mid.Issue(kClientId);
+  client_creds.chain.push_back(mid.cert);
+  auto client = TlsSession::Client(Context(Role::kClient, client_creds, root), {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, server_creds, root));
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.client == Progress::kDone);
+  CHECK(o.server == Progress::kDone);
+}
+
+// ServerRejects runs a handshake the server must refuse and returns its error; the
+// client learns of it from the alert.
+TlsError ServerRejects(TlsSession& client, TlsSession& server) {
+  Outcome o = Handshake(client, server);
+  CHECK(o.server == Progress::kFailed);
+  // TLS 1.3: the client may think it is done; its next read sees the server's alert.
+  Progress last;
+  Transfer(server, client, 1 << 20, &last);
+  CHECK((o.client == Progress::kFailed || last == Progress::kFailed));
+  return server.error();
+}
+
+TEST_CASE("The client rejects a server that is not an expected identity", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca),
+                                   {SpiffeId::Make("cluster.local", "backend", "other")});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.client == Progress::kFailed);
+  CHECK(client->error() == TlsError::kSanMismatch);
+  CHECK(client->error_detail().find("spiffe://cluster.local/ns/backend/sa/api") !=
+        std::string::npos);
+  CHECK(o.server == Progress::kFailed);
+  CHECK(server->error() == TlsError::kPeerRejected);
+}
+
+TEST_CASE("The server rejects a client from another trust domain", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client = TlsSession::Client(
+      Context(Role::kClient, ca.Issue(SpiffeId::Make("evil.example", "frontend", "web")), ca),
+      {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  CHECK(ServerRejects(*client, *server) == TlsError::kWrongTrustDomain);
+}
+
+TEST_CASE("An expired or not yet valid server certificate is rejected", "[tls]") {
+  auto ca = TestCa::Make();
+  const auto now = std::chrono::system_clock::now();
+  struct Case {
+    std::chrono::system_clock::time_point from, until;
+    TlsError want;
+  } cases[] = {{now - 48h, now - 24h, TlsError::kExpired},
+               {now + 24h, now + 48h, TlsError::kNotYetValid}};
+  for (const Case& c : cases) {
+    auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca), {kServerId});
+    auto server = TlsSession::Server(
+        Context(Role::kServer, ca.IssueUris({kServerId.ToString()}, c.from, c.until), ca));
+    Outcome o = Handshake(*client, *server);
+    CHECK(o.client == Progress::kFailed);
+    CHECK(client->error() == c.want);
+  }
+}
+
+TEST_CASE("A certificate from an untrusted root is rejected, both ways", "[tls]") {
+  auto ca = TestCa::Make();
+  auto other = TestCa::Make("attacker");
+  {
+    auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca), {kServerId});
+    auto server = TlsSession::Server(Context(Role::kServer, other.Issue(kServerId), ca));
+    Outcome o = Handshake(*client, *server);
+    CHECK(o.client == Progress::kFailed);
+    CHECK(client->error() == TlsError::kUntrustedRoot);
+  }
+  {
+    auto client =
+        TlsSession::Client(Context(Role::kClient, other.Issue(kClientId), ca), {kServerId});
+    auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+    CHECK(ServerRejects(*client, *server) == TlsError::kUntrustedRoot);
+  }
+}
+
+TEST_CASE("A client without a certificate is rejected", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client = TlsSession::Client(Context(Role::kClient, Credentials{}, ca), {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  CHECK(ServerRejects(*client, *server) == TlsError::kNoPeerCertificate);
+}
+
+TEST_CASE("A client offering only TLS 1.2 is rejected", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client_ctx = Context(Role::kClient, ca.Issue(kClientId), ca);
+  REQUIRE(SSL_CTX_set_min_proto_version(client_ctx->get(), TLS1_2_VERSION));
+  REQUIRE(SSL_CTX_set_max_proto_version(client_ctx->get(), TLS1_2_VERSION));
+  auto client = TlsSession::Client(client_ctx, {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.server == Progress::kFailed);
+  CHECK(server->error() == TlsError::kProtocolVersion);
+  CHECK(o.client == Progress::kFailed);
+}
+
+TEST_CASE("A client that does not offer h2 is rejected", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client_ctx = Context(Role::kClient, ca.Issue(kClientId), ca);
+  const uint8_t http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  REQUIRE(SSL_CTX_set_alpn_protos(client_ctx->get(), http11, sizeof(http11)) == 0);
+  auto client = TlsSession::Client(client_ctx, {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.server == Progress::kFailed);
+  CHECK(server->error() == TlsError::kAlpnMismatch);
+}
+
+TEST_CASE("Malformed SPIFFE SANs are rejected", "[tls]") {
+  auto ca = TestCa::Make();
+  const auto now = std::chrono::system_clock::now();
+  const std::vector<std::vector<std::string>> bad_sans = {
+      {std::string("spiffe://cluster.local/ns/backend/sa/api\0x", 42)},  // embedded NUL
+      {"https://cluster.local/ns/backend/sa/api"},                       // wrong scheme
+      {"spiffe://cluster.local/ns/backend"},                             // no sa part
+      {"spiffe://cluster.local/sa/api"},                                 // no ns part
+      {},                                                                // no URI SAN
+      {kServerId.ToString(), "spiffe://cluster.local/ns/x/sa/y"},        // two identities
+  };
+  for (const auto& sans : bad_sans) {
+    INFO(sans.size());
+    auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca), {kServerId});
+    auto server =
+        TlsSession::Server(Context(Role::kServer, ca.IssueUris(sans, now - 1h, now + 1h), ca));
+    Outcome o = Handshake(*client, *server);
+    CHECK(o.client == Progress::kFailed);
+    CHECK(client->error() == TlsError::kBadSan);
+  }
+}
+
+TEST_CASE("Garbage instead of a handshake fails cleanly", "[tls]") {
+  auto ca = TestCa::Make();
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  server->PushCiphertext(std::string_view("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  CHECK(server->Handshake() == Progress::kFailed);
+  CHECK(server->error() == TlsError::kProtocol);
+  CHECK_FALSE(server->error_detail().empty());
+}
+
+TEST_CASE("Contexts refuse unusable credentials with a reason", "[tls]") {
+  auto ca = TestCa::Make();
+  auto other = TestCa::Make();
+  std::string why;
+  Credentials mismatched = ca.Issue(kServerId);
+  mismatched.key = std::move(other.key);
+  CHECK_FALSE(TlsContext::Create(Role::kServer, mismatched, {ca.cert}, "cluster.local", &why).ok());
+  CHECK(why == "the private key does not match the certificate");
+  CHECK_FALSE(
+      TlsContext::Create(Role::kServer, Credentials{}, {ca.cert}, "cluster.local", &why).ok());
+  CHECK(why == "a server needs a certificate");
+  CHECK_FALSE(
+      TlsContext::Create(Role::kClient, ca.Issue(kClientId), {}, "cluster.local", &why).ok());
+  CHECK(why == "no trust roots");
+}
+
+}  // namespace
+}  // namespace zt::tls

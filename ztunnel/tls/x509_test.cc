@@ -1,0 +1,54 @@
+#include "ztunnel/tls/x509.h"
+
+#include <catch2/catch.hpp>
+
+#include "ztunnel/tls/testing.h"
+
+namespace zt::tls {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST_CASE("Keys and certificates round-trip through PEM", "[tls]") {
+  auto ca = testing::TestCa::Make();
+  const std::string key_pem = ca.key.ToPem();
+  CHECK(key_pem.find("BEGIN PRIVATE KEY") != std::string::npos);
+  auto key = PrivateKey::FromPem(key_pem);
+  REQUIRE(key.ok());
+  auto cert = Certificate::FromPem(ca.cert.ToPem());
+  REQUIRE(cert.ok());
+  CHECK(KeyMatchesCertificate(*key, *cert));
+  CHECK(cert->is_ca());
+  auto chain = Certificate::ChainFromPem(ca.cert.ToPem() + ca.cert.ToPem());
+  REQUIRE(chain.ok());
+  CHECK(chain->size() == 2);
+  CHECK_FALSE(Certificate::FromPem("not a certificate").ok());
+  CHECK_FALSE(
+      PrivateKey::FromPem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").ok());
+}
+
+TEST_CASE("Leaf certificates carry one URI SAN and their validity", "[tls]") {
+  auto ca = testing::TestCa::Make();
+  const auto from = std::chrono::system_clock::now() - 1h;
+  const auto until = from + 25h;
+  auto creds = ca.IssueUris({"spiffe://cluster.local/ns/a/sa/b"}, from, until);
+  const Certificate& leaf = creds.chain[0];
+  CHECK(leaf.UriSans() == std::vector<std::string>{"spiffe://cluster.local/ns/a/sa/b"});
+  CHECK_FALSE(leaf.is_ca());
+  CHECK(std::chrono::abs(leaf.not_before() - from) < 2s);
+  CHECK(std::chrono::abs(leaf.not_after() - until) < 2s);
+  CHECK(KeyMatchesCertificate(creds.key, leaf));
+  CHECK_FALSE(KeyMatchesCertificate(ca.key, leaf));
+}
+
+TEST_CASE("UriSans keeps embedded NUL bytes so callers can reject them", "[tls]") {
+  auto ca = testing::TestCa::Make();
+  const auto now = std::chrono::system_clock::now();
+  const std::string sneaky("spiffe://cluster.local/ns/a/sa/b\0.evil", 38);
+  auto creds = ca.IssueUris({sneaky}, now - 1h, now + 1h);
+  REQUIRE(creds.chain[0].UriSans().size() == 1);
+  CHECK(creds.chain[0].UriSans()[0] == sneaky);
+}
+
+}  // namespace
+}  // namespace zt::tls
