@@ -5,47 +5,24 @@
 #include <charconv>
 #include <cstring>
 
+#include "ztunnel/core/ip_port.h"
+
 namespace zt::io {
 
 std::optional<SocketAddress> SocketAddress::Parse(std::string_view text) {
-  std::string_view host;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    const size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return std::nullopt;
-    }
-    host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) return std::nullopt;
-    host = text.substr(0, colon);
-    port_text = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return std::nullopt;  // v6 needs brackets
-  }
-  unsigned port = 0;
-  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535 ||
-      port_text.empty()) {
-    return std::nullopt;
-  }
-  const std::string host_z(host);
+  auto ip = IpPort::Parse(text);
+  if (!ip) return std::nullopt;
   SocketAddress out;
-  auto* v4 = &out.storage_.v4;
-  auto* v6 = &out.storage_.v6;
-  if (inet_pton(AF_INET, host_z.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    return out;
+  if (ip->v6) {
+    out.storage_.v6.sin6_family = AF_INET6;
+    std::memcpy(&out.storage_.v6.sin6_addr, ip->addr.data(), 16);
+    out.storage_.v6.sin6_port = htons(ip->port);
+  } else {
+    out.storage_.v4.sin_family = AF_INET;
+    std::memcpy(&out.storage_.v4.sin_addr, ip->addr.data(), 4);
+    out.storage_.v4.sin_port = htons(ip->port);
   }
-  out.storage_ = {};
-  if (inet_pton(AF_INET6, host_z.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    return out;
-  }
-  return std::nullopt;
+  return out;
 }
 
 std::optional<SocketAddress> SocketAddress::FromSockaddr(const sockaddr* sa, socklen_t len) {

@@ -1,0 +1,31 @@
+#include "ztunnel/core/ip_port.h"
+
+#include <catch2/catch.hpp>
+
+namespace zt {
+namespace {
+
+TEST_CASE("IpPort parses IP literals with ports and prints them canonically", "[core]") {
+  auto v4 = IpPort::Parse("10.0.2.5:8080");
+  REQUIRE(v4);
+  CHECK_FALSE(v4->v6);
+  CHECK(v4->port == 8080);
+  CHECK(v4->ToString() == "10.0.2.5:8080");
+  auto v6 = IpPort::Parse("[FD00:0::1]:15008");
+  REQUIRE(v6);
+  CHECK(v6->v6);
+  CHECK(v6->ToString() == "[fd00::1]:15008");
+  CHECK(IpPort::Parse("0.0.0.0:0")->port == 0);
+}
+
+TEST_CASE("IpPort rejects names, missing parts and bad ports", "[core]") {
+  for (const char* bad : {"", "10.0.0.1", "10.0.0.1:", "10.0.0.1:65536", "10.0.0.300:80",
+                          "fd00::1:80", "[fd00::1]80", "[fd00::1]:", "example.com:80", ":80",
+                          "10.0.0.1:8x", "10.0.0.1:-1", "[10.0.0.1]:80", " 10.0.0.1:80"}) {
+    INFO(bad);
+    CHECK_FALSE(IpPort::Parse(bad).has_value());
+  }
+}
+
+}  // namespace
+}  // namespace zt
