@@ -15,6 +15,7 @@
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/testing.h"
 #include "ztunnel/proxy/ports.h"
+#include "ztunnel/proxy/test_util.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace zt::proxy {
@@ -25,46 +26,8 @@ using io::testing::BlockingConnect;
 using io::testing::Listener;
 using io::testing::ListenLoopback;
 using io::testing::LoopThread;
+using testing::EchoServer;
 using namespace std::chrono_literals;
-
-// EchoServer echoes every connection to EOF on fibers of its own loop.
-class EchoServer {
- public:
-  EchoServer() : listener_(ListenLoopback()) {
-    lt_.Run([this] {
-      accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
-      io::testing::SpawnOrDie(lt_.loop(), [this] {
-        for (;;) {
-          auto conn = accept_->Next();
-          if (!conn) break;
-          io::testing::SpawnOrDie(lt_.loop(), [this, fd = conn->release()] { Echo(UniqueFd(fd)); });
-        }
-        stopped_.set_value();
-      });
-    });
-  }
-  ~EchoServer() {
-    lt_.Run([this] { accept_->Stop(); });
-    stopped_.get_future().wait();
-  }
-  const io::SocketAddress& addr() const { return listener_.addr; }
-
- private:
-  void Echo(UniqueFd fd) {
-    char buf[16 * 1024];
-    for (;;) {
-      auto n = io::Recv(lt_.loop(), fd.get(), buf);
-      if (!n || *n == 0) break;
-      if (!io::SendAll(lt_.loop(), fd.get(), {buf, *n})) return;
-    }
-    ::shutdown(fd.get(), SHUT_WR);
-  }
-
-  LoopThread lt_;
-  Listener listener_;
-  std::unique_ptr<io::MultishotAccept> accept_;
-  std::promise<void> stopped_;
-};
 
 // RunningWorker runs a Worker whose "original destination" is fixed by the test.
 class RunningWorker {

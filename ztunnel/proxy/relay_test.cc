@@ -13,6 +13,7 @@
 
 #include "ztunnel/io/socket.h"
 #include "ztunnel/io/testing.h"
+#include "ztunnel/proxy/test_util.h"
 
 namespace zt::proxy {
 namespace {
@@ -22,6 +23,11 @@ using io::testing::BlockingConnect;
 using io::testing::Listener;
 using io::testing::ListenLoopback;
 using io::testing::LoopThread;
+using testing::ConnectedPair;
+using testing::ReadRandomSizes;
+using testing::ReadToEof;
+using testing::WriteAll;
+using testing::WriteRandomSizes;
 using namespace std::chrono_literals;
 
 // Relayed is client <-> [a  relay  b] <-> server, with the relay on `lt`.
@@ -30,16 +36,6 @@ struct Relayed {
   UniqueFd server;
   std::future<RelayResult> result;
 };
-
-// ConnectedPair returns {connecting end, accepted end} over loopback.
-std::pair<UniqueFd, UniqueFd> ConnectedPair() {
-  auto l = io::Listen(io::SocketAddress::Loopback4(0), {});
-  REQUIRE(l.ok());
-  UniqueFd near = BlockingConnect(*io::LocalAddress(l->get()));
-  UniqueFd far(::accept4(l->get(), nullptr, nullptr, SOCK_CLOEXEC));
-  REQUIRE(far.valid());
-  return {std::move(near), std::move(far)};
-}
 
 Relayed StartRelay(LoopThread& lt, ConnectionTracker* tracker = nullptr) {
   auto [client, a] = ConnectedPair();
@@ -53,72 +49,9 @@ Relayed StartRelay(LoopThread& lt, ConnectionTracker* tracker = nullptr) {
   return out;
 }
 
-void WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    REQUIRE(n > 0);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-}
-
-std::string ReadToEof(int fd) {
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    REQUIRE(n >= 0);
-    if (n == 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
-
 RelayResult Finished(std::future<RelayResult>& f) {
   REQUIRE(f.wait_for(10s) == std::future_status::ready);
   return f.get();
-}
-
-// Stream is a deterministic byte stream, so the reader can check without a copy.
-char StreamByte(uint64_t seed, uint64_t i) {
-  uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
-  x ^= x >> 29;
-  return static_cast<char>(x * 0xBF58476D1CE4E5B9ull >> 56);
-}
-
-// WriteRandomSizes writes `total` bytes of the stream in chunks of 0..64 KiB, then FIN.
-void WriteRandomSizes(int fd, uint64_t seed, size_t total) {
-  std::mt19937_64 rng(seed);
-  std::string chunk;
-  size_t sent = 0;
-  while (sent < total) {
-    const size_t n = std::min<size_t>(rng() % (64 * 1024 + 1), total - sent);
-    chunk.resize(n);
-    for (size_t i = 0; i < n; ++i) chunk[i] = StreamByte(seed, sent + i);
-    WriteAll(fd, chunk);
-    sent += n;
-  }
-  ::shutdown(fd, SHUT_WR);
-}
-
-// ReadRandomSizes reads in chunks of 1..64 KiB to EOF; returns bytes that matched the
-// stream in order (stops counting at the first mismatch).
-size_t ReadRandomSizes(int fd, uint64_t seed) {
-  std::mt19937_64 rng(seed * 7 + 1);
-  std::vector<char> buf(64 * 1024);
-  size_t good = 0;
-  bool mismatch = false;
-  for (;;) {
-    const size_t want = 1 + rng() % buf.size();
-    const ssize_t n = ::recv(fd, buf.data(), want, 0);
-    if (n <= 0) break;
-    for (ssize_t i = 0; i < n && !mismatch; ++i) {
-      if (buf[static_cast<size_t>(i)] != StreamByte(seed, good)) {
-        mismatch = true;
-      } else {
-        ++good;
-      }
-    }
-  }
-  return good;
 }
 
 TEST_CASE("Relay is byte-exact both ways with random write and read sizes", "[proxy]") {

@@ -1,0 +1,190 @@
+#include "ztunnel/proxy/hbone_connection.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "ztunnel/core/log.h"
+#include "ztunnel/io/socket.h"
+
+namespace zt::proxy {
+namespace {
+
+// One send at a time, at most this big; TLS output is pulled from h2 up to it.
+constexpr size_t kSendChunk = 256 << 10;
+
+}  // namespace
+
+HboneConnection* HboneConnection::StartServer(io::Loop& loop, io::UniqueFd fd,
+                                              std::shared_ptr<tls::TlsContext> ctx,
+                                              h2::ServerHandler* handler,
+                                              ConnectionTracker* tracker, Events events) {
+  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events));
+  c->tls_ = tls::TlsSession::Server(std::move(ctx));
+  c->h2_ = h2::Session::Server(h2::ServerLimits(), handler);
+  c->ArmRecv();
+  return c;
+}
+
+HboneConnection* HboneConnection::StartClient(io::Loop& loop, io::UniqueFd fd,
+                                              std::shared_ptr<tls::TlsContext> ctx,
+                                              std::vector<tls::SpiffeId> expected,
+                                              ConnectionTracker* tracker, Events events) {
+  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events));
+  c->tls_ = tls::TlsSession::Client(std::move(ctx), std::move(expected));
+  c->h2_ = h2::Session::Client(h2::ClientLimits());
+  c->Process();  // the client speaks first: ClientHello
+  c->ArmRecv();
+  return c;
+}
+
+HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker,
+                                 Events events)
+    : loop_(loop), fd_(std::move(fd)), tracker_(tracker), events_(std::move(events)) {
+  send_buf_.reserve(kSendChunk);
+  if (tracker_ != nullptr) tracker_->Add(this);
+}
+
+HboneConnection::~HboneConnection() { loop_.buffers().CancelWait(this); }
+
+void HboneConnection::ArmRecv() {
+  if (recv_inflight_ || closing_ || peer_eof_) return;
+  io_uring_sqe* sqe = loop_.Prepare(&recv_op_);
+  io_uring_prep_recv(sqe, fd_.get(), nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = loop_.buffers().group();
+  recv_inflight_ = true;
+}
+
+void HboneConnection::OnRecv(int32_t res, uint32_t flags) {
+  recv_inflight_ = false;
+  if (res > 0) {
+    io::ProvidedBuffer buf = loop_.buffers().Claim(flags, static_cast<uint32_t>(res));
+    if (closing_) return MaybeDestroy();
+    tls_->PushCiphertext(buf.data());  // copied: the buffer goes back right away
+    buf.Release();
+    Process();
+    ArmRecv();
+    return;
+  }
+  if (closing_) return MaybeDestroy();
+  if (res == -ENOBUFS) return loop_.buffers().Wait(this);
+  if (res == 0) {
+    peer_eof_ = true;
+    // TCP FIN without close_notify and with streams open is a truncation.
+    Close(h2::kConnectError, h2_->active_streams() > 0 ? "peer closed the connection" : "");
+    return;
+  }
+  Close(h2::kConnectError, Error::FromErrno(-res).Message());
+}
+
+void HboneConnection::Process() {
+  if (closing_) return;
+  if (!ready_) {
+    const auto p = tls_->Handshake();
+    if (p == tls::TlsSession::Progress::kFailed) {
+      Flush();  // send our alert, if any
+      Close(h2::kConnectError, std::string("TLS handshake failed: ") +
+                                   tls::TlsErrorName(tls_->error()) + ": " + tls_->error_detail());
+      return;
+    }
+    if (p != tls::TlsSession::Progress::kDone) return Flush();
+    ready_ = true;
+    if (events_.ready) events_.ready(this);
+    if (closing_) return;
+  }
+  char plain[16384];
+  for (;;) {
+    size_t n = 0;
+    const auto p = tls_->Read(plain, &n);
+    if (p == tls::TlsSession::Progress::kDone) {
+      if (!h2_->Receive({plain, n})) {
+        Flush();  // the GOAWAY saying why
+        Close(h2::kProtocolError, "HTTP/2: " + h2_->failure());
+        return;
+      }
+      continue;
+    }
+    if (p == tls::TlsSession::Progress::kWantIo) break;
+    if (p == tls::TlsSession::Progress::kClosed) {
+      Close(h2::kCancel, h2_->active_streams() > 0 ? "peer closed TLS with streams open" : "");
+      return;
+    }
+    Close(h2::kConnectError,
+          std::string("TLS: ") + tls::TlsErrorName(tls_->error()) + ": " + tls_->error_detail());
+    return;
+  }
+  Flush();
+  if (!h2_->alive()) Close(h2::kNoError, h2_->failure());
+}
+
+void HboneConnection::ScheduleFlush() {
+  if (flush_scheduled_ || closing_) return;
+  flush_scheduled_ = true;
+  loop_.Defer([this] {
+    flush_scheduled_ = false;
+    if (!closing_) Flush();
+  });
+}
+
+void HboneConnection::Flush() {
+  if (send_inflight_) return;  // OnSend flushes again
+  if (ready_) {
+    while (tls_->PendingCiphertext() < kSendChunk) {
+      const std::string_view out = h2_->NextOutput();
+      if (out.empty()) break;
+      if (tls_->Write({out.data(), out.size()}) != tls::TlsSession::Progress::kDone) break;
+    }
+  }
+  const size_t pending = tls_->PendingCiphertext();
+  if (pending == 0 || fd_.get() < 0) return;
+  send_buf_.resize(std::min(pending, kSendChunk));
+  send_buf_.resize(tls_->PullCiphertext(send_buf_));
+  send_offset_ = 0;
+  io_uring_prep_send(loop_.Prepare(&send_op_), fd_.get(), send_buf_.data(), send_buf_.size(),
+                     MSG_NOSIGNAL);
+  send_inflight_ = true;
+}
+
+void HboneConnection::OnSend(int32_t res) {
+  send_inflight_ = false;
+  if (closing_) return MaybeDestroy();
+  if (res <= 0) {
+    Close(h2::kConnectError, Error::FromErrno(res == 0 ? EPIPE : -res).Message());
+    return;
+  }
+  send_offset_ += static_cast<size_t>(res);
+  if (send_offset_ < send_buf_.size()) {
+    io_uring_prep_send(loop_.Prepare(&send_op_), fd_.get(), send_buf_.data() + send_offset_,
+                       send_buf_.size() - send_offset_, MSG_NOSIGNAL);
+    send_inflight_ = true;
+    return;
+  }
+  Flush();
+}
+
+void HboneConnection::Close(uint32_t code, std::string error) {
+  if (closing_) return;
+  closing_ = true;
+  error_ = std::move(error);
+  if (!error_.empty()) ZT_DEBUG("proxy", "HBONE connection closing: {}", error_);
+  loop_.buffers().CancelWait(this);
+  h2_->CloseAll(code);  // every stream hears it now
+  if (recv_inflight_ || send_inflight_) loop_.CancelFd(fd_.get());
+  MaybeDestroy();
+}
+
+void HboneConnection::MaybeDestroy() {
+  if (!closing_ || recv_inflight_ || send_inflight_ || destroy_scheduled_) return;
+  destroy_scheduled_ = true;
+  loop_.Defer([this] {
+    if (!error_.empty()) (void)io::SetLingerZero(fd_.get());
+    fd_.reset();
+    if (tracker_ != nullptr) tracker_->Remove(this);
+    // The owner hears first (to drop its pointer), then the object goes.
+    if (events_.closed) events_.closed(this, error_);
+    delete this;
+  });
+}
+
+}  // namespace zt::proxy

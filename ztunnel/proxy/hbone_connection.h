@@ -1,0 +1,101 @@
+// HboneConnection: one TCP connection carrying mutual TLS carrying HTTP/2, driven by
+// io_uring completions. Bytes flow socket -> TlsSession -> h2::Session and back; both
+// engines are sans-I/O, this class only moves bytes and owns lifetimes.
+//
+// Back-pressure: the socket side holds at most one send of at most kSendChunk bytes;
+// h2 output is pulled into TLS only while the TLS output is small, so a slow peer
+// stops h2, whose stream buffers then stop the TCP readers (see HboneStream).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ztunnel/h2/session.h"
+#include "ztunnel/io/buffer_ring.h"
+#include "ztunnel/io/fd.h"
+#include "ztunnel/io/loop.h"
+#include "ztunnel/proxy/connection_tracker.h"
+#include "ztunnel/tls/session.h"
+
+namespace zt::proxy {
+
+/// HboneConnection deletes itself once closed and all its operations are done.
+class HboneConnection final : public TrackedConnection, public io::BufferWaiter {
+ public:
+  /// Events tell the owner (pool, inbound listener) what happened.
+  struct Events {
+    /// ready runs once the TLS handshake is done and the peer verified.
+    std::function<void(HboneConnection*)> ready;
+    /// closed runs once, when the connection is gone; `error` empty after a clean end.
+    std::function<void(HboneConnection*, const std::string& error)> closed;
+  };
+
+  /// StartServer serves HBONE on an accepted socket: TLS with `ctx` (the destination
+  /// workload's identity), CONNECTs go to `handler`, which must outlive the connection.
+  static HboneConnection* StartServer(io::Loop& loop, io::UniqueFd fd,
+                                      std::shared_ptr<tls::TlsContext> ctx,
+                                      h2::ServerHandler* handler, ConnectionTracker* tracker,
+                                      Events events);
+  /// StartClient speaks HBONE on a connected socket, accepting only a server whose
+  /// identity is in `expected`.
+  static HboneConnection* StartClient(io::Loop& loop, io::UniqueFd fd,
+                                      std::shared_ptr<tls::TlsContext> ctx,
+                                      std::vector<tls::SpiffeId> expected,
+                                      ConnectionTracker* tracker, Events events);
+
+  /// h2 is the HTTP/2 session (valid until `closed` ran).
+  h2::Session& h2() { return *h2_; }
+  /// peer is the verified identity of the other side (after `ready`).
+  const tls::SpiffeId& peer() const { return tls_->peer(); }
+  io::Loop& loop() { return loop_; }
+  bool ready() const { return ready_; }
+  /// ScheduleFlush sends pending HTTP/2 output soon (once per loop batch). Safe to call
+  /// from inside h2 callbacks, where flushing directly would re-enter nghttp2.
+  void ScheduleFlush();
+  /// Close ends the connection: streams are closed with `code`, the socket is reset.
+  void Close(uint32_t code, std::string error);
+  void Abort() override { Close(h2::kCancel, "aborted"); }
+  void OnBuffersAvailable() override { ArmRecv(); }
+
+ private:
+  struct Op final : io::Completion {
+    Op(HboneConnection* c, bool recv) : conn(c), is_recv(recv) {}
+    void OnComplete(int32_t res, uint32_t flags) override {
+      is_recv ? conn->OnRecv(res, flags) : conn->OnSend(res);
+    }
+    HboneConnection* conn;
+    bool is_recv;
+  };
+
+  HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker, Events events);
+  ~HboneConnection();
+  void ArmRecv();
+  void OnRecv(int32_t res, uint32_t flags);
+  void OnSend(int32_t res);
+  void Process();
+  void Flush();
+  void MaybeDestroy();
+
+  io::Loop& loop_;
+  io::UniqueFd fd_;
+  ConnectionTracker* tracker_;
+  Events events_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  std::unique_ptr<h2::Session> h2_;
+  Op recv_op_{this, true};
+  Op send_op_{this, false};
+  std::vector<char> send_buf_;
+  size_t send_offset_ = 0;
+  bool recv_inflight_ = false;
+  bool send_inflight_ = false;
+  bool flush_scheduled_ = false;
+  bool ready_ = false;
+  bool closing_ = false;
+  bool destroy_scheduled_ = false;
+  bool peer_eof_ = false;
+  std::string error_;
+};
+
+}  // namespace zt::proxy
