@@ -409,6 +409,11 @@ void Session::SendPing() {
   if (nghttp2_submit_ping(ng_, NGHTTP2_FLAG_NONE, nullptr) == 0) ping_outstanding_ = true;
 }
 
+bool Session::can_open() const {
+  return !failed_ && !closed_ && handler_ == nullptr &&
+         nghttp2_session_check_request_allowed(ng_) != 0;
+}
+
 uint32_t Session::peer_max_streams() const {
   return nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }

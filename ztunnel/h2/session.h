@@ -145,6 +145,8 @@ class Session {
   void SendPing();
   bool PingOutstanding() const { return ping_outstanding_; }
 
+  /// can_open is true while a new stream may be opened (no GOAWAY, not failed).
+  bool can_open() const;
   /// active_streams counts open streams; peer_max_streams is the peer's setting.
   size_t active_streams() const { return streams_.size(); }
   uint32_t peer_max_streams() const;
