@@ -10,6 +10,8 @@
 #include "ztunnel/h2/session.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/proxy/hbone_stream.h"
+#include "ztunnel/proxy/hbone_test_util.h"
+#include "ztunnel/proxy/pool.h"
 #include "ztunnel/proxy/test_util.h"
 #include "ztunnel/tls/testing.h"
 
@@ -18,161 +20,20 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BlockingConnect;
+using testing::Client;
 using testing::ConnectedPair;
+using testing::Ctx;
 using testing::EchoServer;
+using testing::InboundServer;
+using testing::kClientId;
+using testing::kServerId;
 using testing::Listener;
 using testing::ListenLoopback;
 using testing::LoopThread;
+using testing::Pki;
 using testing::ReadRandomSizes;
 using testing::UniqueFd;
 using testing::WriteRandomSizes;
-
-const tls::SpiffeId kClientId = tls::SpiffeId::Make("cluster.local", "frontend", "web");
-const tls::SpiffeId kServerId = tls::SpiffeId::Make("cluster.local", "backend", "api");
-
-std::shared_ptr<tls::TlsContext> Ctx(tls::Role role, const tls::Credentials& creds,
-                                     const tls::testing::TestCa& root) {
-  auto ctx = tls::TlsContext::Create(role, creds, {root.cert}, "cluster.local");
-  REQUIRE(ctx.ok());
-  return *ctx;
-}
-
-// InboundServer accepts HBONE and serves each CONNECT by connecting to its authority.
-class InboundServer {
- public:
-  InboundServer(std::shared_ptr<tls::TlsContext> ctx) : ctx_(std::move(ctx)) {
-    lt_.Run([this] {
-      accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
-      io::testing::SpawnOrDie(lt_.loop(), [this] {
-        for (;;) {
-          auto fd = accept_->Next();
-          if (!fd) break;
-          auto handler = std::make_shared<Handler>(this);
-          handler->conn = HboneConnection::StartServer(
-              lt_.loop(), std::move(fd).value(), ctx_, handler.get(), nullptr,
-              {.ready = [this](HboneConnection* c) { peers_.push_back(c->peer()); },
-               .closed =
-                   [this, handler](HboneConnection*, const std::string& error) {
-                     handler->conn = nullptr;
-                     if (!error.empty()) errors_.push_back(error);
-                   }});
-        }
-        stopped_.set_value();
-      });
-    });
-  }
-  ~InboundServer() {
-    lt_.Run([this] { accept_->Stop(); });
-    stopped_.get_future().wait();
-  }
-  const io::SocketAddress& addr() const { return listener_.addr; }
-  std::vector<tls::SpiffeId> peers() {
-    return lt_.Run([this] { return peers_; });
-  }
-  std::vector<std::string> errors() {
-    return lt_.Run([this] { return errors_; });
-  }
-
- private:
-  // Handler answers one connection's CONNECTs; it lives as long as the connection.
-  struct Handler : h2::ServerHandler {
-    explicit Handler(InboundServer* s) : server(s) {}
-    void OnConnect(int32_t stream, const h2::ConnectRequest& request) override {
-      auto target = io::SocketAddress::Parse(request.authority.ToString());
-      io::Loop& loop = server->lt_.loop();
-      // Connect on a fiber; by the time it finishes, the connection may be gone.
-      io::testing::SpawnOrDie(loop, [this, stream, target, &loop] {
-        auto up = io::TcpSocket(AF_INET);
-        const bool ok = up.ok() && io::Connect(loop, up->get(), *target, 2s).ok();
-        if (conn == nullptr) return;
-        if (!ok) {
-          (void)conn->h2().Respond(stream, 503, nullptr);
-          conn->ScheduleFlush();
-          return;
-        }
-        HboneStream* hs = HboneStream::Create(conn, std::move(up).value(), nullptr, nullptr);
-        if (!conn->h2().Respond(stream, 200, hs).ok()) return hs->Refuse("stream gone");
-        hs->Attach(stream, false);
-        conn->ScheduleFlush();
-      });
-    }
-    InboundServer* server;
-    HboneConnection* conn = nullptr;
-  };
-
-  LoopThread lt_;
-  Listener listener_ = ListenLoopback();
-  std::shared_ptr<tls::TlsContext> ctx_;
-  std::unique_ptr<io::MultishotAccept> accept_;
-  std::promise<void> stopped_;
-  std::vector<tls::SpiffeId> peers_;
-  std::vector<std::string> errors_;
-};
-
-// Client holds one HBONE connection and opens tunnels over it.
-class Client {
- public:
-  Client(const io::SocketAddress& server, std::shared_ptr<tls::TlsContext> ctx,
-         std::vector<tls::SpiffeId> expected) {
-    std::promise<bool> ready;
-    lt_.Run([&] {
-      io::testing::SpawnOrDie(lt_.loop(), [&] {
-        auto fd = io::TcpSocket(AF_INET);
-        if (!fd.ok() || !io::Connect(lt_.loop(), fd->get(), server, 2s).ok()) {
-          ready.set_value(false);
-          return;
-        }
-        conn_ = HboneConnection::StartClient(
-            lt_.loop(), std::move(fd).value(), ctx, std::move(expected), nullptr,
-            {.ready = [&](HboneConnection*) { ready.set_value(true); },
-             .closed =
-                 [this, &ready](HboneConnection* c, const std::string& error) {
-                   error_ = error;
-                   if (!c->ready()) ready.set_value(false);
-                   conn_ = nullptr;
-                 }});
-      });
-    });
-    auto f = ready.get_future();
-    REQUIRE(f.wait_for(5s) == std::future_status::ready);
-    ready_ = f.get();
-  }
-  bool ready() const { return ready_; }
-  std::string error() {
-    return lt_.Run([this] { return error_; });
-  }
-
-  // Open starts a tunnel to `target`; the returned socket is the application's end.
-  UniqueFd Open(const io::SocketAddress& target,
-                std::shared_ptr<std::promise<StreamResult>> result = nullptr) {
-    auto [app, ours] = ConnectedPair();
-    lt_.Run([&, fd = ours.release()] {
-      REQUIRE(conn_ != nullptr);
-      HboneStream* hs =
-          HboneStream::Create(conn_, UniqueFd(fd), nullptr, [result](const StreamResult& r) {
-            if (result) result->set_value(r);
-          });
-      auto id = conn_->h2().Connect(
-          h2::ConnectRequest{*IpPort::Parse(target.ToString()), "", "", ""}, hs);
-      REQUIRE(id.ok());
-      hs->Attach(*id, true);
-      conn_->ScheduleFlush();
-    });
-    return std::move(app);
-  }
-
- private:
-  LoopThread lt_;
-  HboneConnection* conn_ = nullptr;
-  bool ready_ = false;
-  std::string error_;
-};
-
-struct Pki {
-  tls::testing::TestCa ca = tls::testing::TestCa::Make();
-  std::shared_ptr<tls::TlsContext> server = Ctx(tls::Role::kServer, ca.Issue(kServerId), ca);
-  std::shared_ptr<tls::TlsContext> client = Ctx(tls::Role::kClient, ca.Issue(kClientId), ca);
-};
 
 TEST_CASE("HBONE tunnels carry bytes exactly both ways and half-close", "[proxy][hbone]") {
   Pki pki;
@@ -278,6 +139,115 @@ TEST_CASE("A server that is not the expected identity is refused", "[proxy][hbon
   Client client(inbound.addr(), pki.client, {tls::SpiffeId::Make("", "backend", "someone-else")});
   CHECK_FALSE(client.ready());
   CHECK(client.error().find("san_mismatch") != std::string::npos);
+}
+
+// Holder keeps a stream open and remembers how it went.
+struct Holder : h2::StreamObserver {
+  HboneConnection* conn = nullptr;
+  int32_t id = 0;
+  int status = 0;
+  bool closed = false;
+  void OnResponse(int s) override { status = s; }
+  void OnData(std::span<const char> d) override { conn->h2().Consume(id, d.size()); }
+  void OnEndStream() override {}
+  void OnStreamClosed(uint32_t) override { closed = true; }
+};
+
+template <typename Pred>
+bool WaitFor(LoopThread& lt, Pred pred, std::chrono::milliseconds within = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (lt.Run(pred)) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return false;
+}
+
+TEST_CASE("The pool shares connections: 300 streams from 3 identities use 3 connections",
+          "[proxy][hbone]") {
+  Pki pki;
+  EchoServer echo;
+  InboundServer inbound(pki.server);
+  std::vector<tls::SpiffeId> ids;
+  std::vector<std::shared_ptr<tls::TlsContext>> ctxs;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(tls::SpiffeId::Make("", "frontend", "sa" + std::to_string(i)));
+    ctxs.push_back(Ctx(tls::Role::kClient, pki.ca.Issue(ids.back()), pki.ca));
+  }
+  LoopThread lt;
+  std::unique_ptr<Pool> pool;
+  lt.Run([&] {
+    PoolOptions options;
+    options.mark = 0;
+    options.idle_timeout = 200ms;
+    pool = std::make_unique<Pool>(lt.loop(), options, nullptr);
+  });
+  std::vector<Holder> holders(301);
+  const auto open = [&](int i, int identity) {
+    io::testing::SpawnOrDie(lt.loop(), [&, i, identity] {
+      PoolKey key{ids[identity], {kServerId}, inbound.addr()};
+      std::string why;
+      auto conn = pool->Acquire(key, ctxs[identity], &why);
+      if (!conn) FAIL("acquire: " << why);
+      Holder& h = holders[i];
+      h.conn = *conn;
+      auto id = h.conn->h2().Connect(
+          h2::ConnectRequest{*IpPort::Parse(echo.addr().ToString()), "", "", ""}, &h);
+      REQUIRE(id.ok());
+      h.id = *id;
+      h.conn->ScheduleFlush();
+    });
+  };
+  lt.Run([&] {
+    for (int i = 0; i < 300; ++i) open(i, i % 3);
+  });
+  REQUIRE(WaitFor(lt, [&] {
+    for (int i = 0; i < 300; ++i) {
+      if (holders[i].status != 200) return false;
+    }
+    return true;
+  }));
+  CHECK(lt.Run([&] { return pool->connections(); }) == 3);
+  CHECK(inbound.peers().size() == 3);
+  // Each connection carries at most 100 streams: one more needs a fourth connection.
+  lt.Run([&] { open(300, 0); });
+  REQUIRE(WaitFor(lt, [&] { return holders[300].status == 200; }));
+  CHECK(lt.Run([&] { return pool->connections(); }) == 4);
+
+  // When the streams end, idle connections are released.
+  lt.Run([&] {
+    for (auto& h : holders) {
+      h.conn->h2().Reset(h.id, h2::kCancel);
+      h.conn->ScheduleFlush();
+    }
+  });
+  CHECK(WaitFor(lt, [&] { return pool->connections() == 0; }));
+  // A released connection is replaced on demand.
+  lt.Run([&] { open(0, 0); });
+  REQUIRE(WaitFor(lt, [&] { return holders[0].status == 200 && pool->connections() == 1; }));
+  lt.Run([&] { pool->CloseAll(); });
+  REQUIRE(WaitFor(lt, [&] { return pool->quiet(); }));
+  lt.Run([&] { pool.reset(); });
+}
+
+TEST_CASE("The pool reports why it cannot connect", "[proxy][hbone]") {
+  Pki pki;
+  io::SocketAddress closed;
+  {
+    Listener gone = ListenLoopback();
+    closed = gone.addr;
+  }
+  LoopThread lt;
+  PoolOptions options;
+  options.mark = 0;
+  std::string why = lt.RunFiber([&] {
+    Pool pool(lt.loop(), options, nullptr);
+    std::string error;
+    auto conn = pool.Acquire(PoolKey{kClientId, {kServerId}, closed}, pki.client, &error);
+    CHECK_FALSE(conn.ok());
+    return error;
+  });
+  CHECK(why.find("Connection refused") != std::string::npos);
 }
 
 }  // namespace
