@@ -34,9 +34,35 @@ def tls_context(args, server: bool) -> ssl.SSLContext:
 
 
 def flush(sock, conn):
+    """Blocking send of everything h2 has queued."""
     data = conn.data_to_send()
     if data:
         sock.sendall(data)
+
+
+class Writer:
+    """Non-blocking TLS writer. OpenSSL requires a write that would block to be
+    retried with the very same bytes, so one chunk stays in flight until it is taken."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.queued = b""
+        self.inflight = b""
+
+    def push(self, data: bytes) -> None:
+        self.queued += data
+
+    def flush(self) -> None:
+        while True:
+            if not self.inflight:
+                if not self.queued:
+                    return
+                self.inflight, self.queued = self.queued[:65536], self.queued[65536:]
+            try:
+                n = self.sock.send(self.inflight)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                return
+            self.inflight = self.inflight[n:]
 
 
 def run_client(args) -> int:
@@ -63,6 +89,7 @@ def run_client(args) -> int:
     status = None
     ended_local = ended_remote = False
     sock.setblocking(False)
+    writer = Writer(sock)
     while not ended_remote:
         if status == 200 and not ended_local:
             window = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size)
@@ -77,11 +104,11 @@ def run_client(args) -> int:
             if sent >= args.bytes:
                 conn.end_stream(stream)
                 ended_local = True
-        try:
-            flush(sock, conn)
-        except (ssl.SSLWantWriteError, BlockingIOError):
-            pass
-        select.select([sock], [], [], 1.0)
+        writer.push(conn.data_to_send())
+        writer.flush()
+        wants_write = [sock] if writer.inflight or writer.queued else []
+        if not sock.pending():  # decrypted bytes already buffered need no wait
+            select.select([sock], wants_write, [], 1.0)
         try:
             data = sock.recv(1 << 20)
         except (ssl.SSLWantReadError, BlockingIOError):

@@ -18,8 +18,9 @@ constexpr size_t kSendChunk = 256 << 10;
 HboneConnection* HboneConnection::StartServer(io::Loop& loop, io::UniqueFd fd,
                                               std::shared_ptr<tls::TlsContext> ctx,
                                               h2::ServerHandler* handler,
-                                              ConnectionTracker* tracker, Events events) {
-  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events));
+                                              ConnectionTracker* tracker, Events events,
+                                              HboneTimeouts timeouts) {
+  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events), timeouts);
   c->tls_ = tls::TlsSession::Server(std::move(ctx));
   c->h2_ = h2::Session::Server(h2::ServerLimits(), handler);
   c->ArmRecv();
@@ -29,8 +30,9 @@ HboneConnection* HboneConnection::StartServer(io::Loop& loop, io::UniqueFd fd,
 HboneConnection* HboneConnection::StartClient(io::Loop& loop, io::UniqueFd fd,
                                               std::shared_ptr<tls::TlsContext> ctx,
                                               std::vector<tls::SpiffeId> expected,
-                                              ConnectionTracker* tracker, Events events) {
-  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events));
+                                              ConnectionTracker* tracker, Events events,
+                                              HboneTimeouts timeouts) {
+  auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events), timeouts);
   c->tls_ = tls::TlsSession::Client(std::move(ctx), std::move(expected));
   c->h2_ = h2::Session::Client(h2::ClientLimits());
   c->Process();  // the client speaks first: ClientHello
@@ -39,8 +41,14 @@ HboneConnection* HboneConnection::StartClient(io::Loop& loop, io::UniqueFd fd,
 }
 
 HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker,
-                                 Events events)
-    : loop_(loop), fd_(std::move(fd)), tracker_(tracker), events_(std::move(events)) {
+                                 Events events, HboneTimeouts timeouts)
+    : loop_(loop),
+      fd_(std::move(fd)),
+      tracker_(tracker),
+      events_(std::move(events)),
+      timeouts_(timeouts),
+      timer_(loop) {
+  ArmTimer(timeouts_.handshake);
   // Small frames (WINDOW_UPDATE, PING, SETTINGS acks) must not wait for Nagle: with the
   // peer's delayed ACKs that stalls every flow-control round trip by ~40 ms.
   (void)io::SetNoDelay(fd_.get());
@@ -49,6 +57,43 @@ HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTrac
 }
 
 HboneConnection::~HboneConnection() { loop_.buffers().CancelWait(this); }
+
+void HboneConnection::ArmTimer(std::chrono::milliseconds delay) {
+  if (closing_ || timer_.pending()) return;
+  timer_.Start(delay, [this](bool fired) {
+    if (closing_) return MaybeDestroy();
+    if (!fired) return ArmTimer(timeouts_.ping_interval);  // handshake done: keepalive now
+    OnTimer();
+  });
+}
+
+void HboneConnection::OnTimer() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!ready_) {
+    Close(h2::kCancel,
+          "TLS handshake timed out after " + std::to_string(timeouts_.handshake.count()) + " ms");
+    return;
+  }
+  if (h2_->PingOutstanding()) {
+    if (now - ping_sent_ >= timeouts_.ping_timeout) {
+      Close(h2::kCancel, "peer did not answer a PING for " +
+                             std::to_string(timeouts_.ping_timeout.count()) + " ms");
+      return;
+    }
+  } else {
+    h2_->SendPing();
+    ping_sent_ = now;
+    Flush();
+  }
+  // Wake at the next PING or at the deadline of the outstanding one, whichever is first.
+  auto next = timeouts_.ping_interval;
+  if (h2_->PingOutstanding()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        ping_sent_ + timeouts_.ping_timeout - now);
+    next = std::min(next, std::max(left, std::chrono::milliseconds(1)));
+  }
+  ArmTimer(next);
+}
 
 void HboneConnection::ArmRecv() {
   if (recv_inflight_ || closing_ || peer_eof_) return;
@@ -93,6 +138,7 @@ void HboneConnection::Process() {
     }
     if (p != tls::TlsSession::Progress::kDone) return Flush();
     ready_ = true;
+    timer_.Cancel();  // the handshake deadline; keepalive starts when it reports back
     if (events_.ready) events_.ready(this);
     if (closing_) return;
   }
@@ -173,12 +219,15 @@ void HboneConnection::Close(uint32_t code, std::string error) {
   if (!error_.empty()) ZT_DEBUG("proxy", "HBONE connection closing: {}", error_);
   loop_.buffers().CancelWait(this);
   h2_->CloseAll(code);  // every stream hears it now
+  timer_.Cancel();
   if (recv_inflight_ || send_inflight_) loop_.CancelFd(fd_.get());
   MaybeDestroy();
 }
 
 void HboneConnection::MaybeDestroy() {
-  if (!closing_ || recv_inflight_ || send_inflight_ || destroy_scheduled_) return;
+  if (!closing_ || recv_inflight_ || send_inflight_ || timer_.pending() || destroy_scheduled_) {
+    return;
+  }
   destroy_scheduled_ = true;
   loop_.Defer([this] {
     if (!error_.empty()) (void)io::SetLingerZero(fd_.get());

@@ -7,6 +7,7 @@
 // stops h2, whose stream buffers then stop the TCP readers (see HboneStream).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,10 +17,19 @@
 #include "ztunnel/io/buffer_ring.h"
 #include "ztunnel/io/fd.h"
 #include "ztunnel/io/loop.h"
+#include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/tls/session.h"
 
 namespace zt::proxy {
+
+/// HboneTimeouts bound a connection's set-up and detect dead peers (DESIGN.md §4:
+/// PING every 10 s, close after 20 s without an answer).
+struct HboneTimeouts {
+  std::chrono::milliseconds handshake{10'000};
+  std::chrono::milliseconds ping_interval{10'000};
+  std::chrono::milliseconds ping_timeout{20'000};
+};
 
 /// HboneConnection deletes itself once closed and all its operations are done.
 class HboneConnection final : public TrackedConnection, public io::BufferWaiter {
@@ -37,13 +47,14 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   static HboneConnection* StartServer(io::Loop& loop, io::UniqueFd fd,
                                       std::shared_ptr<tls::TlsContext> ctx,
                                       h2::ServerHandler* handler, ConnectionTracker* tracker,
-                                      Events events);
+                                      Events events, HboneTimeouts timeouts = {});
   /// StartClient speaks HBONE on a connected socket, accepting only a server whose
   /// identity is in `expected`.
   static HboneConnection* StartClient(io::Loop& loop, io::UniqueFd fd,
                                       std::shared_ptr<tls::TlsContext> ctx,
                                       std::vector<tls::SpiffeId> expected,
-                                      ConnectionTracker* tracker, Events events);
+                                      ConnectionTracker* tracker, Events events,
+                                      HboneTimeouts timeouts = {});
 
   /// h2 is the HTTP/2 session (valid until `closed` ran).
   h2::Session& h2() { return *h2_; }
@@ -69,7 +80,10 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
     bool is_recv;
   };
 
-  HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker, Events events);
+  HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker, Events events,
+                  HboneTimeouts timeouts);
+  void ArmTimer(std::chrono::milliseconds delay);
+  void OnTimer();
   ~HboneConnection();
   void ArmRecv();
   void OnRecv(int32_t res, uint32_t flags);
@@ -86,6 +100,10 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   std::unique_ptr<h2::Session> h2_;
   Op recv_op_{this, true};
   Op send_op_{this, false};
+  HboneTimeouts timeouts_;
+  io::Timer timer_;  // handshake deadline, then keepalive
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point ping_sent_{};
   std::vector<char> send_buf_;
   size_t send_offset_ = 0;
   bool recv_inflight_ = false;

@@ -141,6 +141,32 @@ TEST_CASE("A server that is not the expected identity is refused", "[proxy][hbon
   CHECK(client.error().find("san_mismatch") != std::string::npos);
 }
 
+TEST_CASE("A silent peer is closed by the keepalive PING", "[proxy][hbone]") {
+  Pki pki;
+  InboundServer inbound(pki.server);
+  HboneTimeouts fast;
+  fast.ping_interval = 50ms;
+  fast.ping_timeout = 150ms;
+  Client client(inbound.addr(), pki.client, {kServerId}, fast);
+  REQUIRE(client.ready());
+  std::this_thread::sleep_for(300ms);
+  CHECK(client.connected());  // PINGs answered: still up
+  inbound.Freeze(1500ms);
+  for (int i = 0; i < 200 && client.connected(); ++i) std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(client.connected());
+  CHECK(client.error().find("did not answer a PING") != std::string::npos);
+}
+
+TEST_CASE("A peer that never completes the TLS handshake is dropped", "[proxy][hbone]") {
+  Pki pki;
+  Listener mute = ListenLoopback();  // accepts (in the backlog) but never speaks TLS
+  HboneTimeouts fast;
+  fast.handshake = 200ms;
+  Client client(mute.addr, pki.client, {kServerId}, fast);
+  CHECK_FALSE(client.ready());
+  CHECK(client.error().find("TLS handshake timed out") != std::string::npos);
+}
+
 // Holder keeps a stream open and remembers how it went.
 struct Holder : h2::StreamObserver {
   HboneConnection* conn = nullptr;

@@ -7,7 +7,9 @@
 #include <catch2/catch.hpp>
 #include <future>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ztunnel/h2/session.h"
@@ -41,12 +43,14 @@ class InboundServer {
           auto fd = accept_->Next();
           if (!fd) break;
           auto handler = std::make_shared<Handler>(this);
+          live_.insert(handler.get());
           handler->conn = HboneConnection::StartServer(
               lt_.loop(), std::move(fd).value(), ctx_, handler.get(), nullptr,
               {.ready = [this](HboneConnection* c) { peers_.push_back(c->peer()); },
                .closed =
                    [this, handler](HboneConnection*, const std::string& error) {
                      handler->conn = nullptr;
+                     live_.erase(handler.get());
                      if (!error.empty()) errors_.push_back(error);
                    }});
         }
@@ -55,6 +59,16 @@ class InboundServer {
     });
   }
   ~InboundServer() {
+    // Close live connections and wait for them to go while the members they report
+    // to still exist; then stop accepting.
+    lt_.Run([this] {
+      for (Handler* h : live_) {
+        if (h->conn != nullptr) h->conn->Close(h2::kCancel, "");
+      }
+    });
+    for (int i = 0; i < 500 && !lt_.Run([this] { return live_.empty(); }); ++i) {
+      std::this_thread::sleep_for(2ms);
+    }
     lt_.Run([this] { accept_->Stop(); });
     stopped_.get_future().wait();
   }
@@ -64,6 +78,10 @@ class InboundServer {
   }
   std::vector<std::string> errors() {
     return lt_.Run([this] { return errors_; });
+  }
+  /// Freeze stops the server's loop for `d`: a peer that is alive but silent.
+  void Freeze(std::chrono::milliseconds d) {
+    lt_.loop().Post([d] { std::this_thread::sleep_for(d); });
   }
 
  private:
@@ -100,13 +118,14 @@ class InboundServer {
   std::promise<void> stopped_;
   std::vector<tls::SpiffeId> peers_;
   std::vector<std::string> errors_;
+  std::set<Handler*> live_;  // connections not yet closed
 };
 
 // Client holds one HBONE connection and opens tunnels over it.
 class Client {
  public:
   Client(const io::SocketAddress& server, std::shared_ptr<tls::TlsContext> ctx,
-         std::vector<tls::SpiffeId> expected) {
+         std::vector<tls::SpiffeId> expected, HboneTimeouts timeouts = {}) {
     std::promise<bool> ready;
     lt_.Run([&] {
       io::testing::SpawnOrDie(lt_.loop(), [&] {
@@ -123,16 +142,26 @@ class Client {
                    error_ = error;
                    if (!c->ready()) ready.set_value(false);
                    conn_ = nullptr;
-                 }});
+                 }},
+            timeouts);
       });
     });
     auto f = ready.get_future();
     REQUIRE(f.wait_for(5s) == std::future_status::ready);
     ready_ = f.get();
   }
+  ~Client() {
+    lt_.Run([this] {
+      if (conn_ != nullptr) conn_->Close(h2::kCancel, "");
+    });
+    for (int i = 0; i < 500 && connected(); ++i) std::this_thread::sleep_for(2ms);
+  }
   bool ready() const { return ready_; }
   std::string error() {
     return lt_.Run([this] { return error_; });
+  }
+  bool connected() {
+    return lt_.Run([this] { return conn_ != nullptr; });
   }
 
   // Open starts a tunnel to `target`; the returned socket is the application's end.

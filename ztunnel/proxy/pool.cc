@@ -107,7 +107,8 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
                  e->ready = false;
                  e->error = why.empty() ? "connection closed" : why;
                  Wake(e);
-               }});
+               }},
+          options_.timeouts);
       if (pending->conn != nullptr) entries_[pending->conn] = pending;
       ArmSweep();
     }

@@ -43,6 +43,7 @@ struct PoolOptions {
   std::chrono::milliseconds idle_timeout{300'000};
   size_t max_streams = 100;
   io::KeepaliveOptions keepalive{};
+  HboneTimeouts timeouts{};
 };
 
 /// Pool is used from fibers on its loop. Destroy it after its loop stopped, or once
