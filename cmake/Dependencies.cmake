@@ -7,6 +7,7 @@ find_package(Boost 1.74 REQUIRED COMPONENTS context)
 
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 add_library(ztunnel::uring ALIAS PkgConfig::LIBURING)
+pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET GLOBAL libnghttp2)
 
 # BoringSSL as Debian ships it for the Android SDK: headers under include/android,
 # libraries in the multiarch android/ folder (found at run time through an rpath).

@@ -133,6 +133,11 @@ struct Callbacks {
   }
 
   static int OnFrameSend(nghttp2_session* ng, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+      // nghttp2 itself ended the connection (rapid reset, flood, protocol error): say so.
+      S(user_data)->Fail(std::string("sent GOAWAY ") +
+                         nghttp2_http2_strerror(frame->goaway.error_code));
+    }
     Stream* st = S(user_data)->Find(frame->hd.stream_id);
     if (st != nullptr && st->reset_after_response && frame->hd.type == NGHTTP2_HEADERS) {
       st->reset_after_response = false;

@@ -127,7 +127,7 @@ void HboneConnection::OnRecv(int32_t res, uint32_t flags) {
 }
 
 void HboneConnection::Process() {
-  if (closing_) return;
+  if (closing_ || close_after_flush_) return;
   if (!ready_) {
     const auto p = tls_->Handshake();
     if (p == tls::TlsSession::Progress::kFailed) {
@@ -148,8 +148,7 @@ void HboneConnection::Process() {
     const auto p = tls_->Read(plain, &n);
     if (p == tls::TlsSession::Progress::kDone) {
       if (!h2_->Receive({plain, n})) {
-        Flush();  // the GOAWAY saying why
-        Close(h2::kProtocolError, "HTTP/2: " + h2_->failure());
+        CloseAfterFlush(h2::kProtocolError, "HTTP/2: " + h2_->failure());  // send the GOAWAY
         return;
       }
       continue;
@@ -164,7 +163,18 @@ void HboneConnection::Process() {
     return;
   }
   Flush();
-  if (!h2_->alive()) Close(h2::kNoError, h2_->failure());
+  if (!h2_->alive()) {
+    CloseAfterFlush(h2::kNoError, h2_->failure().empty() ? "" : "HTTP/2: " + h2_->failure());
+  }
+}
+
+void HboneConnection::CloseAfterFlush(uint32_t code, std::string error) {
+  if (closing_ || close_after_flush_) return;
+  close_after_flush_ = true;
+  close_code_ = code;
+  error_ = std::move(error);
+  Flush();
+  if (!send_inflight_) Close(close_code_, error_);
 }
 
 void HboneConnection::ScheduleFlush() {
@@ -210,13 +220,18 @@ void HboneConnection::OnSend(int32_t res) {
     return;
   }
   Flush();
+  if (close_after_flush_ && !send_inflight_) Close(close_code_, error_);
 }
 
 void HboneConnection::Close(uint32_t code, std::string error) {
   if (closing_) return;
   closing_ = true;
   error_ = std::move(error);
-  if (!error_.empty()) ZT_DEBUG("proxy", "HBONE connection closing: {}", error_);
+  if (!error_.empty()) {
+    auto peer = io::PeerAddress(fd_.get());
+    ZT_WARN("proxy", "HBONE connection with {} closed: {}",
+            peer ? peer->ToString() : std::string("unknown peer"), error_);
+  }
   loop_.buffers().CancelWait(this);
   h2_->CloseAll(code);  // every stream hears it now
   timer_.Cancel();

@@ -90,6 +90,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   void OnSend(int32_t res);
   void Process();
   void Flush();
+  // CloseAfterFlush closes once the output queued so far (a GOAWAY) has been sent.
+  void CloseAfterFlush(uint32_t code, std::string error);
   void MaybeDestroy();
 
   io::Loop& loop_;
@@ -113,6 +115,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   bool closing_ = false;
   bool destroy_scheduled_ = false;
   bool peer_eof_ = false;
+  bool close_after_flush_ = false;
+  uint32_t close_code_ = 0;
   std::string error_;
 };
 

@@ -1,5 +1,6 @@
 // HBONE end to end inside one process: an inbound HBONE server and an HBONE client on
 // io_uring loops, talking mutual TLS 1.3 + HTTP/2 CONNECT over loopback.
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "ztunnel/h2/session.h"
+#include "ztunnel/h2/testing.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/hbone_test_util.h"
@@ -165,6 +167,104 @@ TEST_CASE("A peer that never completes the TLS handshake is dropped", "[proxy][h
   Client client(mute.addr, pki.client, {kServerId}, fast);
   CHECK_FALSE(client.ready());
   CHECK(client.error().find("TLS handshake timed out") != std::string::npos);
+}
+
+// RawTlsClient is a blocking mutual-TLS client with no HTTP/2 logic: it sends whatever
+// frames a test writes, to play a hostile peer.
+class RawTlsClient {
+ public:
+  RawTlsClient(const io::SocketAddress& server, std::shared_ptr<tls::TlsContext> ctx)
+      : fd_(BlockingConnect(server)), tls_(tls::TlsSession::Client(std::move(ctx), {kServerId})) {
+    while (tls_->Handshake() == tls::TlsSession::Progress::kWantIo) {
+      FlushOut();
+      if (!ReadSome(5000)) break;
+    }
+    FlushOut();
+  }
+  bool handshake_done() const { return tls_->handshake_done(); }
+  // Send encrypts and writes; false once the server has closed the connection.
+  bool Send(std::string_view plain) {
+    if (tls_->Write(plain) != tls::TlsSession::Progress::kDone) return false;
+    return FlushOut();
+  }
+  // Closed waits up to `ms` for the server to end the connection (EOF or reset).
+  bool Closed(int ms) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!ReadSome(50) && eof_) return true;
+    }
+    return false;
+  }
+  bool saw_goaway() const { return plain_.find('\x07') != std::string::npos; }
+
+ private:
+  bool FlushOut() {
+    char buf[65536];
+    while (size_t n = tls_->PullCiphertext(buf)) {
+      for (size_t off = 0; off < n;) {
+        const ssize_t w = ::send(fd_.get(), buf + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) return false;
+        off += static_cast<size_t>(w);
+      }
+    }
+    return true;
+  }
+  // ReadSome reads what arrives within `ms`; false on timeout, EOF or error.
+  bool ReadSome(int ms) {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, ms) != 1) return false;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    tls_->PushCiphertext({buf, static_cast<size_t>(n)});
+    size_t got = 0;
+    while (tls_->Read(buf, &got) == tls::TlsSession::Progress::kDone) plain_.append(buf, got);
+    return true;
+  }
+
+  UniqueFd fd_;
+  std::unique_ptr<tls::TlsSession> tls_;
+  std::string plain_;
+  bool eof_ = false;
+};
+
+TEST_CASE("A rapid-reset flood closes that connection while another keeps moving data",
+          "[proxy][hbone]") {
+  Pki pki;
+  EchoServer echo;
+  InboundServer inbound(pki.server);
+  Client good(inbound.addr(), pki.client, {kServerId});
+  REQUIRE(good.ready());
+  UniqueFd app = good.Open(echo.addr());
+  constexpr size_t kBytes = 20 << 20;
+  std::thread writer([&] { WriteRandomSizes(app.get(), 9, kBytes); });
+  auto reader = std::async(std::launch::async, [&] { return ReadRandomSizes(app.get(), 9); });
+
+  RawTlsClient attacker(inbound.addr(), pki.client);
+  REQUIRE(attacker.handshake_done());
+  h2::testing::Frames f;
+  std::string wire = h2::testing::Frames::Preface();
+  for (int32_t i = 0; i < 10000; ++i) {
+    wire += f.Connect(1 + 2 * i, echo.addr().ToString());
+    wire += h2::testing::Frames::Rst(1 + 2 * i, h2::kCancel);
+    if (wire.size() > (64 << 10)) {
+      if (!attacker.Send(wire)) break;  // the server already hung up
+      wire.clear();
+    }
+  }
+  (void)attacker.Send(wire);
+  CHECK(attacker.Closed(5000));
+
+  writer.join();
+  CHECK(reader.get() == kBytes);  // the neighbour's tunnel was unaffected
+  bool flood_reported = false;
+  for (const auto& e : inbound.errors()) {
+    flood_reported = flood_reported || e.find("GOAWAY") != std::string::npos;
+  }
+  CHECK(flood_reported);
 }
 
 // Holder keeps a stream open and remembers how it went.

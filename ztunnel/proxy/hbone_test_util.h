@@ -66,7 +66,7 @@ class InboundServer {
         if (h->conn != nullptr) h->conn->Close(h2::kCancel, "");
       }
     });
-    for (int i = 0; i < 500 && !lt_.Run([this] { return live_.empty(); }); ++i) {
+    for (int i = 0; i < 1500 && !lt_.Run([this] { return live_.empty() && pending_ == 0; }); ++i) {
       std::this_thread::sleep_for(2ms);
     }
     lt_.Run([this] { accept_->Stop(); });
@@ -85,16 +85,20 @@ class InboundServer {
   }
 
  private:
-  // Handler answers one connection's CONNECTs; it lives as long as the connection.
-  struct Handler : h2::ServerHandler {
+  // Handler answers one connection's CONNECTs. It lives as long as the connection or
+  // any upstream connect it started, whichever is longer (each fiber holds a reference).
+  struct Handler : h2::ServerHandler, std::enable_shared_from_this<Handler> {
     explicit Handler(InboundServer* s) : server(s) {}
     void OnConnect(int32_t stream, const h2::ConnectRequest& request) override {
       auto target = io::SocketAddress::Parse(request.authority.ToString());
       io::Loop& loop = server->lt_.loop();
+      ++server->pending_;
       // Connect on a fiber; by the time it finishes, the connection may be gone.
-      io::testing::SpawnOrDie(loop, [this, stream, target, &loop] {
+      io::testing::SpawnOrDie(loop, [self = shared_from_this(), stream, target, &loop] {
         auto up = io::TcpSocket(AF_INET);
         const bool ok = up.ok() && io::Connect(loop, up->get(), *target, 2s).ok();
+        --self->server->pending_;
+        HboneConnection* conn = self->conn;
         if (conn == nullptr) return;
         if (!ok) {
           (void)conn->h2().Respond(stream, 503, nullptr);
@@ -119,6 +123,7 @@ class InboundServer {
   std::vector<tls::SpiffeId> peers_;
   std::vector<std::string> errors_;
   std::set<Handler*> live_;  // connections not yet closed
+  int pending_ = 0;          // upstream connects in flight
 };
 
 // Client holds one HBONE connection and opens tunnels over it.
