@@ -10,9 +10,10 @@ using std::chrono::system_clock;
 // Build turns issued credentials into a published certificate with its contexts.
 Result<std::shared_ptr<const WorkloadCert>> Build(const tls::SpiffeId& id, tls::Credentials creds,
                                                   const std::vector<tls::Certificate>& roots,
-                                                  std::string* why) {
+                                                  system_clock::time_point now, std::string* why) {
   auto cert = std::make_shared<WorkloadCert>();
   cert->id = id;
+  cert->received = now;
   cert->not_before = creds.chain.front().not_before();
   cert->not_after = creds.chain.front().not_after();
   auto client = tls::TlsContext::Create(tls::Role::kClient, creds, roots, id.trust_domain, why);
@@ -25,9 +26,10 @@ Result<std::shared_ptr<const WorkloadCert>> Build(const tls::SpiffeId& id, tls::
   return std::shared_ptr<const WorkloadCert>(std::move(cert));
 }
 
-// RefreshAt is half-way through the certificate's lifetime.
+// RefreshAt is half-way through the certificate's remaining lifetime when received.
 system_clock::time_point RefreshAt(const WorkloadCert& cert) {
-  return cert.not_before + (cert.not_after - cert.not_before) / 2;
+  const auto from = std::max(cert.not_before, cert.received);
+  return from + (cert.not_after - from) / 2;
 }
 
 }  // namespace
@@ -65,7 +67,7 @@ Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::Spif
   auto issued = ca_->Issue(id);
   if (!issued) {
     why = "CA: " + issued.error().Message();
-  } else if (auto cert = Build(id, std::move(issued).value(), ca_->Roots(), &why); cert) {
+  } else if (auto cert = Build(id, std::move(issued).value(), ca_->Roots(), clock_(), &why); cert) {
     built = std::move(cert).value();
   } else if (why.empty()) {
     why = "cannot build TLS contexts";

@@ -24,6 +24,9 @@ struct WorkloadCert {
   std::shared_ptr<tls::TlsContext> server;  // for connections to this identity
   std::chrono::system_clock::time_point not_before;
   std::chrono::system_clock::time_point not_after;
+  /// received is when we got it; refresh is due half-way from here to not_after (a
+  /// CA may backdate not_before for clock skew, which must not pull the refresh in).
+  std::chrono::system_clock::time_point received;
 };
 
 /// CertStatus describes one identity for operators (config dump, readiness).

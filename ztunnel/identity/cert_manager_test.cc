@@ -18,13 +18,14 @@ class FakeCa final : public CaClient {
   Result<tls::Credentials> Issue(const tls::SpiffeId& id) override {
     ++calls;
     if (failing) return Error{Errc::kUnavailable};
-    return ca_.IssueUris({id.ToString()}, *now_, *now_ + ttl);
+    return ca_.IssueUris({id.ToString()}, *now_ - backdate, *now_ + ttl);
   }
   std::vector<tls::Certificate> Roots() const override { return {ca_.cert}; }
 
   int calls = 0;
   bool failing = false;
   std::chrono::seconds ttl{100};
+  std::chrono::seconds backdate{0};
 
  private:
   system_clock::time_point* now_;
@@ -70,6 +71,13 @@ TEST_CASE("Certificates are refreshed at half their lifetime", "[identity]") {
   CHECK(current->not_after == f.now + 100s);
 }
 
+TEST_CASE("A backdated not_before does not pull the refresh in", "[identity]") {
+  Fixture f;
+  f.ca->backdate = std::chrono::seconds(60);  // as LocalCa does for clock skew
+  REQUIRE(f.manager.Fetch(f.id).ok());
+  CHECK(f.manager.Poll() == f.now + 50s);  // half of the 100 s left, not of 160 s
+}
+
 TEST_CASE("When the CA fails the old certificate keeps serving, with backoff", "[identity]") {
   Fixture f;
   auto first = f.manager.Fetch(f.id);
@@ -98,7 +106,7 @@ TEST_CASE("When the CA fails the old certificate keeps serving, with backoff", "
   CHECK(f.manager.Status()[0].second.state == CertStatus::State::kValid);
   // The backoff starts over after a success.
   f.ca->failing = true;
-  f.now = f.manager.Current(f.id)->not_before + 50s;
+  f.now = f.manager.Status()[0].second.next_attempt;  // the refresh comes due and fails
   CHECK(f.manager.Poll() == f.now + 500ms);
 }
 

@@ -5,11 +5,13 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <future>
 #include <thread>
 
 #include "ztunnel/h2/session.h"
 #include "ztunnel/h2/testing.h"
+#include "ztunnel/identity/cert_manager.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/hbone_test_util.h"
@@ -35,6 +37,7 @@ using testing::LoopThread;
 using testing::Pki;
 using testing::ReadRandomSizes;
 using testing::UniqueFd;
+using testing::WriteAll;
 using testing::WriteRandomSizes;
 
 TEST_CASE("HBONE tunnels carry bytes exactly both ways and half-close", "[proxy][hbone]") {
@@ -266,6 +269,48 @@ TEST_CASE("A rapid-reset flood closes that connection while another keeps moving
     flood_reported = flood_reported || e.find("GOAWAY") != std::string::npos;
   }
   CHECK(flood_reported);
+}
+
+TEST_CASE("A rotated certificate serves new connections and live tunnels outlive the old one",
+          "[proxy][hbone]") {
+  // Real time: TLS checks validity against the real clock. Certificates live 3 s.
+  char tmpl[] = "/tmp/zt-rotation-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  std::string why;
+  auto ca = identity::LocalCa::Open({dir, true, "cluster.local", std::chrono::seconds(3)}, &why);
+  REQUIRE(ca.ok());
+  identity::CertManager certs(*ca);
+  REQUIRE(certs.Fetch(kServerId).ok());
+  auto client_cert = certs.Fetch(kClientId);
+  REQUIRE(client_cert.ok());
+  const auto first_expiry = certs.Current(kServerId)->not_after;
+
+  EchoServer echo;
+  InboundServer inbound(InboundServer::CtxFn([&] { return certs.Current(kServerId)->server; }));
+  Client before(inbound.addr(), (*client_cert)->client, {kServerId});
+  REQUIRE(before.ready());
+  UniqueFd live = before.Open(echo.addr());
+  WriteAll(live.get(), "x");
+  char c;
+  REQUIRE(::recv(live.get(), &c, 1, MSG_WAITALL) == 1);
+
+  // Half-life passes: the manager replaces both certificates.
+  while (std::chrono::system_clock::now() < first_expiry - 1s) std::this_thread::sleep_for(50ms);
+  certs.Poll();
+  REQUIRE(certs.Current(kServerId)->not_after > first_expiry);
+  // Past the first certificate's expiry, the tunnel made with it still moves data...
+  while (std::chrono::system_clock::now() < first_expiry + 1s) std::this_thread::sleep_for(50ms);
+  WriteAll(live.get(), "y");
+  REQUIRE(::recv(live.get(), &c, 1, MSG_WAITALL) == 1);
+  CHECK(c == 'y');
+  // ...and a new connection is made with the new certificates.
+  Client after(inbound.addr(), certs.Current(kClientId)->client, {kServerId});
+  REQUIRE(after.ready());
+  UniqueFd fresh = after.Open(echo.addr());
+  WriteAll(fresh.get(), "z");
+  REQUIRE(::recv(fresh.get(), &c, 1, MSG_WAITALL) == 1);
+  CHECK(c == 'z');
+  std::filesystem::remove_all(dir);
 }
 
 // Holder keeps a stream open and remembers how it went.

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <functional>
 #include <future>
 #include <memory>
 #include <set>
@@ -35,7 +36,11 @@ inline std::shared_ptr<tls::TlsContext> Ctx(tls::Role role, const tls::Credentia
 // InboundServer accepts HBONE and serves each CONNECT by connecting to its authority.
 class InboundServer {
  public:
-  InboundServer(std::shared_ptr<tls::TlsContext> ctx) : ctx_(std::move(ctx)) {
+  /// CtxFn picks the server context for each new connection (rotation tests swap it).
+  using CtxFn = std::function<std::shared_ptr<tls::TlsContext>()>;
+  explicit InboundServer(std::shared_ptr<tls::TlsContext> ctx)
+      : InboundServer(CtxFn([ctx] { return ctx; })) {}
+  explicit InboundServer(CtxFn ctx) : ctx_(std::move(ctx)) {
     lt_.Run([this] {
       accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
       io::testing::SpawnOrDie(lt_.loop(), [this] {
@@ -45,7 +50,7 @@ class InboundServer {
           auto handler = std::make_shared<Handler>(this);
           live_.insert(handler.get());
           handler->conn = HboneConnection::StartServer(
-              lt_.loop(), std::move(fd).value(), ctx_, handler.get(), nullptr,
+              lt_.loop(), std::move(fd).value(), ctx_(), handler.get(), nullptr,
               {.ready = [this](HboneConnection* c) { peers_.push_back(c->peer()); },
                .closed =
                    [this, handler](HboneConnection*, const std::string& error) {
@@ -117,7 +122,7 @@ class InboundServer {
 
   LoopThread lt_;
   Listener listener_ = ListenLoopback();
-  std::shared_ptr<tls::TlsContext> ctx_;
+  CtxFn ctx_;
   std::unique_ptr<io::MultishotAccept> accept_;
   std::promise<void> stopped_;
   std::vector<tls::SpiffeId> peers_;
