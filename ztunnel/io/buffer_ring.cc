@@ -70,6 +70,14 @@ BufferRing::~BufferRing() {
   if (ring_ != nullptr) munmap(ring_, ring_bytes_);
 }
 
+void BufferRing::PrepareRecv(Completion* done, int fd) {
+  io_uring_sqe* sqe = loop_.Prepare(done);
+  // Length 0: the kernel uses the selected buffer's full size.
+  io_uring_prep_recv(sqe, fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = group_;
+}
+
 ProvidedBuffer BufferRing::Claim(uint32_t cqe_flags, uint32_t len) {
   const auto id = static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
   ++in_use_;

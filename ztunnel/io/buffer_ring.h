@@ -15,6 +15,7 @@ namespace zt::io {
 
 class Loop;
 class BufferRing;
+class Completion;
 
 /// BufferWaiter is told when buffers come back after a receive failed with -ENOBUFS.
 class BufferWaiter {
@@ -79,6 +80,9 @@ class BufferRing {
   /// in_use counts buffers the kernel filled and the program has not given back.
   uint32_t in_use() const { return in_use_; }
 
+  /// PrepareRecv queues a single-shot receive on `fd` that takes a buffer from this ring
+  /// only when data arrives (so an idle socket holds none); its CQE goes to `done`.
+  void PrepareRecv(Completion* done, int fd);
   /// Claim takes ownership of the buffer named by a CQE (IORING_CQE_F_BUFFER in flags)
   /// holding `len` bytes.
   ProvidedBuffer Claim(uint32_t cqe_flags, uint32_t len);

@@ -34,6 +34,18 @@ class Completion {
   ~Completion() = default;
 };
 
+/// MemberCompletion forwards CQEs to a member function of its owner: how an object
+/// with several kinds of operation in flight gives each one its own Completion.
+template <typename T, void (T::*Method)(int32_t, uint32_t)>
+class MemberCompletion final : public Completion {
+ public:
+  explicit MemberCompletion(T* owner) : owner_(owner) {}
+  void OnComplete(int32_t res, uint32_t flags) override { (owner_->*Method)(res, flags); }
+
+ private:
+  T* owner_;
+};
+
 /// LoopOptions size the ring and its provided receive buffers.
 struct LoopOptions {
   unsigned entries = 1024;           // SQ entries; the CQ gets 4x

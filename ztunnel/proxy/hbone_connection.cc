@@ -97,10 +97,7 @@ void HboneConnection::OnTimer() {
 
 void HboneConnection::ArmRecv() {
   if (recv_inflight_ || closing_ || peer_eof_) return;
-  io_uring_sqe* sqe = loop_.Prepare(&recv_op_);
-  io_uring_prep_recv(sqe, fd_.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = loop_.buffers().group();
+  loop_.buffers().PrepareRecv(&recv_op_, fd_.get());
   recv_inflight_ = true;
 }
 
@@ -205,7 +202,7 @@ void HboneConnection::Flush() {
   send_inflight_ = true;
 }
 
-void HboneConnection::OnSend(int32_t res) {
+void HboneConnection::OnSend(int32_t res, uint32_t /*flags*/) {
   send_inflight_ = false;
   if (closing_) return MaybeDestroy();
   if (res <= 0) {

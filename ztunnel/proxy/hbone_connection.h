@@ -71,15 +71,6 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   void OnBuffersAvailable() override { ArmRecv(); }
 
  private:
-  struct Op final : io::Completion {
-    Op(HboneConnection* c, bool recv) : conn(c), is_recv(recv) {}
-    void OnComplete(int32_t res, uint32_t flags) override {
-      is_recv ? conn->OnRecv(res, flags) : conn->OnSend(res);
-    }
-    HboneConnection* conn;
-    bool is_recv;
-  };
-
   HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTracker* tracker, Events events,
                   HboneTimeouts timeouts);
   void ArmTimer(std::chrono::milliseconds delay);
@@ -87,7 +78,7 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   ~HboneConnection();
   void ArmRecv();
   void OnRecv(int32_t res, uint32_t flags);
-  void OnSend(int32_t res);
+  void OnSend(int32_t res, uint32_t flags);
   void Process();
   void Flush();
   // CloseAfterFlush closes once the output queued so far (a GOAWAY) has been sent.
@@ -100,8 +91,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   Events events_;
   std::unique_ptr<tls::TlsSession> tls_;
   std::unique_ptr<h2::Session> h2_;
-  Op recv_op_{this, true};
-  Op send_op_{this, false};
+  io::MemberCompletion<HboneConnection, &HboneConnection::OnRecv> recv_op_{this};
+  io::MemberCompletion<HboneConnection, &HboneConnection::OnSend> send_op_{this};
   HboneTimeouts timeouts_;
   io::Timer timer_;  // handshake deadline, then keepalive
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

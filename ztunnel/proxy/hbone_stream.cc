@@ -57,10 +57,7 @@ void HboneStream::OnResponse(int status) {
 void HboneStream::ArmRecv() {
   if (recv_inflight_ || tcp_eof_ || reset_ || !relaying_ || conn_ == nullptr) return;
   if (conn_->h2().Buffered(id_) >= kMaxBuffered) return;  // OnWritable resumes
-  io_uring_sqe* sqe = loop_.Prepare(&recv_op_);
-  io_uring_prep_recv(sqe, tcp_.get(), nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = loop_.buffers().group();
+  loop_.buffers().PrepareRecv(&recv_op_, tcp_.get());
   recv_inflight_ = true;
 }
 
@@ -108,7 +105,7 @@ void HboneStream::MaybeSend() {
   send_inflight_ = true;
 }
 
-void HboneStream::OnSend(int32_t res) {
+void HboneStream::OnSend(int32_t res, uint32_t /*flags*/) {
   send_inflight_ = false;
   if (reset_) return MaybeDestroy();
   if (res <= 0) {

@@ -61,21 +61,12 @@ class HboneStream final : public h2::StreamObserver,
   std::function<void(int status)> on_response;
 
  private:
-  struct Op final : io::Completion {
-    Op(HboneStream* s, bool recv) : stream(s), is_recv(recv) {}
-    void OnComplete(int32_t res, uint32_t flags) override {
-      is_recv ? stream->OnRecv(res, flags) : stream->OnSend(res);
-    }
-    HboneStream* stream;
-    bool is_recv;
-  };
-
   HboneStream(HboneConnection* conn, io::UniqueFd tcp, ConnectionTracker* tracker, DoneFn done);
   ~HboneStream();
   void ArmRecv();
   void OnRecv(int32_t res, uint32_t flags);
   void MaybeSend();
-  void OnSend(int32_t res);
+  void OnSend(int32_t res, uint32_t flags);
   void MaybeShutdownWrite();
   void Fail(std::string error);
   void MaybeDestroy();
@@ -86,8 +77,8 @@ class HboneStream final : public h2::StreamObserver,
   ConnectionTracker* tracker_;
   DoneFn done_;
   int32_t id_ = 0;
-  Op recv_op_{this, true};
-  Op send_op_{this, false};
+  io::MemberCompletion<HboneStream, &HboneStream::OnRecv> recv_op_{this};
+  io::MemberCompletion<HboneStream, &HboneStream::OnSend> send_op_{this};
   std::string out_;       // tunnel -> TCP, waiting
   std::string inflight_;  // tunnel -> TCP, being written (stable while the kernel reads it)
   size_t inflight_off_ = 0;

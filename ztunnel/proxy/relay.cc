@@ -16,12 +16,7 @@ class Relay::Half final : public io::BufferWaiter {
 
   void ArmRecv() {
     if (recv_inflight_ || eof_ || relay_->closing_ || queued_ >= kMaxQueuedBuffers) return;
-    io::Loop& loop = relay_->loop_;
-    io_uring_sqe* sqe = loop.Prepare(&recv_op_);
-    // Length 0: the kernel uses the selected buffer's full size.
-    io_uring_prep_recv(sqe, from_, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = loop.buffers().group();
+    relay_->loop_.buffers().PrepareRecv(&recv_op_, from_);
     recv_inflight_ = true;
   }
 
@@ -39,17 +34,6 @@ class Relay::Half final : public io::BufferWaiter {
   }
 
  private:
-  struct RecvOp final : io::Completion {
-    explicit RecvOp(Half* h) : half(h) {}
-    void OnComplete(int32_t res, uint32_t flags) override { half->OnRecv(res, flags); }
-    Half* half;
-  };
-  struct SendOp final : io::Completion {
-    explicit SendOp(Half* h) : half(h) {}
-    void OnComplete(int32_t res, uint32_t /*flags*/) override { half->OnSend(res); }
-    Half* half;
-  };
-
   io::ProvidedBuffer& Front() { return queue_[head_]; }
 
   void OnRecv(int32_t res, uint32_t flags) {
@@ -89,7 +73,7 @@ class Relay::Half final : public io::BufferWaiter {
     send_inflight_ = true;
   }
 
-  void OnSend(int32_t res) {
+  void OnSend(int32_t res, uint32_t /*flags*/) {
     send_inflight_ = false;
     if (relay_->closing_) {
       relay_->MaybeDestroy();
@@ -121,8 +105,8 @@ class Relay::Half final : public io::BufferWaiter {
   Relay* relay_;
   int from_;
   int to_;
-  RecvOp recv_op_{this};
-  SendOp send_op_{this};
+  io::MemberCompletion<Half, &Half::OnRecv> recv_op_{this};
+  io::MemberCompletion<Half, &Half::OnSend> send_op_{this};
   io::ProvidedBuffer queue_[kMaxQueuedBuffers];
   uint64_t bytes_ = 0;
   uint8_t head_ = 0;
