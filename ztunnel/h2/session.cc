@@ -111,6 +111,14 @@ struct Callbacks {
         s->empty_frames_ = 0;
       }
     }
+    if (frame->hd.type == NGHTTP2_WINDOW_UPDATE &&
+        ++s->window_updates_in_ >
+            s->limits_.window_update_base +
+                uint64_t{s->limits_.window_update_per_data} * s->data_frames_out_) {
+      s->Fail("flood of WINDOW_UPDATE frames");
+      nghttp2_session_terminate_session(ng, NGHTTP2_ENHANCE_YOUR_CALM);
+      return 0;
+    }
     if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
       s->ping_outstanding_ = false;
     }
@@ -133,6 +141,7 @@ struct Callbacks {
   }
 
   static int OnFrameSend(nghttp2_session* ng, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_DATA) ++S(user_data)->data_frames_out_;
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
       // nghttp2 itself ended the connection (rapid reset, flood, protocol error): say so.
       S(user_data)->Fail(std::string("sent GOAWAY ") +

@@ -53,6 +53,10 @@ struct Limits {
   uint32_t max_continuations = 8;
   /// Consecutive empty DATA frames (without END_STREAM) tolerated.
   uint32_t max_empty_frames = 1;
+  /// WINDOW_UPDATE flood (as Envoy bounds it): inbound WINDOW_UPDATEs may exceed
+  /// window_update_base + window_update_per_data * (DATA frames we sent) only by a flood.
+  uint32_t window_update_base = 100;
+  uint32_t window_update_per_data = 10;
 };
 
 /// ServerLimits and ClientLimits are DESIGN.md's defaults for each side.
@@ -167,6 +171,8 @@ class Session {
   std::vector<int32_t> writable_;  // streams to tell OnWritable after the next flush
   std::string failure_;
   uint32_t empty_frames_ = 0;
+  uint64_t window_updates_in_ = 0;
+  uint64_t data_frames_out_ = 0;
   bool ping_outstanding_ = false;
   bool failed_ = false;
   bool closed_ = false;

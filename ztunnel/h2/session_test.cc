@@ -348,6 +348,21 @@ TEST_CASE("Empty DATA frames beyond the limit close the connection", "[h2]") {
   CHECK(server.session->failure() == "flood of empty DATA frames");
 }
 
+TEST_CASE("A WINDOW_UPDATE flood closes the connection", "[h2]") {
+  Server server;
+  std::string wire = Frames::Preface();
+  const std::string increment("\x00\x00\x00\x01", 4);
+  for (int i = 0; i < 100; ++i) wire += Frames::Frame(NGHTTP2_WINDOW_UPDATE, 0, 0, increment);
+  REQUIRE(server.session->Receive(wire).ok());
+  CHECK(server.session->alive());  // up to the base allowance is fine
+  (void)server.session->Receive(Frames::Frame(NGHTTP2_WINDOW_UPDATE, 0, 0, increment));
+  uint32_t code = 0;
+  CHECK(HasGoaway(Drain(*server.session), &code));
+  CHECK(code == kEnhanceYourCalm);
+  CHECK_FALSE(server.session->alive());
+  CHECK(server.session->failure() == "flood of WINDOW_UPDATE frames");
+}
+
 TEST_CASE("A PING flood from a peer that does not read closes the connection", "[h2]") {
   Server server;
   std::string wire = Frames::Preface();
