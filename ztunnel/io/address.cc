@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
 #include <cstring>
 
 #include "ztunnel/core/ip_port.h"
@@ -84,31 +83,28 @@ socklen_t SocketAddress::len() const {
   return family() == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
 }
 
-std::string SocketAddress::IpString() const {
-  char buf[INET6_ADDRSTRLEN] = {};
+std::optional<IpPort> SocketAddress::ToIpPort() const {
+  IpPort out;
+  out.port = port();
   if (family() == AF_INET) {
-    inet_ntop(AF_INET, &storage_.v4.sin_addr, buf, sizeof(buf));
+    std::memcpy(out.addr.data(), &storage_.v4.sin_addr, 4);
   } else if (family() == AF_INET6) {
-    inet_ntop(AF_INET6, &storage_.v6.sin6_addr, buf, sizeof(buf));
+    out.v6 = true;
+    std::memcpy(out.addr.data(), &storage_.v6.sin6_addr, 16);
   } else {
-    return "unspecified";
+    return std::nullopt;
   }
-  return buf;
+  return out;
+}
+
+std::string SocketAddress::IpString() const {
+  auto ip = ToIpPort();
+  return ip ? ip->IpString() : "unspecified";
 }
 
 std::string SocketAddress::ToString() const {
-  std::string out;
-  out.reserve(INET6_ADDRSTRLEN + 8);
-  if (family() == AF_INET6) {
-    out.push_back('[');
-    out.append(IpString());
-    out.push_back(']');
-  } else {
-    out.append(IpString());
-  }
-  out.push_back(':');
-  out.append(std::to_string(port()));
-  return out;
+  auto ip = ToIpPort();
+  return ip ? ip->ToString() : "unspecified:" + std::to_string(port());
 }
 
 bool SocketAddress::operator==(const SocketAddress& other) const {

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "ztunnel/core/ip_port.h"
+
 namespace zt::io {
 
 /// SocketAddress wraps a sockaddr_in or sockaddr_in6.
@@ -37,6 +39,8 @@ class SocketAddress {
   /// ToString renders "ip:port" ("[v6]:port" for IPv6), the HBONE authority form.
   std::string ToString() const;
   bool operator==(const SocketAddress& other) const;
+  /// ToIpPort gives the address as an IpPort; nullopt unless IPv4 or IPv6.
+  std::optional<IpPort> ToIpPort() const;
 
  private:
   // 28 bytes, not a 128-byte sockaddr_storage: addresses are kept per connection.

@@ -161,9 +161,7 @@ void HboneStream::OnStreamClosed(uint32_t code) {
 void HboneStream::Abort() { Fail("aborted"); }
 
 void HboneStream::Fail(std::string error) {
-  if (reset_ && !result_.ok && !result_.error.empty()) {
-    return MaybeDestroy();  // already failing
-  }
+  if (reset_) return MaybeDestroy();  // already failing (or refused): keep the first reason
   reset_ = true;
   result_.ok = false;
   result_.error = std::move(error);

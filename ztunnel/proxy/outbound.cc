@@ -173,19 +173,12 @@ void Outbound::Serve(io::UniqueFd downstream) {
       [this, src = src_addr, dst = *dst, start](const RelayResult& r) {
         const auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-        if (r.ok) {
-          ZT_INFO("access",
-                  "connection complete src.addr={} dst.addr={} direction=outbound "
-                  "bytes_sent={} bytes_recv={} duration={}ms",
-                  src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
-                  r.bytes_upstream_to_downstream, ms);
-        } else {
-          ZT_INFO("access",
-                  "connection complete src.addr={} dst.addr={} direction=outbound "
-                  "bytes_sent={} bytes_recv={} duration={}ms error=\"{}\"",
-                  src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
-                  r.bytes_upstream_to_downstream, ms, r.error.Message());
-        }
+        ZT_INFO("access",
+                "connection complete src.addr={} dst.addr={} direction=outbound "
+                "bytes_sent={} bytes_recv={} duration={}ms{}",
+                src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
+                r.bytes_upstream_to_downstream, ms,
+                r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
         ConnectionEnded();
       });
 }

@@ -55,7 +55,6 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
       pending = std::make_shared<Entry>();
       pending->key = k;
       by_key_.emplace(k, pending);
-      connecting_.push_back(pending);
       auto sock = io::TcpSocket(key.destination.family());
       Status connected = sock ? Status::Ok() : Status(sock.error());
       if (connected && options_.mark != 0) connected = io::SetMark(sock->get(), options_.mark);
@@ -64,14 +63,8 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
         (void)io::SetKeepalive(sock->get(), options_.keepalive);
         connected = io::Connect(loop_, sock->get(), key.destination, options_.connect_timeout);
       }
-      std::erase(connecting_, pending);
       if (!connected) {
-        for (auto it = lo = by_key_.lower_bound(k); it != by_key_.end() && it->first == k; ++it) {
-          if (it->second == pending) {
-            by_key_.erase(it);
-            break;
-          }
-        }
+        Unlist(pending);
         pending->error =
             "connect to " + key.destination.ToString() + ": " + connected.error().Message();
         Wake(pending);
@@ -96,13 +89,7 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
                  auto e = weak.lock();
                  entries_.erase(c);
                  if (e == nullptr) return;
-                 for (auto it = by_key_.lower_bound(e->key);
-                      it != by_key_.end() && it->first == e->key; ++it) {
-                   if (it->second == e) {
-                     by_key_.erase(it);
-                     break;
-                   }
-                 }
+                 Unlist(e);
                  e->conn = nullptr;
                  e->ready = false;
                  e->error = why.empty() ? "connection closed" : why;
@@ -124,6 +111,15 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
   }
   if (error != nullptr) *error = "no pooled connection with room after several attempts";
   return Error{Errc::kResourceExhausted};
+}
+
+void Pool::Unlist(const std::shared_ptr<Entry>& e) {
+  for (auto it = by_key_.lower_bound(e->key); it != by_key_.end() && it->first == e->key; ++it) {
+    if (it->second == e) {
+      by_key_.erase(it);
+      return;
+    }
+  }
 }
 
 void Pool::ArmSweep() {

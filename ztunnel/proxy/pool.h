@@ -79,6 +79,8 @@ class Pool {
   };
   bool HasRoom(const Entry& e) const;
   void Wake(const std::shared_ptr<Entry>& e);
+  // Unlist removes `e` from by_key_, so no caller picks it any more.
+  void Unlist(const std::shared_ptr<Entry>& e);
   void ArmSweep();
   void Sweep();
 
@@ -87,7 +89,6 @@ class Pool {
   ConnectionTracker* tracker_;
   std::multimap<std::string, std::shared_ptr<Entry>> by_key_;
   std::map<HboneConnection*, std::shared_ptr<Entry>> entries_;
-  std::vector<std::shared_ptr<Entry>> connecting_;
   io::Timer sweep_;
   bool closing_ = false;
   // Connection callbacks hold a weak reference: they may run after the pool is gone.

@@ -161,7 +161,7 @@ void Relay::Fail(Error error) {
   halves_[0]->StopWaitingForBuffers();
   halves_[1]->StopWaitingForBuffers();
   // Cancel before close: the kernel keeps the file alive while operations use it.
-  if (halves_[0]->inflight() || halves_[1]->inflight()) {
+  if (OpsInFlight()) {
     loop_.CancelFd(downstream_.get());
     loop_.CancelFd(upstream_.get());
   }
