@@ -4,6 +4,7 @@ find_package(Threads REQUIRED)
 find_package(fmt REQUIRED)
 find_package(cxxopts REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS context)
+find_package(yaml-cpp REQUIRED)
 
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 add_library(ztunnel::uring ALIAS PkgConfig::LIBURING)

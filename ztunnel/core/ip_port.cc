@@ -6,6 +6,20 @@
 
 namespace zt {
 
+std::optional<IpAddr> IpAddr::Parse(std::string_view text) {
+  IpAddr out;
+  out.v6 = text.find(':') != std::string_view::npos;
+  const std::string z(text);
+  if (inet_pton(out.v6 ? AF_INET6 : AF_INET, z.c_str(), out.addr.data()) != 1) return std::nullopt;
+  return out;
+}
+
+std::string IpAddr::ToString() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(v6 ? AF_INET6 : AF_INET, addr.data(), buf, sizeof(buf));
+  return buf;
+}
+
 std::optional<IpPort> IpPort::Parse(std::string_view text) {
   std::string_view host;
   std::string_view port_text;
@@ -38,11 +52,7 @@ std::optional<IpPort> IpPort::Parse(std::string_view text) {
   return out;
 }
 
-std::string IpPort::IpString() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(v6 ? AF_INET6 : AF_INET, addr.data(), buf, sizeof(buf));
-  return buf;
-}
+std::string IpPort::IpString() const { return ip().ToString(); }
 
 std::string IpPort::ToString() const {
   std::string out;

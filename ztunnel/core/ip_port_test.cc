@@ -27,5 +27,23 @@ TEST_CASE("IpPort rejects names, missing parts and bad ports", "[core]") {
   }
 }
 
+TEST_CASE("IpAddr parses bare addresses, compares and hashes by value", "[core]") {
+  auto a = IpAddr::Parse("10.0.2.5");
+  REQUIRE(a);
+  CHECK_FALSE(a->v6);
+  CHECK(a->ToString() == "10.0.2.5");
+  CHECK(*a == IpPort::Parse("10.0.2.5:80")->ip());
+  CHECK(std::hash<IpAddr>{}(*a) == std::hash<IpAddr>{}(IpPort::Parse("10.0.2.5:9")->ip()));
+  auto b = IpAddr::Parse("FD00::1");
+  REQUIRE(b);
+  CHECK(b->v6);
+  CHECK(b->ToString() == "fd00::1");
+  CHECK(*a != *b);
+  for (const char* bad : {"", "10.0.0.300", "10.0.0.1:80", "[fd00::1]", "host", " 10.0.0.1"}) {
+    INFO(bad);
+    CHECK_FALSE(IpAddr::Parse(bad).has_value());
+  }
+}
+
 }  // namespace
 }  // namespace zt

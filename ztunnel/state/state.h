@@ -1,0 +1,64 @@
+// State: an immutable snapshot of what the node knows (workloads today; services and
+// policies follow), and the store that publishes snapshots to the workers.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ztunnel/core/ip_port.h"
+#include "ztunnel/core/result.h"
+#include "ztunnel/state/workload.h"
+
+namespace zt::state {
+
+/// State is built once, then only read (from any thread).
+class State {
+ public:
+  /// Build indexes `workloads`. Duplicate uids or an address claimed twice in one
+  /// network are errors: `*error` names them and null is returned.
+  static std::shared_ptr<const State> Build(std::vector<Workload> workloads, std::string* error);
+
+  /// FindWorkload returns the workload with `ip` in `network`, or null.
+  const Workload* FindWorkload(const std::string& network, const IpAddr& ip) const;
+  /// FindByUid returns the workload with `uid`, or null.
+  const Workload* FindByUid(const std::string& uid) const;
+  const std::vector<Workload>& workloads() const { return workloads_; }
+
+ private:
+  struct NetworkIp {
+    std::string network;
+    IpAddr ip;
+    bool operator==(const NetworkIp&) const = default;
+  };
+  struct NetworkIpHash {
+    size_t operator()(const NetworkIp& k) const {
+      return std::hash<std::string>{}(k.network) * 31 + std::hash<IpAddr>{}(k.ip);
+    }
+  };
+  std::vector<Workload> workloads_;
+  std::unordered_map<NetworkIp, const Workload*, NetworkIpHash> by_ip_;
+  std::unordered_map<std::string, const Workload*> by_uid_;
+};
+
+/// StateStore holds the current snapshot. Readers take a reference per connection
+/// and keep it while they use pointers into it; a publish never blocks them long.
+class StateStore {
+ public:
+  StateStore() : current_(Empty()) {}
+  /// Load returns the current snapshot (never null).
+  std::shared_ptr<const State> Load() const { return current_.load(std::memory_order_acquire); }
+  /// Publish replaces the snapshot atomically.
+  void Publish(std::shared_ptr<const State> next) {
+    current_.store(std::move(next), std::memory_order_release);
+  }
+
+ private:
+  static std::shared_ptr<const State> Empty();
+  std::atomic<std::shared_ptr<const State>> current_;
+};
+
+}  // namespace zt::state
