@@ -78,3 +78,25 @@ def test_missing_io_uring_is_one_clear_line():
 def test_binary_links_boringssl_never_openssl():
     out = subprocess.run(["ldd", ztnet.ztunnel_bin()], capture_output=True, text=True).stdout
     assert "libssl.so.3" not in out and "libcrypto.so.3" not in out, out
+
+
+def test_bad_local_config_names_the_field(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("workloads:\n- name: a\n  workloadIps: [10.0.0.300]\n")
+    p = run("--local-config", str(cfg), "--outbound-listen", "127.0.0.1:0",
+            "--inbound-listen", "127.0.0.1:0", "--ca-dir", str(tmp_path / "ca"), "--ca-generate")
+    assert p.returncode == 1
+    assert one_line(p.stderr) == (
+        f"ztunnel: invalid local config: {cfg}: workloads[0].workloadIps[0]: "
+        '"10.0.0.300" is not an IP address')
+
+
+def test_missing_ca_is_one_clear_line(tmp_path):
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("workloads: []\n")
+    p = run("--local-config", str(cfg), "--outbound-listen", "127.0.0.1:0",
+            "--inbound-listen", "127.0.0.1:0", "--ca-dir", str(tmp_path / "none"))
+    assert p.returncode == 1
+    line = one_line(p.stderr)
+    assert line.startswith(f"ztunnel: cannot open the CA in {tmp_path / 'none'}: "), line
+    assert "ca-cert.pem" in line or "--ca-generate" in line, line

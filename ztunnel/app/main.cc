@@ -4,21 +4,27 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <variant>
 #include <vector>
 
+#include "ztunnel/config/local_config.h"
 #include "ztunnel/config/options.h"
 #include "ztunnel/core/drain.h"
 #include "ztunnel/core/duration.h"
 #include "ztunnel/core/log.h"
+#include "ztunnel/identity/ca.h"
+#include "ztunnel/identity/cert_manager.h"
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/probe.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/worker.h"
 
 namespace {
@@ -42,6 +48,97 @@ void RaiseFdLimit() {
 }
 
 const char* SignalName(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+// MeshRuntime is everything HBONE needs that lives outside the workers: the state,
+// the CA, the certificates, and the control thread that keeps certificates fresh.
+struct MeshRuntime {
+  state::StateStore state;
+  std::unique_ptr<identity::CertManager> certs;
+  proxy::Mesh mesh;
+  io::UniqueFd inbound_listener;
+  io::SocketAddress inbound_addr;
+  std::thread refresher;
+  std::mutex mu;
+  std::condition_variable wake;
+  bool stop = false;
+
+  // RefreshLoop renews certificates when due (half-life, or backoff after failures).
+  void RefreshLoop() {
+    std::unique_lock lock(mu);
+    while (!stop) {
+      lock.unlock();
+      const auto next = certs->Poll();
+      lock.lock();
+      // Wake at least every minute: a new identity may have been fetched meanwhile.
+      const auto cap = std::chrono::system_clock::now() + std::chrono::minutes(1);
+      wake.wait_until(lock, std::min(next, cap), [this] { return stop; });
+    }
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mu);
+      stop = true;
+    }
+    wake.notify_all();
+    if (refresher.joinable()) refresher.join();
+  }
+};
+
+// StartMesh loads the local config, opens the CA, issues the certificates of this
+// node's workloads and opens the HBONE listener; any failure is fatal and named.
+std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
+  auto rt = std::make_unique<MeshRuntime>();
+  std::string error;
+  auto state = config::LoadLocalConfig(opts.local_config, &error);
+  if (!state) Fatal("invalid local config: " + error);
+  rt->state.Publish(state);
+
+  auto addr = io::SocketAddress::Parse(opts.inbound_listen);
+  if (!addr) {
+    std::fprintf(stderr,
+                 "ztunnel: invalid value \"%s\" for --inbound-listen: expected IP:PORT, e.g. "
+                 "0.0.0.0:15008\n",
+                 opts.inbound_listen.c_str());
+    std::exit(2);
+  }
+  rt->inbound_addr = *addr;
+
+  identity::LocalCaOptions ca_options;
+  ca_options.directory = opts.ca_dir;
+  ca_options.generate = opts.ca_generate;
+  ca_options.trust_domain = opts.trust_domain;
+  ca_options.leaf_ttl = opts.cert_ttl;
+  std::string reason;
+  auto ca = identity::LocalCa::Open(ca_options, &reason);
+  if (!ca) Fatal("cannot open the CA in " + opts.ca_dir + ": " + reason);
+  rt->certs = std::make_unique<identity::CertManager>(*ca);
+  rt->mesh.state = &rt->state;
+  rt->mesh.certs = rt->certs.get();
+  rt->mesh.node = opts.node_name;
+  rt->mesh.network = opts.network;
+
+  size_t local = 0;
+  for (const state::Workload& w : state->workloads()) {
+    if (w.node != opts.node_name) continue;
+    ++local;
+    const tls::SpiffeId id = proxy::WorkloadIdentity(w);
+    if (auto cert = rt->certs->Fetch(id); !cert) {
+      ZT_WARN("identity", "cannot issue a certificate for {} (workload {}): {}; retrying",
+              id.ToString(), w.uid, cert.error().Message());
+    }
+  }
+  ZT_INFO("app", "local config {}: {} workloads, {} on this node (\"{}\")", opts.local_config,
+          state->workloads().size(), local, opts.node_name);
+
+  auto listener = io::Listen(*addr, io::ListenOptions{});
+  if (!listener) {
+    Fatal("cannot listen on " + addr->ToString() +
+          " (inbound HBONE): " + listener.error().Message());
+  }
+  rt->inbound_listener = std::move(listener).value();
+  rt->refresher = std::thread([r = rt.get()] { r->RefreshLoop(); });
+  return rt;
+}
 
 }  // namespace
 
@@ -89,7 +186,18 @@ int main(int argc, char** argv) {
           " (outbound): " + listener.error().Message());
   }
 
+  std::unique_ptr<MeshRuntime> mesh;
+  if (!opts.local_config.empty()) mesh = StartMesh(opts);
+
   proxy::WorkerOptions worker_options;
+  if (mesh) {
+    worker_options.mesh = &mesh->mesh;
+    worker_options.inbound_listen_fd = mesh->inbound_listener.get();
+    worker_options.inbound.mark = opts.mark;
+    worker_options.inbound.connect_timeout = opts.connect_timeout;
+    worker_options.pool.mark = opts.mark;
+    worker_options.pool.connect_timeout = opts.connect_timeout;
+  }
   worker_options.loop.buffer_size = opts.buffer_size;
   worker_options.loop.buffer_count = opts.buffer_count;
   worker_options.outbound.mark = opts.mark;
@@ -124,8 +232,10 @@ int main(int argc, char** argv) {
     for (auto& t : threads) t.join();
     Fatal("a worker failed to start (see the log above)");
   }
-  ZT_INFO("app", "ztunnel {} ready: outbound on {}, {} workers, drain timeout {}", ZTUNNEL_VERSION,
-          outbound_addr->ToString(), opts.workers, FormatDuration(opts.drain_timeout));
+  ZT_INFO("app", "ztunnel {} ready: outbound on {}, {}, {} workers, drain timeout {}",
+          ZTUNNEL_VERSION, outbound_addr->ToString(),
+          mesh ? "inbound HBONE on " + mesh->inbound_addr.ToString() : "no mesh (passthrough only)",
+          opts.workers, FormatDuration(opts.drain_timeout));
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -143,6 +253,7 @@ int main(int argc, char** argv) {
   second.detach();
 
   for (auto& t : threads) t.join();
+  if (mesh) mesh->Stop();
   ZT_INFO("app", "drained; exiting");
   return 0;
 }

@@ -39,6 +39,25 @@ const std::vector<Flag>& Flags() {
        "bytes per receive buffer, 4096..1048576 (default 32768)", "BYTES"},
       {"buffer-count", "ZTUNNEL_BUFFER_COUNT",
        "receive buffers per worker, a power of two up to 32768 (default 256)", "N"},
+      {"local-config", "LOCAL_XDS_PATH",
+       "local config YAML (workloads) that turns the mesh on: HBONE out and in (default: "
+       "none, plain passthrough only)",
+       "FILE"},
+      {"inbound-listen", "ZTUNNEL_INBOUND_LISTEN",
+       "address of the inbound HBONE listener, used with --local-config (default 0.0.0.0:15008)",
+       "IP:PORT"},
+      {"node-name", "NODE_NAME", "this node's name: workloads with this node are served here",
+       "NAME"},
+      {"network", "NETWORK", "the network this node's workloads are in (default empty)", "NAME"},
+      {"trust-domain", "TRUST_DOMAIN", "trust domain of a generated CA (default cluster.local)",
+       "DOMAIN"},
+      {"ca-dir", "ZTUNNEL_CA_DIR",
+       "CA in Istio's plug-in layout: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem "
+       "(default /etc/cacerts)",
+       "DIR"},
+      {"ca-generate", "ZTUNNEL_CA_GENERATE",
+       "generate a CA in --ca-dir (key mode 0600) if it holds none (default false)", "BOOL"},
+      {"cert-ttl", "SECRET_TTL", "lifetime of workload certificates (default 24h)", "DURATION"},
   };
   return flags;
 }
@@ -79,7 +98,13 @@ std::string HelpText() {
 ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env) {
   cxxopts::Options parser("ztunnel");
   auto adder = parser.add_options();
-  for (const Flag& f : Flags()) adder(f.name, f.help, cxxopts::value<std::string>());
+  for (const Flag& f : Flags()) {
+    if (std::string_view(f.placeholder) == "BOOL") {
+      adder(f.name, f.help, cxxopts::value<std::string>()->implicit_value("true"));
+    } else {
+      adder(f.name, f.help, cxxopts::value<std::string>());
+    }
+  }
   adder("help", "print help");
   adder("version", "print the version");
 
@@ -150,6 +175,34 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
         return Invalid(f, from_env, value, "a power of two from 1 to 32768");
       }
       out.buffer_count = static_cast<uint32_t>(*n);
+    } else if (name == "local-config") {
+      out.local_config = value;
+    } else if (name == "inbound-listen") {
+      out.inbound_listen = value;
+    } else if (name == "node-name") {
+      out.node_name = value;
+    } else if (name == "network") {
+      out.network = value;
+    } else if (name == "trust-domain") {
+      if (value.empty()) return Invalid(f, from_env, value, "a non-empty trust domain");
+      out.trust_domain = value;
+    } else if (name == "ca-dir") {
+      if (value.empty()) return Invalid(f, from_env, value, "a directory");
+      out.ca_dir = value;
+    } else if (name == "ca-generate") {
+      if (value == "true" || value == "1") {
+        out.ca_generate = true;
+      } else if (value == "false" || value == "0") {
+        out.ca_generate = false;
+      } else {
+        return Invalid(f, from_env, value, "true or false");
+      }
+    } else if (name == "cert-ttl") {
+      auto d = ParseDuration(value);
+      if (!d || *d < std::chrono::seconds(60)) {
+        return Invalid(f, from_env, value, "a duration of at least 1m, such as 24h");
+      }
+      out.cert_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
     }
   }
   if (out.connect_timeout.count() == 0) {

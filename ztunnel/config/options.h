@@ -24,6 +24,17 @@ struct Options {
   log::Level log_level = log::Level::kInfo;
   uint32_t buffer_size = 32 * 1024;
   uint32_t buffer_count = 256;
+  /// local_config is the local config YAML (workloads...); empty = no mesh: every
+  /// outbound connection is a plain passthrough and no HBONE listener opens.
+  std::string local_config;
+  std::string inbound_listen = "0.0.0.0:15008";
+  std::string node_name;
+  std::string network;
+  /// trust_domain names a generated CA root.
+  std::string trust_domain = "cluster.local";
+  std::string ca_dir = "/etc/cacerts";
+  bool ca_generate = false;
+  std::chrono::seconds cert_ttl{24 * 3600};
   bool help = false;
   bool version = false;
 };

@@ -56,6 +56,33 @@ TEST_CASE("Flags and env vars set options and flags win", "[config]") {
   CHECK(Ok({{}, {{"ZTUNNEL_WORKERS", "8"}}}).workers == 8);
 }
 
+TEST_CASE("Mesh flags read Istio's variable names", "[config]") {
+  Options d = Ok({});
+  CHECK(d.local_config.empty());
+  CHECK(d.inbound_listen == "0.0.0.0:15008");
+  CHECK(d.ca_dir == "/etc/cacerts");
+  CHECK_FALSE(d.ca_generate);
+  CHECK(d.cert_ttl == 24h);
+  Options o = Ok({{"--ca-generate", "--node-name", "n1"},
+                  {{"LOCAL_XDS_PATH", "/x.yaml"},
+                   {"SECRET_TTL", "2h"},
+                   {"NODE_NAME", "ignored"},
+                   {"NETWORK", "net1"},
+                   {"TRUST_DOMAIN", "example.org"}}});
+  CHECK(o.local_config == "/x.yaml");
+  CHECK(o.ca_generate);
+  CHECK(o.node_name == "n1");
+  CHECK(o.network == "net1");
+  CHECK(o.trust_domain == "example.org");
+  CHECK(o.cert_ttl == 2h);
+  CHECK_FALSE(Ok({{"--ca-generate=false"}}).ca_generate);
+  CHECK(Err({{}, {{"ZTUNNEL_CA_GENERATE", "yes"}}}) ==
+        "invalid value \"yes\" for ZTUNNEL_CA_GENERATE (for --ca-generate): expected true or "
+        "false");
+  CHECK(Err({{"--cert-ttl", "10s"}}) ==
+        "invalid value \"10s\" for --cert-ttl: expected a duration of at least 1m, such as 24h");
+}
+
 TEST_CASE("Drain timeout follows the termination grace period", "[config]") {
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}}).drain_timeout == 25s);
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "3"}}}).drain_timeout == 0s);

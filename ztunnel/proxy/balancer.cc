@@ -35,10 +35,10 @@ int64_t Balancer::load(int index) const {
   return slots_[static_cast<size_t>(index)].load.load(std::memory_order_relaxed);
 }
 
-void Balancer::Hand(int target, int fd) {
+void Balancer::Hand(int target, int fd, Listener listener) {
   Slot& slot = slots_[static_cast<size_t>(target)];
   io::Loop* loop = slot.loop.load(std::memory_order_acquire);
-  loop->Post([serve = &slot.serve, fd] { (*serve)(fd); });
+  loop->Post([serve = &slot.serve, fd, listener] { (*serve)(fd, listener); });
 }
 
 void Balancer::StoppedAccepting() {

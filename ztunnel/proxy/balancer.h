@@ -20,11 +20,15 @@
 
 namespace zt::proxy {
 
+/// Listener says which listener accepted a connection, so the worker it is handed
+/// to serves it the right way.
+enum class Listener : uint8_t { kOutbound, kInboundHbone };
+
 /// Balancer is shared by all workers; every method is thread-safe.
 class Balancer {
  public:
   /// HandFn serves a connection handed over from another worker, on the target loop.
-  using HandFn = std::function<void(int fd)>;
+  using HandFn = std::function<void(int fd, Listener listener)>;
 
   explicit Balancer(int workers);
 
@@ -41,7 +45,7 @@ class Balancer {
   /// load is the number of connections assigned to `index` and not yet ended.
   int64_t load(int index) const;
   /// Hand gives `fd` to worker `target`, whose load must already count it.
-  void Hand(int target, int fd);
+  void Hand(int target, int fd, Listener listener);
 
   /// StoppedAccepting records that one worker will accept no more connections; when it
   /// was the last, every joined worker's `recheck` is posted to its loop.

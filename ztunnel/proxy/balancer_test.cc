@@ -10,9 +10,9 @@ TEST_CASE("Balancer picks the least-loaded joined worker, itself on a tie", "[pr
   // Loop pointers are only compared with null here; nothing is posted.
   auto* fake = reinterpret_cast<io::Loop*>(0x1);
   b.Join(
-      0, fake, [](int) {}, [] {});
+      0, fake, [](int, Listener) {}, [] {});
   b.Join(
-      1, fake, [](int) {}, [] {});
+      1, fake, [](int, Listener) {}, [] {});
   CHECK(b.Pick(0) == 0);  // tie: stay
   b.Acquire(0);
   CHECK(b.Pick(0) == 1);  // worker 2 never joined: not eligible

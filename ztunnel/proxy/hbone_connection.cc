@@ -218,6 +218,20 @@ void HboneConnection::OnSend(int32_t res, uint32_t /*flags*/) {
   }
   Flush();
   if (close_after_flush_ && !send_inflight_) Close(close_code_, error_);
+  MaybeCloseIdle();
+}
+
+void HboneConnection::Drain() {
+  if (closing_ || close_after_flush_) return;
+  if (!ready_) return Close(h2::kNoError, "");  // nothing to finish yet
+  h2_->Goaway(h2::kNoError);
+  Flush();
+  MaybeCloseIdle();
+}
+
+void HboneConnection::MaybeCloseIdle() {
+  if (!ready_ || closing_ || close_after_flush_ || send_inflight_ || h2_->alive()) return;
+  Close(h2::kNoError, h2_->failure().empty() ? "" : "HTTP/2: " + h2_->failure());
 }
 
 void HboneConnection::Close(uint32_t code, std::string error) {

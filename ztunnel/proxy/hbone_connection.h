@@ -67,6 +67,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   void ScheduleFlush();
   /// Close ends the connection: streams are closed with `code`, the socket is reset.
   void Close(uint32_t code, std::string error);
+  /// Drain sends GOAWAY: no new streams; the connection closes once the live ones end.
+  void Drain();
   void Abort() override { Close(h2::kCancel, "aborted"); }
   void OnBuffersAvailable() override { ArmRecv(); }
 
@@ -84,6 +86,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   // CloseAfterFlush closes once the output queued so far (a GOAWAY) has been sent.
   void CloseAfterFlush(uint32_t code, std::string error);
   void MaybeDestroy();
+  // MaybeCloseIdle closes cleanly once HTTP/2 is done (GOAWAY and no streams left).
+  void MaybeCloseIdle();
 
   io::Loop& loop_;
   io::UniqueFd fd_;

@@ -6,6 +6,7 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
 
@@ -32,70 +33,42 @@ void Refuse(io::UniqueFd downstream) {
   downstream.reset();
 }
 
+int64_t MillisSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
 }  // namespace
 
-Outbound::Outbound(io::Loop& loop, int listen_fd, OutboundOptions options,
-                   ConnectionTracker& tracker, Balancer& balancer, int index,
-                   std::function<void()> on_connection_end)
+// Conn is one captured connection while it is being set up.
+struct Outbound::Conn {
+  io::UniqueFd downstream;
+  io::SocketAddress src;
+  io::SocketAddress dst;
+  std::string src_text;
+  Clock::time_point start = Clock::now();
+  // Every way out of set-up counts the connection as ended, unless the relay took it.
+  bool handed_off = false;
+};
+
+Outbound::Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker,
+                   Balancer& balancer, int index, std::function<void()> on_connection_end,
+                   const Mesh* mesh, Pool* pool)
     : loop_(loop),
-      listen_fd_(listen_fd),
       options_(std::move(options)),
       tracker_(tracker),
       balancer_(balancer),
       index_(index),
-      on_connection_end_(std::move(on_connection_end)) {
+      on_connection_end_(std::move(on_connection_end)),
+      mesh_(mesh),
+      pool_(pool) {
   if (!options_.original_dst) options_.original_dst = io::OriginalDst;
 }
 
 Outbound::~Outbound() = default;
 
-void Outbound::Start() {
-  accept_ = std::make_unique<io::MultishotAccept>(loop_, listen_fd_);
-  if (!io::Fiber::Spawn(loop_, [this] { AcceptLoop(); })) {
-    ZT_ERROR("proxy", "cannot start the outbound accept loop: out of memory for a fiber stack");
-    accept_->Stop();
-  }
-}
-
-void Outbound::StopAccepting(std::function<void()> on_stopped) {
-  on_stopped_ = std::move(on_stopped);
-  // shutdown() on a listening socket stops it listening: new SYNs are refused and the
-  // kernel's backlog is reset, so a drain never strands half-accepted connections.
-  ::shutdown(listen_fd_, SHUT_RDWR);
-  if (accept_) accept_->Stop();
-  if (accept_done_ && on_stopped_) std::exchange(on_stopped_, nullptr)();
-}
-
-void Outbound::AcceptLoop() {
-  for (;;) {
-    auto conn = accept_->Next();
-    if (!conn) {
-      if (conn.error().code == Errc::kCancelled) break;
-      // EINVAL: the listener was shut down (by another worker's drain).
-      if (conn.error().sys == EINVAL || conn.error().sys == EBADF) break;
-      // EMFILE/ENFILE and friends: log and keep serving existing connections.
-      ZT_WARN("proxy", "outbound accept failed: {}", conn.error().Message());
-      if (conn.error().sys == EMFILE || conn.error().sys == ENFILE) {
-        io::Sleep(loop_, std::chrono::milliseconds(100));
-      }
-      continue;
-    }
-    const int target = balancer_.Pick(index_);
-    balancer_.Acquire(target);
-    if (target == index_) {
-      ServeHanded(conn->release());
-    } else {
-      balancer_.Hand(target, conn->release());
-    }
-  }
-  accept_.reset();
-  accept_done_ = true;
-  if (on_stopped_) std::exchange(on_stopped_, nullptr)();
-}
-
-void Outbound::ServeHanded(int fd) {
+void Outbound::Serve(int fd) {
   // Spawn runs the fiber at once, so the raw fd cannot leak in between.
-  if (!io::Fiber::Spawn(loop_, [this, fd] { Serve(io::UniqueFd(fd)); })) {
+  if (!io::Fiber::Spawn(loop_, [this, fd] { ServeFiber(io::UniqueFd(fd)); })) {
     ZT_WARN("proxy", "refusing a connection: out of memory for a fiber stack");
     Refuse(io::UniqueFd(fd));
     ConnectionEnded();
@@ -107,40 +80,48 @@ void Outbound::ConnectionEnded() {
   if (on_connection_end_) on_connection_end_();
 }
 
-void Outbound::Serve(io::UniqueFd downstream) {
-  const auto start = Clock::now();
-  // Every way out of set-up counts the connection as ended; the relay does it later.
+void Outbound::ServeFiber(io::UniqueFd downstream) {
+  Conn c;
+  c.downstream = std::move(downstream);
   struct EndGuard {
     Outbound* self;
-    bool armed = true;
+    Conn& c;
     ~EndGuard() {
-      if (armed) self->ConnectionEnded();
+      if (!c.handed_off) self->ConnectionEnded();
     }
-  } end_guard{this};
-  auto src = io::PeerAddress(downstream.get());
-  auto dst = options_.original_dst(downstream.get());
-  const io::SocketAddress src_addr = src ? *src : io::SocketAddress{};
-  const std::string src_text = src ? src->ToString() : "unknown";
+  } end_guard{this, c};
+  auto src = io::PeerAddress(c.downstream.get());
+  auto dst = options_.original_dst(c.downstream.get());
+  if (src) c.src = *src;
+  c.src_text = src ? src->ToString() : "unknown";
   if (!dst) {
     ZT_WARN("proxy", "outbound connection from {} has no original destination ({}); closing",
-            src_text, dst.error().Message());
-    Refuse(std::move(downstream));
-    return;
+            c.src_text, dst.error().Message());
+    return Refuse(std::move(c.downstream));
   }
+  c.dst = *dst;
   if (IsProxyPort(dst->port())) {
     ZT_WARN("proxy", "refusing outbound connection from {} to {}: it targets a proxy port (loop)",
-            src_text, dst->ToString());
-    Refuse(std::move(downstream));
-    return;
+            c.src_text, dst->ToString());
+    return Refuse(std::move(c.downstream));
   }
-  (void)io::SetNoDelay(downstream.get());
+  (void)io::SetNoDelay(c.downstream.get());
+  (void)io::SetKeepalive(c.downstream.get(), options_.keepalive);
 
-  auto upstream = io::TcpSocket(dst->family());
+  if (mesh_ != nullptr && pool_ != nullptr) {
+    auto state = mesh_->state->Load();
+    const state::Workload* w = state->FindWorkload(mesh_->network, dst->ToIpPort()->ip());
+    if (w != nullptr && w->protocol == state::Protocol::kHbone) return Tunnel(c, *state, *w);
+  }
+  Passthrough(c);
+}
+
+void Outbound::Passthrough(Conn& c) {
+  auto upstream = io::TcpSocket(c.dst.family());
   if (!upstream) {
-    ZT_WARN("proxy", "cannot create upstream socket for {}: {}", dst->ToString(),
+    ZT_WARN("proxy", "cannot create upstream socket for {}: {}", c.dst.ToString(),
             upstream.error().Message());
-    Refuse(std::move(downstream));
-    return;
+    return Refuse(std::move(c.downstream));
   }
   const int up = upstream->get();
   if (options_.mark != 0) {
@@ -148,39 +129,83 @@ void Outbound::Serve(io::UniqueFd downstream) {
       // Without the mark our own connection would be captured again: refuse.
       ZT_ERROR("proxy", "cannot set SO_MARK {} (needs CAP_NET_ADMIN): {}", options_.mark,
                s.error().Message());
-      Refuse(std::move(downstream));
-      return;
+      return Refuse(std::move(c.downstream));
     }
   }
   (void)io::SetNoDelay(up);
   (void)io::SetKeepalive(up, options_.keepalive);
-  (void)io::SetKeepalive(downstream.get(), options_.keepalive);
 
   PendingConnect pending(loop_, up);
   tracker_.Add(&pending);
-  const Status connected = io::Connect(loop_, up, *dst, options_.connect_timeout);
+  const Status connected = io::Connect(loop_, up, c.dst, options_.connect_timeout);
   tracker_.Remove(&pending);
   if (!connected) {
     ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
-            src_text, dst->ToString(), connected.error().Message());
-    Refuse(std::move(downstream));
-    return;
+            c.src_text, c.dst.ToString(), connected.error().Message());
+    return Refuse(std::move(c.downstream));
   }
-  ZT_DEBUG("proxy", "outbound {} -> {} connected", src_text, dst->ToString());
-  end_guard.armed = false;
-  Relay::Start(
-      loop_, std::move(downstream), std::move(upstream).value(), &tracker_,
-      [this, src = src_addr, dst = *dst, start](const RelayResult& r) {
-        const auto ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  ZT_DEBUG("proxy", "outbound {} -> {} connected", c.src_text, c.dst.ToString());
+  c.handed_off = true;
+  Relay::Start(loop_, std::move(c.downstream), std::move(upstream).value(), &tracker_,
+               [this, src = c.src_text, dst = c.dst, start = c.start](const RelayResult& r) {
+                 ZT_INFO("access",
+                         "connection complete src.addr={} dst.addr={} direction=outbound "
+                         "bytes_sent={} bytes_recv={} duration={}ms{}",
+                         src, dst.ToString(), r.bytes_downstream_to_upstream,
+                         r.bytes_upstream_to_downstream, MillisSince(start),
+                         r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
+                 ConnectionEnded();
+               });
+}
+
+void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload) {
+  const IpPort dst_ip = *c.dst.ToIpPort();
+  const auto fail = [&](const std::string& why) {
+    ZT_INFO("access",
+            "connection failed src.addr={} dst.addr={} dst.workload={} direction=outbound "
+            "protocol=HBONE error=\"{}\"",
+            c.src_text, c.dst.ToString(), dst_workload.name, why);
+    Refuse(std::move(c.downstream));
+  };
+  // The tunnel speaks for the source workload, so it must be one this node serves.
+  const auto src_ip = c.src.ToIpPort();
+  const state::Workload* src_workload =
+      src_ip ? mesh_->LocalWorkload(state, src_ip->ip()) : nullptr;
+  if (src_workload == nullptr) {
+    return fail("the source " + c.src_text +
+                " is not a workload on this node, so it has no identity to tunnel with");
+  }
+  std::string error;
+  auto cert = mesh_->Cert(*src_workload, &error);
+  if (!cert) return fail(error);
+
+  PoolKey key;
+  key.source = cert->id;
+  key.expected = {WorkloadIdentity(dst_workload)};
+  key.destination = c.dst;
+  key.destination.set_port(kInboundHbonePort);
+  auto conn = pool_->Acquire(key, cert->client, &error);
+  if (!conn) return fail(error);
+
+  const std::string src_id = cert->id.ToString();
+  HboneStream* hs = HboneStream::Create(
+      *conn, std::move(c.downstream), &tracker_,
+      [this, src = c.src_text, src_id, dst = c.dst, dst_name = dst_workload.name,
+       dst_id = key.expected.front().ToString(), start = c.start](const StreamResult& r) {
         ZT_INFO("access",
-                "connection complete src.addr={} dst.addr={} direction=outbound "
-                "bytes_sent={} bytes_recv={} duration={}ms{}",
-                src.ToString(), dst.ToString(), r.bytes_downstream_to_upstream,
-                r.bytes_upstream_to_downstream, ms,
-                r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
+                "connection complete src.addr={} src.identity={} dst.addr={} dst.workload={} "
+                "dst.identity={} direction=outbound protocol=HBONE bytes_sent={} bytes_recv={} "
+                "duration={}ms{}",
+                src, src_id, dst.ToString(), dst_name, dst_id, r.bytes_to_stream,
+                r.bytes_from_stream, MillisSince(start),
+                r.ok ? std::string() : " error=\"" + r.error + "\"");
         ConnectionEnded();
       });
+  c.handed_off = true;  // the stream's callback ends the connection from here on
+  auto id = (*conn)->h2().Connect(MakeConnectRequest(src_workload, *src_ip, dst_ip), hs);
+  if (!id) return hs->Refuse("cannot open a stream: " + id.error().Message());
+  hs->Attach(*id, true);
+  (*conn)->ScheduleFlush();
 }
 
 }  // namespace zt::proxy

@@ -1,6 +1,7 @@
-// Outbound: accepts connections the in-pod rules REDIRECTed to 15001, finds where
-// they were going (SO_ORIGINAL_DST), connects there and relays. Today every
-// destination is a plain TCP passthrough; the HBONE path arrives with the mesh.
+// Outbound: serves connections the in-pod rules REDIRECTed to 15001: finds where
+// they were going (SO_ORIGINAL_DST) and either tunnels them over HBONE (the
+// destination is a mesh workload speaking HBONE) or passes them through as plain TCP
+// (a TCP workload, or an address the mesh does not know).
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,8 @@
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/connection_tracker.h"
+#include "ztunnel/proxy/mesh.h"
+#include "ztunnel/proxy/pool.h"
 
 namespace zt::proxy {
 
@@ -28,39 +31,35 @@ struct OutboundOptions {
   std::function<Result<io::SocketAddress>(int fd)> original_dst;
 };
 
-/// Outbound runs on one worker's loop; all workers share one listening socket and
-/// hand each accepted connection to the least-loaded worker (see Balancer).
+/// Outbound runs on one worker's loop; an Acceptor feeds it.
 class Outbound {
  public:
-  /// `listen_fd`, `tracker` and `balancer` must outlive this object. `on_connection_end`
-  /// runs on this loop each time a connection served here ends.
-  Outbound(io::Loop& loop, int listen_fd, OutboundOptions options, ConnectionTracker& tracker,
-           Balancer& balancer, int index, std::function<void()> on_connection_end);
+  /// `tracker`, `balancer`, and `mesh` and `pool` when given, must outlive this object.
+  /// Without a mesh every connection is a plain passthrough. `on_connection_end` runs
+  /// on this loop each time a connection served here ends.
+  Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker, Balancer& balancer,
+           int index, std::function<void()> on_connection_end, const Mesh* mesh = nullptr,
+           Pool* pool = nullptr);
   ~Outbound();
 
-  /// Start begins accepting.
-  void Start();
-  /// StopAccepting shuts the listener (new connections are refused, not queued) and
-  /// runs `on_stopped` once the kernel has released the accept.
-  void StopAccepting(std::function<void()> on_stopped);
-  /// ServeHanded serves a connection another worker accepted and counted for us.
-  void ServeHanded(int fd);
+  /// Serve takes an accepted connection the balancer counted for this worker.
+  void Serve(int fd);
 
  private:
-  void AcceptLoop();
-  void Serve(io::UniqueFd downstream);
+  struct Conn;
+  void ServeFiber(io::UniqueFd downstream);
+  void Passthrough(Conn& c);
+  void Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload);
   void ConnectionEnded();
 
   io::Loop& loop_;
-  int listen_fd_;
   OutboundOptions options_;
   ConnectionTracker& tracker_;
   Balancer& balancer_;
   int index_;
   std::function<void()> on_connection_end_;
-  std::unique_ptr<io::MultishotAccept> accept_;
-  std::function<void()> on_stopped_;
-  bool accept_done_ = false;
+  const Mesh* mesh_;
+  Pool* pool_;
 };
 
 }  // namespace zt::proxy

@@ -155,7 +155,8 @@ void Pool::CloseAll() {
   sweep_.Cancel();
   std::vector<HboneConnection*> all;
   for (auto& [conn, e] : entries_) all.push_back(conn);
-  for (HboneConnection* c : all) c->Close(h2::kCancel, "pool shutting down");
+  for (HboneConnection* c : all)
+    c->Close(h2::kCancel, c->h2().active_streams() > 0 ? "pool shutting down" : "");
 }
 
 }  // namespace zt::proxy

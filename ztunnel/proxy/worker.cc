@@ -14,7 +14,11 @@ Worker::Worker(int index, int outbound_listen_fd, WorkerOptions options, DrainWa
 
 Worker::~Worker() {
   // Members that submit to the ring go before the ring.
+  acceptors_.clear();
+  inbound_.reset();
   outbound_.reset();
+  pool_.reset();
+  pool_wait_.reset();
   deadline_.reset();
   loop_.reset();
 }
@@ -27,19 +31,39 @@ Status Worker::Run(std::atomic<bool>* ready) {
     return loop.error();
   }
   loop_ = std::move(loop).value();
-  outbound_ = std::make_unique<Outbound>(*loop_, outbound_listen_fd_, options_.outbound, tracker_,
-                                         balancer_, index_, [this] { MaybeFinish(); });
+  const auto ended = [this] { MaybeFinish(); };
+  if (options_.mesh != nullptr) {
+    pool_ = std::make_unique<Pool>(*loop_, options_.pool, &tracker_);
+  }
+  outbound_ = std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_,
+                                         ended, options_.mesh, pool_.get());
+  acceptors_.push_back(std::make_unique<Acceptor>(*loop_, outbound_listen_fd_, balancer_, index_,
+                                                  Listener::kOutbound, "outbound",
+                                                  [this](int fd) { outbound_->Serve(fd); }));
+  if (options_.mesh != nullptr && options_.inbound_listen_fd >= 0) {
+    inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, tracker_,
+                                         balancer_, index_, ended);
+    acceptors_.push_back(std::make_unique<Acceptor>(
+        *loop_, options_.inbound_listen_fd, balancer_, index_, Listener::kInboundHbone,
+        "inbound HBONE", [this](int fd) { inbound_->Serve(fd); }));
+  }
   deadline_ = std::make_unique<io::Timer>(*loop_);
+  pool_wait_ = std::make_unique<io::Timer>(*loop_);
   balancer_.Join(
-      index_, loop_.get(), [this](int fd) { outbound_->ServeHanded(fd); },
-      [this] { MaybeFinish(); });
-  outbound_->Start();
+      index_, loop_.get(), [this](int fd, Listener listener) { Serve(fd, listener); }, ended);
+  acceptors_running_ = acceptors_.size();
+  for (auto& a : acceptors_) a->Start();
   const uint64_t sub = drain_.Subscribe([this] { loop_->Post([this] { BeginDrain(); }); });
   if (ready != nullptr) ready->store(true);
   loop_->Run();
   drain_.Unsubscribe(sub);
   ZT_DEBUG("proxy", "worker {} stopped", index_);
   return Status::Ok();
+}
+
+void Worker::Serve(int fd, Listener listener) {
+  if (listener == Listener::kInboundHbone && inbound_ != nullptr) return inbound_->Serve(fd);
+  outbound_->Serve(fd);
 }
 
 void Worker::BeginDrain() {
@@ -54,11 +78,16 @@ void Worker::BeginDrain() {
       tracker_.AbortAll();
     }
   });
-  outbound_->StopAccepting([this] {
-    accept_stopped_ = true;
-    balancer_.StoppedAccepting();
-    MaybeFinish();
-  });
+  // Inbound HTTP/2 peers hear GOAWAY: no new tunnels, live ones finish.
+  if (inbound_) inbound_->Drain();
+  for (auto& a : acceptors_) a->Stop([this] { AcceptorStopped(); });
+}
+
+void Worker::AcceptorStopped() {
+  if (--acceptors_running_ > 0) return;
+  accept_stopped_ = true;
+  balancer_.StoppedAccepting();
+  MaybeFinish();
 }
 
 void Worker::MaybeFinish() {
@@ -66,7 +95,20 @@ void Worker::MaybeFinish() {
   if (!draining_ || !accept_stopped_ || balancer_.accepting() != 0 || balancer_.load(index_) != 0) {
     return;
   }
+  if (inbound_) inbound_->Drain();  // handed connections that arrived after the drain began
+  if (pool_ && !pool_->quiet()) {
+    // Pooled connections carry no connection of ours any more: close them and wait
+    // until they are gone, since they report back to the pool.
+    pool_->CloseAll();
+    if (!pool_wait_->pending()) {
+      pool_wait_->Start(std::chrono::milliseconds(5), [this](bool) { MaybeFinish(); });
+    }
+    return;
+  }
+  if (finishing_) return;
+  finishing_ = true;
   deadline_->Cancel();
+  pool_wait_->Cancel();
   loop_->Stop();
 }
 

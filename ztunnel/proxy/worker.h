@@ -1,5 +1,5 @@
 // Worker: one data-plane thread: its own io_uring loop, its share of the listeners,
-// its connections, and its part of the drain.
+// its connections (and HBONE pool), and its part of the drain.
 #pragma once
 
 #include <atomic>
@@ -9,8 +9,12 @@
 #include "ztunnel/core/result.h"
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/ops.h"
+#include "ztunnel/proxy/acceptor.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/inbound.h"
+#include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/outbound.h"
+#include "ztunnel/proxy/pool.h"
 
 namespace zt::proxy {
 
@@ -18,6 +22,13 @@ namespace zt::proxy {
 struct WorkerOptions {
   io::LoopOptions loop{};
   OutboundOptions outbound{};
+  InboundOptions inbound{};
+  PoolOptions pool{};
+  /// mesh, when set, enables HBONE: tunnels out through the pool, and the inbound
+  /// HBONE listener. Without it every outbound connection is a plain passthrough.
+  const Mesh* mesh = nullptr;
+  /// inbound_listen_fd is the shared HBONE listener (needs `mesh`); -1 for none.
+  int inbound_listen_fd = -1;
 };
 
 /// Worker::Run runs on the worker's own thread until the drain has finished there:
@@ -35,7 +46,9 @@ class Worker {
   Status Run(std::atomic<bool>* ready = nullptr);
 
  private:
+  void Serve(int fd, Listener listener);
   void BeginDrain();
+  void AcceptorStopped();
   void MaybeFinish();
 
   int index_;
@@ -45,10 +58,16 @@ class Worker {
   Balancer& balancer_;
   std::unique_ptr<io::Loop> loop_;
   ConnectionTracker tracker_;
+  std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<Inbound> inbound_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::unique_ptr<io::Timer> deadline_;
+  std::unique_ptr<io::Timer> pool_wait_;
+  size_t acceptors_running_ = 0;
   bool draining_ = false;
   bool accept_stopped_ = false;
+  bool finishing_ = false;
 };
 
 }  // namespace zt::proxy

@@ -1,0 +1,197 @@
+#include "ztunnel/proxy/inbound.h"
+
+#include <sys/socket.h>
+
+#include "ztunnel/core/log.h"
+#include "ztunnel/io/fiber.h"
+#include "ztunnel/io/ops.h"
+#include "ztunnel/proxy/hbone_stream.h"
+
+namespace zt::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// PendingConnect lets a drain abort an upstream connect still in flight.
+class PendingConnect final : public TrackedConnection {
+ public:
+  PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
+  void Abort() override { loop_.CancelFd(fd_); }
+
+ private:
+  io::Loop& loop_;
+  int fd_;
+};
+
+}  // namespace
+
+// Handler answers the CONNECTs of one HBONE connection, for one local workload.
+class Inbound::Handler final : public h2::ServerHandler,
+                               public std::enable_shared_from_this<Handler> {
+ public:
+  Handler(Inbound* inbound, const state::Workload& workload, std::string peer_addr)
+      : inbound_(inbound),
+        uid_(workload.uid),
+        name_(workload.name),
+        namespace_(workload.namespace_name),
+        peer_addr_(std::move(peer_addr)) {}
+
+  void OnConnect(int32_t stream, const h2::ConnectRequest& request) override {
+    HboneConnection* conn = conn_;
+    if (conn == nullptr) return;
+    const std::string peer_id = conn->peer().ToString();
+    auto state = inbound_->mesh_.state->Load();
+    const state::Workload* target =
+        state->FindWorkload(inbound_->mesh_.network, request.authority.ip());
+    std::string why;
+    if (target == nullptr || target->node != inbound_->mesh_.node) {
+      why = "it is not the address of a workload on this node";
+    } else if (target->uid != uid_) {
+      // The peer authenticated this connection to one workload; it may not reach another.
+      why = "it belongs to " + target->uid + ", not to " + uid_ +
+            " whose certificate this "
+            "connection was opened with";
+    }
+    if (!why.empty()) {
+      ZT_WARN("proxy", "rejected CONNECT {} from {} ({}) with 400: {}",
+              request.authority.ToString(), peer_addr_, peer_id, why);
+      (void)conn->h2().Respond(stream, 400, nullptr);
+      conn->ScheduleFlush();
+      return;
+    }
+    // Connect on a fiber; by the time it finishes, the connection may be gone.
+    const bool spawned = io::Fiber::Spawn(
+        inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id] {
+          self->ConnectUpstream(stream, target, peer_id);
+        });
+    if (!spawned) {
+      ZT_WARN("proxy", "answering CONNECT {} with 503: out of memory for a fiber stack",
+              request.authority.ToString());
+      (void)conn->h2().Respond(stream, 503, nullptr);
+      conn->ScheduleFlush();
+    }
+  }
+
+  HboneConnection* conn_ = nullptr;  // null once the connection is gone
+
+ private:
+  void ConnectUpstream(int32_t stream, IpPort target, const std::string& peer_id) {
+    const auto start = Clock::now();
+    Inbound& in = *inbound_;
+    const auto dst = *io::SocketAddress::Parse(target.ToString());
+    auto up = io::TcpSocket(dst.family());
+    Status connected = up ? Status::Ok() : Status(up.error());
+    if (connected && in.options_.mark != 0) connected = io::SetMark(up->get(), in.options_.mark);
+    if (connected) {
+      (void)io::SetNoDelay(up->get());
+      (void)io::SetKeepalive(up->get(), in.options_.keepalive);
+      PendingConnect pending(in.loop_, up->get());
+      in.tracker_.Add(&pending);
+      connected = io::Connect(in.loop_, up->get(), dst, in.options_.connect_timeout);
+      in.tracker_.Remove(&pending);
+    }
+    HboneConnection* conn = conn_;
+    if (conn == nullptr) return;
+    if (!connected) {
+      ZT_INFO("access",
+              "connection failed src.addr={} src.identity={} dst.addr={} dst.workload={} "
+              "direction=inbound error=\"{}\" response=503",
+              peer_addr_, peer_id, target.ToString(), name_, connected.error().Message());
+      (void)conn->h2().Respond(stream, 503, nullptr);
+      conn->ScheduleFlush();
+      return;
+    }
+    HboneStream* hs = HboneStream::Create(
+        conn, std::move(up).value(), &in.tracker_,
+        [peer = peer_addr_, peer_id, target, name = name_, ns = namespace_,
+         start](const StreamResult& r) {
+          const auto ms =
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+          // sent = towards the destination workload, as on the outbound side.
+          ZT_INFO("access",
+                  "connection complete src.addr={} src.identity={} dst.addr={} dst.workload={} "
+                  "dst.namespace={} direction=inbound bytes_sent={} bytes_recv={} "
+                  "duration={}ms{}",
+                  peer, peer_id, target.ToString(), name, ns, r.bytes_from_stream,
+                  r.bytes_to_stream, ms, r.ok ? std::string() : " error=\"" + r.error + "\"");
+        });
+    if (!conn->h2().Respond(stream, 200, hs)) return hs->Refuse("stream gone");
+    hs->Attach(stream, false);
+    conn->ScheduleFlush();
+  }
+
+  Inbound* inbound_;
+  std::string uid_;
+  std::string name_;
+  std::string namespace_;
+  std::string peer_addr_;
+};
+
+Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh,
+                 ConnectionTracker& tracker, Balancer& balancer, int index,
+                 std::function<void()> on_connection_end)
+    : loop_(loop),
+      options_(std::move(options)),
+      mesh_(mesh),
+      tracker_(tracker),
+      balancer_(balancer),
+      index_(index),
+      on_connection_end_(std::move(on_connection_end)) {}
+
+Inbound::~Inbound() {
+  for (auto& [conn, handler] : live_) handler->conn_ = nullptr;
+}
+
+void Inbound::ConnectionEnded() {
+  balancer_.Release(index_);
+  if (on_connection_end_) on_connection_end_();
+}
+
+void Inbound::Serve(int raw_fd) {
+  io::UniqueFd fd(raw_fd);
+  auto local = io::LocalAddress(fd.get());
+  auto peer = io::PeerAddress(fd.get());
+  const std::string peer_text = peer ? peer->ToString() : "unknown";
+  auto refuse = [&](const std::string& why) {
+    ZT_WARN("proxy", "refused HBONE connection from {} to {}: {}", peer_text,
+            local ? local->ToString() : "unknown", why);
+    (void)io::SetLingerZero(fd.get());
+    fd.reset();
+    ConnectionEnded();
+  };
+  if (draining_) return refuse("draining");
+  if (!local) return refuse("no local address: " + local.error().Message());
+  auto state = mesh_.state->Load();
+  const state::Workload* w = mesh_.LocalWorkload(*state, local->ToIpPort()->ip());
+  if (w == nullptr) return refuse("no workload on this node has address " + local->IpString());
+  std::string error;
+  auto cert = mesh_.Cert(*w, &error);
+  if (!cert) return refuse(error);
+  (void)io::SetKeepalive(fd.get(), options_.keepalive);
+
+  auto handler = std::make_shared<Handler>(this, *w, peer_text);
+  HboneConnection* conn =
+      HboneConnection::StartServer(loop_, std::move(fd), cert->server, handler.get(), &tracker_,
+                                   {.ready = nullptr,
+                                    .closed =
+                                        [this](HboneConnection* c, const std::string&) {
+                                          auto it = live_.find(c);
+                                          if (it != live_.end()) {
+                                            it->second->conn_ = nullptr;
+                                            live_.erase(it);
+                                          }
+                                          ConnectionEnded();
+                                        }},
+                                   options_.timeouts);
+  handler->conn_ = conn;
+  live_.emplace(conn, std::move(handler));
+}
+
+void Inbound::Drain() {
+  draining_ = true;
+  std::vector<HboneConnection*> conns;
+  for (auto& [conn, handler] : live_) conns.push_back(conn);
+  for (HboneConnection* c : conns) c->Drain();
+}
+
+}  // namespace zt::proxy

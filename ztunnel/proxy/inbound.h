@@ -1,0 +1,65 @@
+// Inbound HBONE (15008): terminates mutual TLS presenting the destination workload's
+// certificate, answers CONNECTs for that workload's addresses, connects to the target
+// and relays (DESIGN.md §2 step 3, §4 HBONE).
+//
+// Which workload a connection is for comes from the address it was accepted on
+// (getsockname): the destination pod's IP. Responses: 400 for a CONNECT whose
+// authority is not an address of that workload (h2/ already answers 400 for
+// anything that is not a CONNECT to ip:port), 503 when the target refuses.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "ztunnel/io/loop.h"
+#include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/connection_tracker.h"
+#include "ztunnel/proxy/hbone_connection.h"
+#include "ztunnel/proxy/mesh.h"
+
+namespace zt::proxy {
+
+/// InboundOptions configure inbound HBONE connections and their upstream sockets.
+struct InboundOptions {
+  /// mark is set on upstream sockets so in-pod capture rules skip them; 0 = none.
+  uint32_t mark = 1337;
+  std::chrono::milliseconds connect_timeout{10'000};
+  io::KeepaliveOptions keepalive{};
+  HboneTimeouts timeouts{};
+};
+
+/// Inbound runs on one worker's loop; an Acceptor feeds it.
+class Inbound {
+ public:
+  /// `mesh`, `tracker` and `balancer` must outlive this object. `on_connection_end`
+  /// runs on this loop each time an HBONE connection served here ends.
+  Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, ConnectionTracker& tracker,
+          Balancer& balancer, int index, std::function<void()> on_connection_end);
+  ~Inbound();
+
+  /// Serve takes an accepted HBONE connection the balancer counted for this worker.
+  void Serve(int fd);
+  /// Drain sends GOAWAY on every live connection: no new tunnels, live ones finish.
+  void Drain();
+
+ private:
+  class Handler;
+  void ConnectionEnded();
+
+  io::Loop& loop_;
+  InboundOptions options_;
+  const Mesh& mesh_;
+  ConnectionTracker& tracker_;
+  Balancer& balancer_;
+  int index_;
+  std::function<void()> on_connection_end_;
+  // Handlers of live connections; a fiber finishing an upstream connect holds its own
+  // reference, so a handler may outlive its connection.
+  std::map<HboneConnection*, std::shared_ptr<Handler>> live_;
+  bool draining_ = false;
+};
+
+}  // namespace zt::proxy

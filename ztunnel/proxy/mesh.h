@@ -1,0 +1,43 @@
+// Mesh: what the data path needs to know about the mesh, shared by every worker: the
+// state snapshot, this node's name, and the certificates of the workloads it serves.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ztunnel/core/ip_port.h"
+#include "ztunnel/core/result.h"
+#include "ztunnel/h2/session.h"
+#include "ztunnel/identity/cert_manager.h"
+#include "ztunnel/state/state.h"
+#include "ztunnel/tls/spiffe.h"
+
+namespace zt::proxy {
+
+/// Mesh is read from every worker; the objects it points to outlive the workers.
+struct Mesh {
+  const state::StateStore* state = nullptr;
+  identity::CertManager* certs = nullptr;
+  /// node is this node's name: workloads whose `node` equals it are served here.
+  std::string node;
+  /// network is the network this node's workloads live in ("" by default).
+  std::string network;
+
+  /// LocalWorkload is the workload at `ip` that this node serves, or null.
+  const state::Workload* LocalWorkload(const state::State& s, const IpAddr& ip) const;
+  /// Cert returns the certificate to present as `w`, issuing it on first use (the
+  /// control thread normally has it ready). On failure `*error` says why.
+  std::shared_ptr<const identity::WorkloadCert> Cert(const state::Workload& w,
+                                                     std::string* error) const;
+};
+
+/// WorkloadIdentity is the SPIFFE identity of `w`, with Istio's defaults.
+tls::SpiffeId WorkloadIdentity(const state::Workload& w);
+
+/// MakeConnectRequest builds the HBONE CONNECT for a connection from `src` (a
+/// workload, may be null) at `src_addr` to `target`: authority, baggage, forwarded
+/// and a fresh W3C traceparent.
+h2::ConnectRequest MakeConnectRequest(const state::Workload* src, const IpPort& src_addr,
+                                      const IpPort& target);
+
+}  // namespace zt::proxy
