@@ -34,7 +34,7 @@ class RunningWorker {
  public:
   explicit RunningWorker(std::function<Result<io::SocketAddress>(int)> original_dst,
                          std::chrono::milliseconds drain_grace = 5s)
-      : listener_(ListenLoopback()), grace_(drain_grace) {
+      : listener_(ListenLoopback(4096)), grace_(drain_grace) {
     WorkerOptions options;
     options.outbound.mark = 0;  // no CAP_NET_ADMIN needed in unit tests
     options.outbound.connect_timeout = 2s;

@@ -110,7 +110,9 @@ inline size_t ReadRandomSizes(int fd, uint64_t seed) {
 // EchoServer echoes every connection to EOF on fibers of its own loop.
 class EchoServer {
  public:
-  EchoServer() : listener_(ListenLoopback()) {
+  // A production-sized backlog: tests open many connections at once, and a full SYN
+  // queue would turn into multi-second retransmits, not what a test is about.
+  EchoServer() : listener_(ListenLoopback(4096)) {
     lt_.Run([this] {
       accept_ = std::make_unique<io::MultishotAccept>(lt_.loop(), listener_.fd.get());
       io::testing::SpawnOrDie(lt_.loop(), [this] {
