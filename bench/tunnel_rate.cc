@@ -8,6 +8,7 @@
 //   tunnel_rate client --connect IP:15008 --authority IP:PORT --ca-dir DIR
 //       --server-id SPIFFE --client-id SPIFFE [--seconds N] [--concurrency N]
 //       open tunnels for N seconds from one io_uring loop; print one JSON line.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,6 +44,9 @@ int Serve(const std::string& addr_text) {
   if (!addr) Die("bad address " + addr_text);
   auto l = io::Listen(*addr, io::ListenOptions{});
   if (!l) Die("listen: " + l.error().Message());
+  // io::Listen makes a non-blocking socket; block here instead of spinning.
+  const int flags = ::fcntl(l->get(), F_GETFL);
+  ::fcntl(l->get(), F_SETFL, flags & ~O_NONBLOCK);
   std::printf("listening\n");
   std::fflush(stdout);
   for (;;) {

@@ -119,6 +119,25 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(Role role, const Credenti
   return out;
 }
 
+std::optional<std::string> TlsContext::FindVerified(
+    const std::string& chain_digest, std::chrono::system_clock::time_point now) const {
+  std::lock_guard lock(verified_mu_);
+  auto it = verified_.find(chain_digest);
+  if (it == verified_.end()) return std::nullopt;
+  if (now < it->second.not_before || now >= it->second.reuse_until) {
+    verified_.erase(it);  // verify again: the full check names what is wrong
+    return std::nullopt;
+  }
+  verified_reuses_.fetch_add(1, std::memory_order_relaxed);
+  return it->second.spiffe_uri;
+}
+
+void TlsContext::RememberVerified(const std::string& chain_digest, VerifiedPeer peer) const {
+  std::lock_guard lock(verified_mu_);
+  if (verified_.size() >= kVerifiedMax) verified_.clear();
+  verified_[chain_digest] = std::move(peer);
+}
+
 TlsContext::~TlsContext() {
   if (ctx_ != nullptr) SSL_CTX_free(ctx_);
   if (roots_ != nullptr) X509_STORE_free(roots_);

@@ -2,6 +2,8 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pool.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -13,6 +15,56 @@ namespace zt::tls {
 // SessionVerifier is BoringSSL's custom verify callback: chain to our roots, then the
 // SPIFFE identity checks. BoringSSL's own verification is not used.
 struct SessionVerifier {
+  // ChainDigest is SHA-256 over the peer's certificates as sent (length-prefixed DER).
+  static std::string ChainDigest(SSL* ssl) {
+    SHA256_CTX sha;
+    SHA256_Init(&sha);
+    const STACK_OF(CRYPTO_BUFFER)* certs = SSL_get0_peer_certificates(ssl);
+    for (size_t i = 0; certs != nullptr && i < sk_CRYPTO_BUFFER_num(certs); ++i) {
+      const CRYPTO_BUFFER* b = sk_CRYPTO_BUFFER_value(certs, i);
+      const uint64_t len = CRYPTO_BUFFER_len(b);
+      SHA256_Update(&sha, &len, sizeof(len));
+      SHA256_Update(&sha, CRYPTO_BUFFER_data(b), len);
+    }
+    std::string out(SHA256_DIGEST_LENGTH, '\0');
+    SHA256_Final(reinterpret_cast<uint8_t*>(out.data()), &sha);
+    return out;
+  }
+
+  // VerifyChain checks the chain reaches our roots, naming the failure.
+  static bool VerifyChain(TlsSession* s, X509* leaf, STACK_OF(X509) * chain, uint8_t* out_alert) {
+    bssl::UniquePtr<X509_STORE_CTX> store_ctx(X509_STORE_CTX_new());
+    if (!store_ctx || !X509_STORE_CTX_init(store_ctx.get(), s->ctx_->roots(), leaf, chain)) {
+      *out_alert = SSL_AD_INTERNAL_ERROR;
+      s->Fail(TlsError::kProtocol, "cannot set up certificate verification");
+      return false;
+    }
+    X509_STORE_CTX_set_purpose(store_ctx.get(), s->ctx_->role() == Role::kClient
+                                                    ? X509_PURPOSE_SSL_SERVER
+                                                    : X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(store_ctx.get()) == 1) return true;
+    const int err = X509_STORE_CTX_get_error(store_ctx.get());
+    TlsError kind = TlsError::kBadChain;
+    if (err == X509_V_ERR_CERT_HAS_EXPIRED) {
+      kind = TlsError::kExpired;
+      *out_alert = SSL_AD_CERTIFICATE_EXPIRED;
+    } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
+      kind = TlsError::kNotYetValid;
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+    } else if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+               err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+               err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+               err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+               err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE) {
+      kind = TlsError::kUntrustedRoot;
+      *out_alert = SSL_AD_UNKNOWN_CA;
+    } else {
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+    }
+    s->Fail(kind, X509_verify_cert_error_string(err));
+    return false;
+  }
+
   static ssl_verify_result_t Verify(SSL* ssl, uint8_t* out_alert) {
     auto* s = static_cast<TlsSession*>(SSL_get_app_data(ssl));
     STACK_OF(X509)* chain = SSL_get_peer_full_cert_chain(ssl);
@@ -21,52 +73,39 @@ struct SessionVerifier {
       s->Fail(TlsError::kNoPeerCertificate, "the peer sent no certificate");
       return ssl_verify_invalid;
     }
-    X509* leaf = sk_X509_value(chain, 0);
-    bssl::UniquePtr<X509_STORE_CTX> store_ctx(X509_STORE_CTX_new());
-    if (!store_ctx || !X509_STORE_CTX_init(store_ctx.get(), s->ctx_->roots(), leaf, chain)) {
-      *out_alert = SSL_AD_INTERNAL_ERROR;
-      s->Fail(TlsError::kProtocol, "cannot set up certificate verification");
-      return ssl_verify_invalid;
-    }
-    X509_STORE_CTX_set_purpose(store_ctx.get(), s->ctx_->role() == Role::kClient
-                                                    ? X509_PURPOSE_SSL_SERVER
-                                                    : X509_PURPOSE_SSL_CLIENT);
-    if (X509_verify_cert(store_ctx.get()) != 1) {
-      const int err = X509_STORE_CTX_get_error(store_ctx.get());
-      TlsError kind = TlsError::kBadChain;
-      if (err == X509_V_ERR_CERT_HAS_EXPIRED) {
-        kind = TlsError::kExpired;
-        *out_alert = SSL_AD_CERTIFICATE_EXPIRED;
-      } else if (err == X509_V_ERR_CERT_NOT_YET_VALID) {
-        kind = TlsError::kNotYetValid;
+    const auto now = std::chrono::system_clock::now();
+    const std::string digest = ChainDigest(ssl);
+    std::string uri;
+    if (auto reused = s->ctx_->FindVerified(digest, now)) {
+      uri = std::move(*reused);
+    } else {
+      X509* leaf = sk_X509_value(chain, 0);
+      if (!VerifyChain(s, leaf, chain, out_alert)) return ssl_verify_invalid;
+      const Certificate leaf_cert([&] {
+        X509_up_ref(leaf);
+        return bssl::UniquePtr<X509>(leaf);
+      }());
+      const std::vector<std::string> sans = leaf_cert.UriSans();
+      if (sans.size() != 1) {
         *out_alert = SSL_AD_BAD_CERTIFICATE;
-      } else if (err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-                 err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-                 err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-                 err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-                 err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE) {
-        kind = TlsError::kUntrustedRoot;
-        *out_alert = SSL_AD_UNKNOWN_CA;
-      } else {
-        *out_alert = SSL_AD_BAD_CERTIFICATE;
+        s->Fail(TlsError::kBadSan, "the certificate has " + std::to_string(sans.size()) +
+                                       " URI SANs; exactly one SPIFFE id is required");
+        return ssl_verify_invalid;
       }
-      s->Fail(kind, X509_verify_cert_error_string(err));
-      return ssl_verify_invalid;
-    }
-
-    const std::vector<std::string> sans = Certificate([&] {
-                                            X509_up_ref(leaf);
-                                            return bssl::UniquePtr<X509>(leaf);
-                                          }())
-                                              .UriSans();
-    if (sans.size() != 1) {
-      *out_alert = SSL_AD_BAD_CERTIFICATE;
-      s->Fail(TlsError::kBadSan, "the certificate has " + std::to_string(sans.size()) +
-                                     " URI SANs; exactly one SPIFFE id is required");
-      return ssl_verify_invalid;
+      uri = sans[0];
+      // Reuse within the validity of every certificate the peer sent.
+      VerifiedPeer peer{uri, leaf_cert.not_before(), now + TlsContext::kVerifiedReuse};
+      for (size_t i = 0; i < sk_X509_num(chain); ++i) {
+        X509* c = sk_X509_value(chain, i);
+        X509_up_ref(c);
+        const Certificate cert{bssl::UniquePtr<X509>(c)};
+        peer.not_before = std::max(peer.not_before, cert.not_before());
+        peer.reuse_until = std::min(peer.reuse_until, cert.not_after());
+      }
+      s->ctx_->RememberVerified(digest, std::move(peer));
     }
     std::string why;
-    auto id = SpiffeId::Parse(sans[0], &why);
+    auto id = SpiffeId::Parse(uri, &why);
     if (!id) {
       *out_alert = SSL_AD_BAD_CERTIFICATE;
       s->Fail(TlsError::kBadSan, "URI SAN is not a SPIFFE id: " + why);

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ztunnel/tls/testing.h"
@@ -256,6 +257,59 @@ TEST_CASE("Contexts refuse unusable credentials with a reason", "[tls]") {
   CHECK_FALSE(
       TlsContext::Create(Role::kClient, ca.Issue(kClientId), {}, "cluster.local", &why).ok());
   CHECK(why == "no trust roots");
+}
+
+}  // namespace
+}  // namespace zt::tls
+
+namespace zt::tls {
+namespace {
+
+TEST_CASE("A repeat peer reuses its chain verification, identity checks still apply", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client_ctx = Context(Role::kClient, ca.Issue(kClientId), ca);
+  auto server_ctx = Context(Role::kServer, ca.Issue(kServerId), ca);
+  for (int i = 0; i < 3; ++i) {
+    auto client = TlsSession::Client(client_ctx, {kServerId});
+    auto server = TlsSession::Server(server_ctx);
+    Outcome o = Handshake(*client, *server);
+    REQUIRE(o.client == Progress::kDone);
+    REQUIRE(o.server == Progress::kDone);
+    CHECK(server->peer() == kClientId);
+    CHECK(client->peer() == kServerId);
+  }
+  CHECK(server_ctx->verified_reuses() == 2);
+  CHECK(client_ctx->verified_reuses() == 2);
+  // The remembered server chain is still checked against what this client expects.
+  auto client = TlsSession::Client(client_ctx, {SpiffeId::Make("cluster.local", "x", "y")});
+  auto server = TlsSession::Server(server_ctx);
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.client == Progress::kFailed);
+  CHECK(client->error() == TlsError::kSanMismatch);
+  CHECK(client_ctx->verified_reuses() == 3);
+}
+
+TEST_CASE("A reused chain verification ends when the certificate expires", "[tls]") {
+  auto ca = TestCa::Make();
+  auto client_ctx = Context(Role::kClient, ca.Issue(kClientId), ca);
+  const auto now = std::chrono::system_clock::now();
+  // X.509 times have whole seconds: valid until the start of the second after next.
+  const auto until =
+      std::chrono::system_clock::from_time_t(std::chrono::system_clock::to_time_t(now) + 2);
+  auto server_ctx =
+      Context(Role::kServer, ca.IssueUris({kServerId.ToString()}, now - 1h, until), ca);
+  {
+    auto client = TlsSession::Client(client_ctx, {kServerId});
+    auto server = TlsSession::Server(server_ctx);
+    REQUIRE(Handshake(*client, *server).client == Progress::kDone);
+  }
+  std::this_thread::sleep_until(until + 100ms);
+  auto client = TlsSession::Client(client_ctx, {kServerId});
+  auto server = TlsSession::Server(server_ctx);
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.client == Progress::kFailed);
+  CHECK(client->error() == TlsError::kExpired);
+  CHECK(client_ctx->verified_reuses() == 0);
 }
 
 }  // namespace
