@@ -52,7 +52,6 @@ HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTrac
   // Small frames (WINDOW_UPDATE, PING, SETTINGS acks) must not wait for Nagle: with the
   // peer's delayed ACKs that stalls every flow-control round trip by ~40 ms.
   (void)io::SetNoDelay(fd_.get());
-  send_buf_.reserve(kSendChunk);
   if (tracker_ != nullptr) tracker_->Add(this);
 }
 
@@ -192,10 +191,9 @@ void HboneConnection::Flush() {
       if (tls_->Write({out.data(), out.size()}) != tls::TlsSession::Progress::kDone) break;
     }
   }
-  const size_t pending = tls_->PendingCiphertext();
-  if (pending == 0 || fd_.get() < 0) return;
-  send_buf_.resize(std::min(pending, kSendChunk));
-  send_buf_.resize(tls_->PullCiphertext(send_buf_));
+  if (tls_->PendingCiphertext() == 0 || fd_.get() < 0) return;
+  // The buffer just sent goes back to TLS for its capacity; no byte is copied.
+  send_buf_ = tls_->TakeCiphertext(std::move(send_buf_));
   send_offset_ = 0;
   io_uring_prep_send(loop_.Prepare(&send_op_), fd_.get(), send_buf_.data(), send_buf_.size(),
                      MSG_NOSIGNAL);
@@ -217,6 +215,10 @@ void HboneConnection::OnSend(int32_t res, uint32_t /*flags*/) {
     return;
   }
   Flush();
+  if (!send_inflight_) {
+    // Idle: give the buffer back rather than hold it per connection.
+    std::string().swap(send_buf_);
+  }
   if (close_after_flush_ && !send_inflight_) Close(close_code_, error_);
   MaybeCloseIdle();
 }

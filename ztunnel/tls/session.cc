@@ -9,8 +9,60 @@
 #include <openssl/x509v3.h>
 
 #include <climits>
+#include <cstring>
 
 namespace zt::tls {
+
+// NetworkBio is the BIO between BoringSSL and the session's byte buffers: reads take
+// from in_ (retry when empty), writes append to out_.
+struct NetworkBio {
+  static TlsSession* Session(BIO* bio) { return static_cast<TlsSession*>(BIO_get_data(bio)); }
+  static int Read(BIO* bio, char* buf, int len) {
+    TlsSession* s = Session(bio);
+    BIO_clear_retry_flags(bio);
+    const size_t avail = s->in_.size() - s->in_off_;
+    if (avail == 0) {
+      BIO_set_retry_read(bio);
+      return -1;
+    }
+    const size_t n = std::min(avail, static_cast<size_t>(len));
+    std::memcpy(buf, s->in_.data() + s->in_off_, n);
+    s->in_off_ += n;
+    if (s->in_off_ == s->in_.size()) {
+      s->in_.clear();
+      s->in_off_ = 0;
+    }
+    return static_cast<int>(n);
+  }
+  static int Write(BIO* bio, const char* buf, int len) {
+    BIO_clear_retry_flags(bio);
+    Session(bio)->out_.append(buf, static_cast<size_t>(len));
+    return len;
+  }
+  static long Ctrl(BIO* bio, int cmd, long /*larg*/, void* /*parg*/) {
+    TlsSession* s = Session(bio);
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(s->in_.size() - s->in_off_);
+      case BIO_CTRL_WPENDING:
+        return static_cast<long>(s->out_.size() - s->out_off_);
+      default:
+        return 0;
+    }
+  }
+  static const BIO_METHOD* Method() {
+    static const BIO_METHOD* method = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOURCE_SINK, "ztunnel network");
+      BIO_meth_set_read(m, Read);
+      BIO_meth_set_write(m, Write);
+      BIO_meth_set_ctrl(m, Ctrl);
+      return m;
+    }();
+    return method;
+  }
+};
 
 // SessionVerifier is BoringSSL's custom verify callback: chain to our roots, then the
 // SPIFFE identity checks. BoringSSL's own verification is not used.
@@ -142,11 +194,10 @@ std::unique_ptr<TlsSession> TlsSession::Server(std::shared_ptr<TlsContext> ctx) 
 TlsSession::TlsSession(std::shared_ptr<TlsContext> ctx, std::vector<SpiffeId> expected)
     : ctx_(std::move(ctx)), expected_(std::move(expected)) {
   ssl_ = SSL_new(ctx_->get());
-  network_in_ = BIO_new(BIO_s_mem());
-  network_out_ = BIO_new(BIO_s_mem());
-  // An empty input BIO means "retry later", not EOF.
-  BIO_set_mem_eof_return(network_in_, -1);
-  SSL_set_bio(ssl_, network_in_, network_out_);  // the SSL owns both BIOs now
+  BIO* bio = BIO_new(NetworkBio::Method());
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl_, bio, bio);  // the SSL owns the BIO now (one reference for both)
   SSL_set_app_data(ssl_, this);
   const bool server = ctx_->role() == Role::kServer;
   SSL_set_custom_verify(
@@ -162,20 +213,36 @@ TlsSession::TlsSession(std::shared_ptr<TlsContext> ctx, std::vector<SpiffeId> ex
 TlsSession::~TlsSession() { SSL_free(ssl_); }
 
 void TlsSession::PushCiphertext(std::span<const char> data) {
-  while (!data.empty()) {
-    const int chunk = static_cast<int>(std::min<size_t>(data.size(), INT_MAX));
-    const int n = BIO_write(network_in_, data.data(), chunk);
-    if (n <= 0) return;  // only on allocation failure; the handshake will then fail
-    data = data.subspan(static_cast<size_t>(n));
+  // Drop what BoringSSL has read once it is most of the buffer: amortised, each byte
+  // moves at most once more.
+  if (in_off_ > 0 && in_off_ >= in_.size() / 2) {
+    in_.erase(0, in_off_);
+    in_off_ = 0;
   }
+  in_.append(data.data(), data.size());
 }
 
-size_t TlsSession::PendingCiphertext() const { return BIO_ctrl_pending(network_out_); }
+size_t TlsSession::PendingCiphertext() const { return out_.size() - out_off_; }
 
 size_t TlsSession::PullCiphertext(std::span<char> out) {
-  const int chunk = static_cast<int>(std::min<size_t>(out.size(), INT_MAX));
-  const int n = BIO_read(network_out_, out.data(), chunk);
-  return n > 0 ? static_cast<size_t>(n) : 0;
+  const size_t n = std::min(out.size(), out_.size() - out_off_);
+  std::memcpy(out.data(), out_.data() + out_off_, n);
+  out_off_ += n;
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+  }
+  return n;
+}
+
+std::string TlsSession::TakeCiphertext(std::string spare) {
+  if (out_off_ > 0) {
+    out_.erase(0, out_off_);
+    out_off_ = 0;
+  }
+  spare.clear();
+  std::swap(spare, out_);
+  return spare;
 }
 
 TlsSession::Progress TlsSession::Fail(TlsError error, std::string detail) {

@@ -43,6 +43,9 @@ class TlsSession {
   size_t PendingCiphertext() const;
   /// PullCiphertext moves up to out.size() pending bytes into `out`; returns the count.
   size_t PullCiphertext(std::span<char> out);
+  /// TakeCiphertext hands over all pending ciphertext without copying it; `spare`
+  /// (emptied, its capacity kept) becomes the buffer new ciphertext goes to.
+  std::string TakeCiphertext(std::string spare);
 
   /// Handshake advances the handshake; kDone once it has completed and the peer passed.
   Progress Handshake();
@@ -69,8 +72,13 @@ class TlsSession {
   std::shared_ptr<TlsContext> ctx_;
   std::vector<SpiffeId> expected_;
   SSL* ssl_ = nullptr;
-  BIO* network_in_ = nullptr;   // ciphertext from the peer, read by BoringSSL
-  BIO* network_out_ = nullptr;  // ciphertext for the peer, written by BoringSSL
+  friend struct NetworkBio;
+  // Ciphertext from the peer, read by BoringSSL from in_off_ on (no memmove per read,
+  // as a memory BIO would do), and ciphertext for the peer, appended by BoringSSL.
+  std::string in_;
+  size_t in_off_ = 0;
+  std::string out_;
+  size_t out_off_ = 0;
   SpiffeId peer_;
   TlsError error_ = TlsError::kNone;
   std::string error_detail_;
