@@ -10,22 +10,22 @@ pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 add_library(ztunnel::uring ALIAS PkgConfig::LIBURING)
 pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET GLOBAL libnghttp2)
 
-# BoringSSL as Debian ships it for the Android SDK: headers under include/android,
-# libraries in the multiarch android/ folder (found at run time through an rpath).
-# Its include directory goes first so <openssl/...> never picks OpenSSL's headers.
-set(BORINGSSL_INCLUDE_DIR /usr/include/android)
-set(BORINGSSL_LIB_DIR /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/android)
-find_library(BORINGSSL_SSL_LIB ssl PATHS ${BORINGSSL_LIB_DIR} NO_DEFAULT_PATH REQUIRED)
-find_library(BORINGSSL_CRYPTO_LIB crypto PATHS ${BORINGSSL_LIB_DIR} NO_DEFAULT_PATH REQUIRED)
-add_library(boringssl::crypto SHARED IMPORTED)
+# BoringSSL, built from upstream source by scripts/setup.sh into a versioned prefix
+# (static libraries: nothing to find at run time). Its include directory is a system
+# directory placed first, so <openssl/...> never picks OpenSSL's headers.
+set(BORINGSSL_ROOT "/opt/ztunnel-deps/boringssl-5.4.0" CACHE PATH "BoringSSL prefix (scripts/setup.sh)")
+if(NOT EXISTS "${BORINGSSL_ROOT}/lib/libssl.a" OR NOT EXISTS "${BORINGSSL_ROOT}/include/openssl/ssl.h")
+  message(FATAL_ERROR "BoringSSL not found in ${BORINGSSL_ROOT}: run `make setup` (scripts/setup.sh builds it)")
+endif()
+add_library(boringssl::crypto STATIC IMPORTED)
 set_target_properties(boringssl::crypto PROPERTIES
-  IMPORTED_LOCATION ${BORINGSSL_CRYPTO_LIB}
-  IMPORTED_NO_SONAME FALSE
-  INTERFACE_INCLUDE_DIRECTORIES ${BORINGSSL_INCLUDE_DIR})
-add_library(boringssl::ssl SHARED IMPORTED)
+  IMPORTED_LOCATION ${BORINGSSL_ROOT}/lib/libcrypto.a
+  INTERFACE_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
+  INTERFACE_SYSTEM_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
+  INTERFACE_LINK_LIBRARIES Threads::Threads)
+add_library(boringssl::ssl STATIC IMPORTED)
 set_target_properties(boringssl::ssl PROPERTIES
-  IMPORTED_LOCATION ${BORINGSSL_SSL_LIB}
-  INTERFACE_INCLUDE_DIRECTORIES ${BORINGSSL_INCLUDE_DIR}
+  IMPORTED_LOCATION ${BORINGSSL_ROOT}/lib/libssl.a
+  INTERFACE_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
+  INTERFACE_SYSTEM_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
   INTERFACE_LINK_LIBRARIES boringssl::crypto)
-set(CMAKE_BUILD_RPATH ${BORINGSSL_LIB_DIR})
-set(CMAKE_INSTALL_RPATH ${BORINGSSL_LIB_DIR})

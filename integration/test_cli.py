@@ -1,5 +1,6 @@
 """The binary's contract for bad input: one clear line on stderr, non-zero exit."""
 import os
+import re
 import socket
 import subprocess
 
@@ -77,7 +78,11 @@ def test_missing_io_uring_is_one_clear_line():
 
 def test_binary_links_boringssl_never_openssl():
     out = subprocess.run(["ldd", ztnet.ztunnel_bin()], capture_output=True, text=True).stdout
-    assert "libssl.so.3" not in out and "libcrypto.so.3" not in out, out
+    assert "libssl" not in out and "libcrypto" not in out, out  # BoringSSL is static
+    syms = subprocess.run(["nm", "--defined-only", ztnet.ztunnel_bin()], capture_output=True,
+                          text=True).stdout
+    # A BoringSSL-only API, linked in.
+    assert re.search(r" [Tt] SSL_set_custom_verify$", syms, re.M), "BoringSSL not linked in"
 
 
 def test_bad_local_config_names_the_field(tmp_path):

@@ -1,13 +1,60 @@
 #!/usr/bin/env bash
 # Installs every Debian package the build, tests, demo and benchmarks need
-# (DESIGN.md §5). Idempotent: prints nothing when everything is present.
+# (DESIGN.md §5), then builds BoringSSL from source (see install_boringssl).
+# Idempotent: prints nothing when everything is present.
 set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+# BoringSSL: Debian's android-libboringssl build has no P-256 assembly and no VAES
+# AES-GCM, which made a TLS handshake ~3x and bulk encryption ~3.5x slower than
+# upstream BoringSSL on this machine (docs/ARCHITECTURE.md, "BoringSSL"). We build
+# upstream BoringSSL, as vendored by the boring-sys crate (pinned in
+# scripts/boringssl/Cargo.lock), into a versioned prefix once per machine.
+BORINGSSL_CRATE_VERSION=5.4.0
+BORINGSSL_PREFIX=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/boringssl-${BORINGSSL_CRATE_VERSION}
+
+install_boringssl() {
+  [ -f "$BORINGSSL_PREFIX/lib/libssl.a" ] && [ -f "$BORINGSSL_PREFIX/lib/libcrypto.a" ] && return 0
+  if ! command -v cargo >/dev/null; then
+    echo "setup: cargo is needed to fetch BoringSSL's source from crates.io (install Rust with rustup)" >&2
+    exit 1
+  fi
+  echo "setup: building BoringSSL (boring-sys ${BORINGSSL_CRATE_VERSION}) into $BORINGSSL_PREFIX"
+  cargo fetch --locked --quiet --manifest-path "$repo/scripts/boringssl/Cargo.toml"
+  local registry="${CARGO_HOME:-$HOME/.cargo}/registry/src" src=""
+  for d in "$registry"/*/boring-sys-"$BORINGSSL_CRATE_VERSION"/deps/boringssl; do
+    [ -f "$d/CMakeLists.txt" ] && src=$d
+  done
+  if [ -z "$src" ]; then
+    echo "setup: boring-sys ${BORINGSSL_CRATE_VERSION} was fetched but its deps/boringssl is not under $registry" >&2
+    exit 1
+  fi
+  local build
+  build=$(mktemp -d /tmp/ztunnel-boringssl.XXXXXX)
+  trap 'rm -rf "$build"' RETURN
+  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_TESTING=OFF >"$build/configure.log"
+  cmake --build "$build" -j "${JOBS:-2}" --target crypto ssl >"$build/build.log" || {
+    tail -20 "$build/build.log" >&2
+    exit 1
+  }
+  # Install atomically: a half-built prefix must never look complete.
+  local staging="$BORINGSSL_PREFIX.tmp.$$"
+  rm -rf "$staging"
+  mkdir -p "$staging/lib"
+  cp -r "$src/include" "$staging/include"
+  cp "$build/libcrypto.a" "$build/libssl.a" "$staging/lib/"
+  rm -rf "$BORINGSSL_PREFIX"
+  mv "$staging" "$BORINGSSL_PREFIX"
+  echo "setup: BoringSSL installed"
+}
 
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
   # libraries
-  liburing-dev android-libboringssl-dev libnghttp2-dev libboost-context-dev
+  liburing-dev libnghttp2-dev libboost-context-dev
   libfmt-dev libcxxopts-dev prometheus-cpp-dev libyaml-cpp-dev
   libprotobuf-dev protobuf-compiler
   # tests
@@ -22,7 +69,10 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  install_boringssl
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: missing packages: ${missing[*]}; run as root (or: sudo $0)" >&2
@@ -35,3 +85,4 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done"
+install_boringssl
