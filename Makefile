@@ -4,7 +4,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test unit integration demo bench bench-quick asan format clean
+.PHONY: all setup configure build test unit integration demo bench bench-hbone bench-quick asan format clean
 
 all: build
 
@@ -34,6 +34,9 @@ demo: build
 
 bench: build
 	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+
+bench-hbone: build
+	@/usr/bin/python3 bench/hbone --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
 
 bench-quick: build
 	@/usr/bin/python3 bench/run --quick --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel

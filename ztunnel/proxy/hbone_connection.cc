@@ -52,6 +52,9 @@ HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTrac
   // Small frames (WINDOW_UPDATE, PING, SETTINGS acks) must not wait for Nagle: with the
   // peer's delayed ACKs that stalls every flow-control round trip by ~40 ms.
   (void)io::SetNoDelay(fd_.get());
+  // Remembered now: after a reset the kernel no longer knows whom we talked to.
+  auto peer = io::PeerAddress(fd_.get());
+  peer_addr_ = peer ? peer->ToString() : "unknown peer";
   if (tracker_ != nullptr) tracker_->Add(this);
 }
 
@@ -105,9 +108,12 @@ void HboneConnection::OnRecv(int32_t res, uint32_t flags) {
   if (res > 0) {
     io::ProvidedBuffer buf = loop_.buffers().Claim(flags, static_cast<uint32_t>(res));
     if (closing_) return MaybeDestroy();
-    tls_->PushCiphertext(buf.data());  // copied: the buffer goes back right away
-    buf.Release();
+    // TLS reads the buffer in place and keeps a copy of only what it has not read
+    // (a partial record), so the buffer goes back to the ring right after.
+    tls_->LendCiphertext(buf.data());
     Process();
+    tls_->ReturnLent();
+    buf.Release();
     ArmRecv();
     return;
   }
@@ -240,11 +246,7 @@ void HboneConnection::Close(uint32_t code, std::string error) {
   if (closing_) return;
   closing_ = true;
   error_ = std::move(error);
-  if (!error_.empty()) {
-    auto peer = io::PeerAddress(fd_.get());
-    ZT_WARN("proxy", "HBONE connection with {} closed: {}",
-            peer ? peer->ToString() : std::string("unknown peer"), error_);
-  }
+  if (!error_.empty()) ZT_WARN("proxy", "HBONE connection with {} closed: {}", peer_addr_, error_);
   loop_.buffers().CancelWait(this);
   h2_->CloseAll(code);  // every stream hears it now
   timer_.Cancel();

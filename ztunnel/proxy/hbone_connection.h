@@ -101,7 +101,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   io::Timer timer_;  // handshake deadline, then keepalive
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point ping_sent_{};
-  std::string send_buf_;  // ciphertext being sent (taken from TLS without a copy)
+  std::string peer_addr_;  // for logs
+  std::string send_buf_;   // ciphertext being sent (taken from TLS without a copy)
   size_t send_offset_ = 0;
   bool recv_inflight_ = false;
   bool send_inflight_ = false;

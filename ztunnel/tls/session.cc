@@ -21,18 +21,24 @@ struct NetworkBio {
     TlsSession* s = Session(bio);
     BIO_clear_retry_flags(bio);
     const size_t avail = s->in_.size() - s->in_off_;
-    if (avail == 0) {
-      BIO_set_retry_read(bio);
-      return -1;
+    if (avail > 0) {
+      const size_t n = std::min(avail, static_cast<size_t>(len));
+      std::memcpy(buf, s->in_.data() + s->in_off_, n);
+      s->in_off_ += n;
+      if (s->in_off_ == s->in_.size()) {
+        s->in_.clear();
+        s->in_off_ = 0;
+      }
+      return static_cast<int>(n);
     }
-    const size_t n = std::min(avail, static_cast<size_t>(len));
-    std::memcpy(buf, s->in_.data() + s->in_off_, n);
-    s->in_off_ += n;
-    if (s->in_off_ == s->in_.size()) {
-      s->in_.clear();
-      s->in_off_ = 0;
+    if (!s->lent_.empty()) {
+      const size_t n = std::min(s->lent_.size(), static_cast<size_t>(len));
+      std::memcpy(buf, s->lent_.data(), n);
+      s->lent_ = s->lent_.subspan(n);
+      return static_cast<int>(n);
     }
-    return static_cast<int>(n);
+    BIO_set_retry_read(bio);
+    return -1;
   }
   static int Write(BIO* bio, const char* buf, int len) {
     BIO_clear_retry_flags(bio);
@@ -45,7 +51,7 @@ struct NetworkBio {
       case BIO_CTRL_FLUSH:
         return 1;
       case BIO_CTRL_PENDING:
-        return static_cast<long>(s->in_.size() - s->in_off_);
+        return static_cast<long>(s->in_.size() - s->in_off_ + s->lent_.size());
       case BIO_CTRL_WPENDING:
         return static_cast<long>(s->out_.size() - s->out_off_);
       default:
@@ -220,6 +226,15 @@ void TlsSession::PushCiphertext(std::span<const char> data) {
     in_off_ = 0;
   }
   in_.append(data.data(), data.size());
+}
+
+void TlsSession::LendCiphertext(std::span<const char> data) { lent_ = data; }
+
+void TlsSession::ReturnLent() {
+  if (lent_.empty()) return;
+  const std::span<const char> rest = lent_;
+  lent_ = {};
+  PushCiphertext(rest);
 }
 
 size_t TlsSession::PendingCiphertext() const { return out_.size() - out_off_; }

@@ -39,6 +39,11 @@ class TlsSession {
 
   /// PushCiphertext hands over bytes received from the network (all are taken).
   void PushCiphertext(std::span<const char> data);
+  /// LendCiphertext is PushCiphertext without the copy: BoringSSL reads `data` in
+  /// place until ReturnLent(), which keeps (copies) only what it has not read yet.
+  /// `data` must stay valid and unchanged until then; no Push in between.
+  void LendCiphertext(std::span<const char> data);
+  void ReturnLent();
   /// PendingCiphertext is how many bytes wait to be sent to the network.
   size_t PendingCiphertext() const;
   /// PullCiphertext moves up to out.size() pending bytes into `out`; returns the count.
@@ -77,6 +82,7 @@ class TlsSession {
   // as a memory BIO would do), and ciphertext for the peer, appended by BoringSSL.
   std::string in_;
   size_t in_off_ = 0;
+  std::span<const char> lent_;  // read after in_, until ReturnLent
   std::string out_;
   size_t out_off_ = 0;
   SpiffeId peer_;
