@@ -13,7 +13,13 @@ pkg_check_modules(NGHTTP2 REQUIRED IMPORTED_TARGET GLOBAL libnghttp2)
 # BoringSSL, built from upstream source by scripts/setup.sh into a versioned prefix
 # (static libraries: nothing to find at run time). Its include directory is a system
 # directory placed first, so <openssl/...> never picks OpenSSL's headers.
-set(BORINGSSL_ROOT "/opt/ztunnel-deps/boringssl-5.4.0" CACHE PATH "BoringSSL prefix (scripts/setup.sh)")
+# Keep the version and the ZTUNNEL_DEPS_DIR default in step with scripts/setup.sh.
+if(DEFINED ENV{ZTUNNEL_DEPS_DIR})
+  set(_zt_deps "$ENV{ZTUNNEL_DEPS_DIR}")
+else()
+  set(_zt_deps "/opt/ztunnel-deps")
+endif()
+set(BORINGSSL_ROOT "${_zt_deps}/boringssl-5.4.0" CACHE PATH "BoringSSL prefix (scripts/setup.sh)")
 if(NOT EXISTS "${BORINGSSL_ROOT}/lib/libssl.a" OR NOT EXISTS "${BORINGSSL_ROOT}/include/openssl/ssl.h")
   message(FATAL_ERROR "BoringSSL not found in ${BORINGSSL_ROOT}: run `make setup` (scripts/setup.sh builds it)")
 endif()
