@@ -20,6 +20,41 @@ std::string IpAddr::ToString() const {
   return buf;
 }
 
+std::optional<Cidr> Cidr::Parse(std::string_view text) {
+  const size_t slash = text.find('/');
+  auto ip = IpAddr::Parse(text.substr(0, slash));
+  if (!ip) return std::nullopt;
+  const unsigned max = ip->v6 ? 128 : 32;
+  unsigned prefix = max;
+  if (slash != std::string_view::npos) {
+    const std::string_view p = text.substr(slash + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), prefix);
+    if (p.empty() || ec != std::errc() || end != p.data() + p.size() || prefix > max) {
+      return std::nullopt;
+    }
+  }
+  Cidr out{*ip, static_cast<uint8_t>(prefix)};
+  // Host bits must be zero: "10.0.0.1/8" is more likely a typo than a range.
+  for (unsigned bit = prefix; bit < max; ++bit) {
+    if ((out.base.addr[bit / 8] >> (7 - bit % 8)) & 1) return std::nullopt;
+  }
+  return out;
+}
+
+bool Cidr::Contains(const IpAddr& ip) const {
+  if (ip.v6 != base.v6) return false;
+  const unsigned full = prefix / 8;
+  for (unsigned i = 0; i < full; ++i) {
+    if (ip.addr[i] != base.addr[i]) return false;
+  }
+  const unsigned rest = prefix % 8;
+  if (rest == 0) return true;
+  const uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (ip.addr[full] & mask) == (base.addr[full] & mask);
+}
+
+std::string Cidr::ToString() const { return base.ToString() + "/" + std::to_string(prefix); }
+
 std::optional<IpPort> IpPort::Parse(std::string_view text) {
   std::string_view host;
   std::string_view port_text;

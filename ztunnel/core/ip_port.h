@@ -24,6 +24,20 @@ struct IpAddr {
   auto operator<=>(const IpAddr&) const = default;
 };
 
+/// Cidr is an address range: an address and a prefix length. A bare address is a
+/// range of one (/32 or /128).
+struct Cidr {
+  IpAddr base;  // host bits are zero
+  uint8_t prefix = 0;
+
+  /// Parse reads "10.0.0.0/8", "fd00::/64" or a bare address; host bits must be zero.
+  static std::optional<Cidr> Parse(std::string_view text);
+  /// Contains is true for addresses of the same family inside the range.
+  bool Contains(const IpAddr& ip) const;
+  std::string ToString() const;
+  bool operator==(const Cidr&) const = default;
+};
+
 /// IpPort holds an IPv4 or IPv6 address in network byte order, and a port.
 struct IpPort {
   bool v6 = false;

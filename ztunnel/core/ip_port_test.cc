@@ -45,5 +45,32 @@ TEST_CASE("IpAddr parses bare addresses, compares and hashes by value", "[core]"
   }
 }
 
+TEST_CASE("Cidr parses ranges, refuses host bits, and contains by prefix", "[core]") {
+  auto c = Cidr::Parse("10.1.0.0/16");
+  REQUIRE(c);
+  CHECK(c->Contains(*IpAddr::Parse("10.1.255.7")));
+  CHECK_FALSE(c->Contains(*IpAddr::Parse("10.2.0.1")));
+  CHECK_FALSE(c->Contains(*IpAddr::Parse("::ffff:10.1.0.1")));  // other family
+  auto one = Cidr::Parse("192.168.1.9");
+  REQUIRE(one);
+  CHECK(one->prefix == 32);
+  CHECK(one->Contains(*IpAddr::Parse("192.168.1.9")));
+  CHECK_FALSE(one->Contains(*IpAddr::Parse("192.168.1.8")));
+  auto odd = Cidr::Parse("10.0.0.0/9");
+  REQUIRE(odd);
+  CHECK(odd->Contains(*IpAddr::Parse("10.127.0.1")));
+  CHECK_FALSE(odd->Contains(*IpAddr::Parse("10.128.0.1")));
+  auto v6 = Cidr::Parse("fd00::/8");
+  REQUIRE(v6);
+  CHECK(v6->Contains(*IpAddr::Parse("fd12::1")));
+  CHECK(Cidr::Parse("0.0.0.0/0")->Contains(*IpAddr::Parse("8.8.8.8")));
+  CHECK(v6->ToString() == "fd00::/8");
+  for (const char* bad :
+       {"10.0.0.1/8", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0/x", "fd00::/129", "host/8", ""}) {
+    INFO(bad);
+    CHECK_FALSE(Cidr::Parse(bad).has_value());
+  }
+}
+
 }  // namespace
 }  // namespace zt
