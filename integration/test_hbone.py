@@ -42,7 +42,7 @@ workloads:
 class Mesh:
     """Node a (client workload) and node b (server workload and a sink on PORT)."""
 
-    def __init__(self, topo, tmp_path: Path, *extra: str):
+    def __init__(self, topo, tmp_path: Path, *extra: str, policies: str = ""):
         self.tmp = tmp_path
         self.a = topo.netns("a")
         self.b = topo.netns("b")
@@ -51,7 +51,7 @@ class Mesh:
         self.b.spawn(PY, str(TOOLS / "sink.py"), SERVER_IP, str(PORT))
         self.b.wait_listening(PORT)
         self.config = tmp_path / "mesh.yaml"
-        self.config.write_text(CONFIG)
+        self.config.write_text(CONFIG + policies)
         self.ca = tmp_path / "ca"
         common = ["--local-config", str(self.config), "--ca-dir", str(self.ca), "--workers", "2",
                   *extra]
@@ -173,4 +173,45 @@ def test_source_without_identity_is_refused_not_passed_in_plaintext(topo, tmp_pa
     assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
     log = mesh.zt_a.wait_log("has no identity to tunnel with")
     assert "src.addr=10.78.0.50" in log
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+DENY_9001 = """
+policies:
+- name: deny-9001
+  namespace: backend
+  scope: Namespace
+  action: Deny
+  rules:
+  - - - destinationPorts: [9001]
+- name: audit-web
+  namespace: backend
+  scope: Namespace
+  action: Deny
+  dryRun: true
+  rules:
+  - - - principals: [!Exact cluster.local/ns/frontend/sa/web]
+"""
+
+
+def test_deny_policy_refuses_tunnels_with_401_and_a_reason(topo, tmp_path):
+    mesh = Mesh(topo, tmp_path, policies=DENY_9001)
+    mesh.b.spawn(PY, str(TOOLS / "sink.py"), SERVER_IP, "9001")
+    mesh.b.wait_listening(9001)
+    probe = mesh.a.run(PY, "-c", (
+        "import socket\n"
+        f"s=socket.create_connection(('{SERVER_IP}',9001),timeout=5)\n"
+        "s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
+        "try:\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('error', e.errno)\n"),
+        check=False)
+    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+    log_b = mesh.zt_b.wait_log("connection denied")
+    line = next(l for l in log_b.splitlines() if "connection denied" in l)
+    assert f"src.identity={CLIENT_ID}" in line and f"dst.addr={SERVER_IP}:9001" in line
+    assert 'response=401 reason="denied by backend/deny-9001"' in line
+    assert "dry-run: backend/audit-web would deny" in log_b
+    assert "HTTP 401" in mesh.zt_a.wait_log("HTTP 401")
+    # Port 9000 is not denied: the dry-run policy only reports.
+    r = mesh.send(1 << 20)
+    assert r["server_count"] == 1 << 20 and r["server_sha256"] == r["sha256"]
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

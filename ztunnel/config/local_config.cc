@@ -7,45 +7,17 @@
 #include <set>
 #include <sstream>
 
+#include "ztunnel/config/policy_yaml.h"
+#include "ztunnel/config/yaml_util.h"
+
 namespace zt::config {
 namespace {
 
-// ConfigError carries one message out of the recursive descent; it never leaves
-// this file (parsing is start-up/reload work, not the data path).
-struct ConfigError {
-  std::string message;
-};
-
-[[noreturn]] void Fail(const std::string& path, const std::string& what) {
-  throw ConfigError{fmt::format("{}: {}", path, what)};
-}
-
-std::string Describe(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Null:
-      return "empty";
-    default:
-      return fmt::format("\"{}\"", n.Scalar());
-  }
-}
-
-std::string String(const YAML::Node& n, const std::string& path) {
-  if (!n.IsScalar()) Fail(path, fmt::format("expected a string, got {}", Describe(n)));
-  return n.Scalar();
-}
-
-// CheckKeys rejects any key of map `n` not in `known`.
-void CheckKeys(const YAML::Node& n, const std::string& path, const std::set<std::string>& known) {
-  if (!n.IsMap()) Fail(path, fmt::format("expected a map, got {}", Describe(n)));
-  for (const auto& kv : n) {
-    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "?";
-    if (known.count(key) == 0) Fail(path, fmt::format("unknown key \"{}\"", key));
-  }
-}
+using yaml::CheckKeys;
+using yaml::ConfigError;
+using yaml::Describe;
+using yaml::Fail;
+using yaml::String;
 
 // Keys of Istio's local workload format this build accepts; those without a parser
 // below are not used yet and are accepted as written.
@@ -86,6 +58,10 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
       w.ips.push_back(*ip);
     }
   }
+  yaml::ForEach(n["authorizationPolicies"], path + ".authorizationPolicies",
+                [&](const YAML::Node& item, const std::string& p) {
+                  w.authorization_policies.push_back(String(item, p));
+                });
   if (const YAML::Node proto = n["protocol"]) {
     const std::string text = String(proto, path + ".protocol");
     if (text == "HBONE") {
@@ -107,10 +83,8 @@ std::shared_ptr<const state::State> ParseLocalConfig(std::string_view yaml, std:
     std::vector<state::Workload> workloads;
     if (root.IsNull()) return state::State::Build({}, error);
     CheckKeys(root, "config", {"workloads", "services", "policies"});
-    for (const char* later : {"services", "policies"}) {
-      if (root[later] && !(root[later].IsSequence() && root[later].size() == 0)) {
-        Fail(later, "not supported by this build yet (only workloads are read)");
-      }
+    if (root["services"] && !(root["services"].IsSequence() && root["services"].size() == 0)) {
+      Fail("services", "not supported by this build yet (workloads and policies are read)");
     }
     if (const YAML::Node list = root["workloads"]) {
       if (!list.IsSequence() && !list.IsNull()) {
@@ -120,7 +94,23 @@ std::shared_ptr<const state::State> ParseLocalConfig(std::string_view yaml, std:
         workloads.push_back(ParseWorkload(list[i], fmt::format("workloads[{}]", i)));
       }
     }
-    return state::State::Build(std::move(workloads), error);
+    std::vector<state::Policy> policies;
+    std::set<std::string> keys;
+    yaml::ForEach(root["policies"], "policies", [&](const YAML::Node& n, const std::string& p) {
+      policies.push_back(ParsePolicy(n, p));
+      keys.insert(policies.back().Key());
+    });
+    // A local file is complete: a workload naming a policy it does not define is a typo.
+    for (size_t i = 0; i < workloads.size(); ++i) {
+      const auto& names = workloads[i].authorization_policies;
+      for (size_t j = 0; j < names.size(); ++j) {
+        if (keys.count(names[j]) == 0) {
+          Fail(fmt::format("workloads[{}].authorizationPolicies[{}]", i, j),
+               fmt::format("no policy \"{}\" in this file (expected namespace/name)", names[j]));
+        }
+      }
+    }
+    return state::State::Build(std::move(workloads), std::move(policies), error);
   } catch (const ConfigError& e) {
     if (error != nullptr) *error = e.message;
   } catch (const YAML::Exception& e) {

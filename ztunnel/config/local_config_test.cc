@@ -65,8 +65,32 @@ TEST_CASE("Local config errors name the offending field", "[config]") {
       {"workloads:\n- {uid: u, name: [a]}\n", "workloads[0].name: expected a string, got a list"},
       {"workloads:\n- {uid: u}\n- {uid: u}\n", "duplicate workload uid \"u\""},
       {"workload: []\n", "config: unknown key \"workload\""},
-      {"policies:\n- {name: p}\n",
-       "policies: not supported by this build yet (only workloads are read)"},
+      {"services:\n- {name: s}\n",
+       "services: not supported by this build yet (workloads and policies are read)"},
+      {"policies:\n- {namespace: x}\n", "policies[0]: needs a \"name\""},
+      {"policies:\n- {name: p, action: Audit}\n",
+       "policies[0].action: \"Audit\" is not one of Allow, Deny"},
+      {"policies:\n- {name: p, scope: Cluster}\n",
+       "policies[0].scope: \"Cluster\" is not one of Global, Namespace, WorkloadSelector"},
+      {"policies:\n- {name: p, dryRun: maybe}\n",
+       "policies[0].dryRun: expected true or false, got \"maybe\""},
+      {"policies:\n- name: p\n  rules: [[[{sourceIps: [10.0.0.1/8]}]]]\n",
+       "policies[0].rules[0][0][0].sourceIps[0]: \"10.0.0.1/8\" is not a CIDR or IP address"},
+      {"policies:\n- name: p\n  rules: [[[{destinationPorts: [70000]}]]]\n",
+       "policies[0].rules[0][0][0].destinationPorts[0]: \"70000\" is not a port (0-65535)"},
+      {"policies:\n- name: p\n  rules: [[[{principals: [{Regex: a.*}]}]]]\n",
+       "policies[0].rules[0][0][0].principals[0]: \"Regex\" is not one of Exact, Prefix, Suffix, "
+       "Presence"},
+      {"policies:\n- name: p\n  rules: [[[{sourcePorts: [1]}]]]\n",
+       "policies[0].rules[0][0][0]: unknown key \"sourcePorts\""},
+      {"policies:\n- name: p\n  rules: [[[{serviceAccounts: [{namespace: a}]}]]]\n",
+       "policies[0].rules[0][0][0].serviceAccounts[0]: needs both \"namespace\" and "
+       "\"serviceAccount\""},
+      {"policies:\n- {name: p, namespace: a}\n- {name: p, namespace: a}\n",
+       "duplicate policy \"a/p\""},
+      {"workloads:\n- {name: w, authorizationPolicies: [a/missing]}\n",
+       "workloads[0].authorizationPolicies[0]: no policy \"a/missing\" in this file (expected "
+       "namespace/name)"},
       {"workloads: [\n", "line 2, column 1: end of sequence flow not found"},
   };
   for (const Case& c : cases) {
@@ -75,6 +99,79 @@ TEST_CASE("Local config errors name the offending field", "[config]") {
     CHECK(ParseLocalConfig(c.yaml, &error) == nullptr);
     CHECK(error == c.error);
   }
+}
+
+TEST_CASE("Policies read in both string-match spellings and apply by scope", "[config]") {
+  std::string error;
+  auto s = ParseLocalConfig(R"(
+workloads:
+- uid: w1
+  name: api
+  namespace: backend
+  workloadIps: [10.0.0.1]
+  authorizationPolicies: [backend/only-web]
+- {uid: w2, name: db, namespace: backend, workloadIps: [10.0.0.2]}
+policies:
+- name: only-web
+  namespace: backend
+  scope: WorkloadSelector
+  action: Allow
+  rules:
+  - - - principals:
+        - !Exact cluster.local/ns/frontend/sa/web
+        - Suffix: /sa/admin
+        notNamespaces: [!Prefix kube-]
+    - - destinationPorts: [8080]
+        sourceIps: [10.1.0.0/16, 10.2.0.9]
+- name: deny-all-dry
+  namespace: istio-system
+  scope: Global
+  action: Deny
+  dryRun: true
+  rules: [[]]
+- name: ns-wide
+  namespace: backend
+  action: Deny
+  rules:
+  - - - principals: [{Presence: {}}, !Presence ""]
+        notServiceAccounts: [{namespace: ops, serviceAccount: robot}]
+)",
+                            &error);
+  INFO(error);
+  REQUIRE(s);
+  REQUIRE(s->policies().size() == 3);
+  const state::Policy& only_web = s->policies()[0];
+  CHECK(only_web.scope == state::PolicyScope::kWorkloadSelector);
+  REQUIRE(only_web.rules.size() == 1);
+  REQUIRE(only_web.rules[0].size() == 2);  // two clauses
+  const state::Match& m = only_web.rules[0][0][0];
+  REQUIRE(m.principals.size() == 2);
+  CHECK(m.principals[0].kind == state::StringMatch::Kind::kExact);
+  CHECK(m.principals[0].value == "cluster.local/ns/frontend/sa/web");
+  CHECK(m.principals[1].kind == state::StringMatch::Kind::kSuffix);
+  CHECK(m.not_namespaces[0].kind == state::StringMatch::Kind::kPrefix);
+  CHECK(only_web.rules[0][1][0].source_ips.size() == 2);
+  CHECK(only_web.rules[0][1][0].destination_ports == std::vector<uint16_t>{8080});
+  const state::Policy& dry = s->policies()[1];
+  CHECK(dry.dry_run);
+  CHECK(dry.rules.size() == 1);
+  CHECK(dry.rules[0].empty());
+  const state::Match& presence = s->policies()[2].rules[0][0][0];
+  CHECK(presence.principals[0].kind == state::StringMatch::Kind::kPresence);
+  CHECK(presence.principals[1].kind == state::StringMatch::Kind::kPresence);
+  CHECK(presence.not_service_accounts[0].service_account == "robot");
+
+  // Scope: api gets the global, the namespace one and its selector; db not the selector.
+  auto names = [](const std::vector<const state::Policy*>& ps) {
+    std::vector<std::string> out;
+    for (const auto* p : ps) out.push_back(p->Key());
+    return out;
+  };
+  CHECK(
+      names(s->PoliciesFor(*s->FindByUid("w1"))) ==
+      std::vector<std::string>{"istio-system/deny-all-dry", "backend/ns-wide", "backend/only-web"});
+  CHECK(names(s->PoliciesFor(*s->FindByUid("w2"))) ==
+        std::vector<std::string>{"istio-system/deny-all-dry", "backend/ns-wide"});
 }
 
 TEST_CASE("Loading a missing local config file names the file", "[config]") {

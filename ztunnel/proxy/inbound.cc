@@ -2,10 +2,13 @@
 
 #include <sys/socket.h>
 
+#include <optional>
+
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/hbone_stream.h"
+#include "ztunnel/state/authz.h"
 
 namespace zt::proxy {
 namespace {
@@ -29,20 +32,22 @@ class PendingConnect final : public TrackedConnection {
 class Inbound::Handler final : public h2::ServerHandler,
                                public std::enable_shared_from_this<Handler> {
  public:
-  Handler(Inbound* inbound, const state::Workload& workload, std::string peer_addr)
+  Handler(Inbound* inbound, const state::Workload& workload, std::string peer_addr,
+          std::optional<IpAddr> peer_ip)
       : inbound_(inbound),
         uid_(workload.uid),
         name_(workload.name),
         namespace_(workload.namespace_name),
-        peer_addr_(std::move(peer_addr)) {}
+        peer_addr_(std::move(peer_addr)),
+        peer_ip_(peer_ip) {}
 
   void OnConnect(int32_t stream, const h2::ConnectRequest& request) override {
     HboneConnection* conn = conn_;
     if (conn == nullptr) return;
     const std::string peer_id = conn->peer().ToString();
-    auto state = inbound_->mesh_.state->Load();
+    auto snapshot = inbound_->mesh_.state->Load();
     const state::Workload* target =
-        state->FindWorkload(inbound_->mesh_.network, request.authority.ip());
+        snapshot->FindWorkload(inbound_->mesh_.network, request.authority.ip());
     std::string why;
     if (target == nullptr || target->node != inbound_->mesh_.node) {
       why = "it is not the address of a workload on this node";
@@ -56,6 +61,29 @@ class Inbound::Handler final : public h2::ServerHandler,
       ZT_WARN("proxy", "rejected CONNECT {} from {} ({}) with 400: {}",
               request.authority.ToString(), peer_addr_, peer_id, why);
       (void)conn->h2().Respond(stream, 400, nullptr);
+      conn->ScheduleFlush();
+      return;
+    }
+    // L4 authorization for the destination workload (DESIGN.md §4).
+    const tls::SpiffeId& peer = conn->peer();
+    state::Connection info;
+    info.principal = peer.Principal();
+    info.peer_namespace = peer.ns;
+    info.peer_service_account = peer.service_account;
+    if (peer_ip_) info.source = *peer_ip_;
+    info.destination = request.authority.ip();
+    info.destination_port = request.authority.port;
+    const state::Decision decision = state::Authorize(snapshot->PoliciesFor(*target), info);
+    for (const std::string& verdict : decision.dry_run) {
+      ZT_INFO("authz", "dry-run: {} (src.addr={} src.identity={} dst.addr={})", verdict, peer_addr_,
+              peer_id, request.authority.ToString());
+    }
+    if (!decision.allowed) {
+      ZT_INFO("access",
+              "connection denied src.addr={} src.identity={} dst.addr={} dst.workload={} "
+              "direction=inbound response=401 reason=\"{}\"",
+              peer_addr_, peer_id, request.authority.ToString(), name_, decision.reason);
+      (void)conn->h2().Respond(stream, 401, nullptr);
       conn->ScheduleFlush();
       return;
     }
@@ -125,6 +153,7 @@ class Inbound::Handler final : public h2::ServerHandler,
   std::string name_;
   std::string namespace_;
   std::string peer_addr_;
+  std::optional<IpAddr> peer_ip_;  // the TCP peer: the source address policies see
 };
 
 Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh,
@@ -161,15 +190,19 @@ void Inbound::Serve(int raw_fd) {
   };
   if (draining_) return refuse("draining");
   if (!local) return refuse("no local address: " + local.error().Message());
-  auto state = mesh_.state->Load();
-  const state::Workload* w = mesh_.LocalWorkload(*state, local->ToIpPort()->ip());
+  auto snapshot = mesh_.state->Load();
+  const state::Workload* w = mesh_.LocalWorkload(*snapshot, local->ToIpPort()->ip());
   if (w == nullptr) return refuse("no workload on this node has address " + local->IpString());
   std::string error;
   auto cert = mesh_.Cert(*w, &error);
   if (!cert) return refuse(error);
   (void)io::SetKeepalive(fd.get(), options_.keepalive);
 
-  auto handler = std::make_shared<Handler>(this, *w, peer_text);
+  std::optional<IpAddr> peer_ip;
+  if (peer) {
+    if (auto ip_port = peer->ToIpPort()) peer_ip = ip_port->ip();
+  }
+  auto handler = std::make_shared<Handler>(this, *w, peer_text, peer_ip);
   HboneConnection* conn =
       HboneConnection::StartServer(loop_, std::move(fd), cert->server, handler.get(), &tracker_,
                                    {.ready = nullptr,

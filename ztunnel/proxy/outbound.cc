@@ -109,9 +109,9 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
   (void)io::SetKeepalive(c.downstream.get(), options_.keepalive);
 
   if (mesh_ != nullptr && pool_ != nullptr) {
-    auto state = mesh_->state->Load();
-    const state::Workload* w = state->FindWorkload(mesh_->network, dst->ToIpPort()->ip());
-    if (w != nullptr && w->protocol == state::Protocol::kHbone) return Tunnel(c, *state, *w);
+    auto snapshot = mesh_->state->Load();
+    const state::Workload* w = snapshot->FindWorkload(mesh_->network, dst->ToIpPort()->ip());
+    if (w != nullptr && w->protocol == state::Protocol::kHbone) return Tunnel(c, *snapshot, *w);
   }
   Passthrough(c);
 }

@@ -11,6 +11,7 @@
 
 #include "ztunnel/core/ip_port.h"
 #include "ztunnel/core/result.h"
+#include "ztunnel/state/authz.h"
 #include "ztunnel/state/workload.h"
 
 namespace zt::state {
@@ -20,13 +21,22 @@ class State {
  public:
   /// Build indexes `workloads`. Duplicate uids or an address claimed twice in one
   /// network are errors: `*error` names them and null is returned.
-  static std::shared_ptr<const State> Build(std::vector<Workload> workloads, std::string* error);
+  static std::shared_ptr<const State> Build(std::vector<Workload> workloads, std::string* error) {
+    return Build(std::move(workloads), {}, error);
+  }
+  /// Build with policies too; two policies with the same namespace/name are an error.
+  static std::shared_ptr<const State> Build(std::vector<Workload> workloads,
+                                            std::vector<Policy> policies, std::string* error);
 
   /// FindWorkload returns the workload with `ip` in `network`, or null.
   const Workload* FindWorkload(const std::string& network, const IpAddr& ip) const;
   /// FindByUid returns the workload with `uid`, or null.
   const Workload* FindByUid(const std::string& uid) const;
   const std::vector<Workload>& workloads() const { return workloads_; }
+  /// PoliciesFor lists the policies in force for `w`: Global ones, Namespace ones of
+  /// its namespace, and the WorkloadSelector ones it names. Dry-run ones included.
+  std::vector<const Policy*> PoliciesFor(const Workload& w) const;
+  const std::vector<Policy>& policies() const { return policies_; }
 
  private:
   struct NetworkIp {
@@ -40,6 +50,10 @@ class State {
     }
   };
   std::vector<Workload> workloads_;
+  std::vector<Policy> policies_;
+  std::vector<const Policy*> global_;
+  std::unordered_map<std::string, std::vector<const Policy*>> by_namespace_;
+  std::unordered_map<std::string, const Policy*> by_key_;
   std::unordered_map<NetworkIp, const Workload*, NetworkIpHash> by_ip_;
   std::unordered_map<std::string, const Workload*> by_uid_;
 };

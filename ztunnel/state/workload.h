@@ -33,6 +33,9 @@ struct Workload {
   std::string node;
   std::vector<IpAddr> ips;
   Protocol protocol = Protocol::kTcp;
+  /// authorization_policies names WorkloadSelector policies that select this
+  /// workload, as "namespace/name".
+  std::vector<std::string> authorization_policies;
 };
 
 }  // namespace zt::state
