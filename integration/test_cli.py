@@ -105,3 +105,18 @@ def test_missing_ca_is_one_clear_line(tmp_path):
     line = one_line(p.stderr)
     assert line.startswith(f"ztunnel: cannot open the CA in {tmp_path / 'none'}: "), line
     assert "ca-cert.pem" in line or "--ca-generate" in line, line
+
+
+def test_check_config_validates_without_starting(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("workloads:\n- {name: a, workloadIps: [10.0.0.1]}\n")
+    p = run("--check-config", str(good))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == f"{good}: ok (1 workloads, 0 policies)"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n- {name: p, action: Audit}\n")
+    p = run("--check-config", str(bad))
+    assert p.returncode == 1
+    assert one_line(p.stderr) == (
+        f'ztunnel: invalid local config: {bad}: policies[0].action: "Audit" is not one of '
+        "Allow, Deny")

@@ -215,3 +215,27 @@ def test_deny_policy_refuses_tunnels_with_401_and_a_reason(topo, tmp_path):
     r = mesh.send(1 << 20)
     assert r["server_count"] == 1 << 20 and r["server_sha256"] == r["sha256"]
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+def test_config_reload_applies_good_files_and_keeps_state_on_bad_ones(topo, tmp_path):
+    mesh = Mesh(topo, tmp_path)
+    r = mesh.send(1 << 20)
+    assert r["server_count"] == 1 << 20
+    # A bad file: rejected with the field named, traffic keeps flowing.
+    mesh.config.write_text(CONFIG.replace(SERVER_IP, "10.78.0.300", 1))
+    log_b = mesh.zt_b.wait_log("rejected the new local config")
+    assert "is not an IP address" in log_b
+    r = mesh.send(1 << 20)
+    assert r["server_count"] == 1 << 20 and r["server_sha256"] == r["sha256"]
+    # A good file with a DENY policy for port 9000: new tunnels are refused.
+    mesh.config.write_text(CONFIG + DENY_9001.replace("9001", "9000"))
+    mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 2 policies")
+    probe = mesh.a.run(PY, "-c", (
+        "import socket\n"
+        f"s=socket.create_connection(('{SERVER_IP}',{PORT}),timeout=5)\n"
+        "s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
+        "try:\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('error', e.errno)\n"),
+        check=False)
+    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+    assert 'reason="denied by backend/deny-9000"' in mesh.zt_b.wait_log("connection denied")
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ztunnel/config/local_config.h"
+#include "ztunnel/config/local_config_watcher.h"
 #include "ztunnel/config/options.h"
 #include "ztunnel/core/drain.h"
 #include "ztunnel/core/duration.h"
@@ -50,9 +51,11 @@ void RaiseFdLimit() {
 const char* SignalName(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
 // MeshRuntime is everything HBONE needs that lives outside the workers: the state,
-// the CA, the certificates, and the control thread that keeps certificates fresh.
+// the CA, the certificates, and the control thread that keeps certificates fresh
+// and reloads the local config when the file changes.
 struct MeshRuntime {
   state::StateStore state;
+  std::unique_ptr<config::LocalConfigWatcher> watcher;
   std::unique_ptr<identity::CertManager> certs;
   proxy::Mesh mesh;
   io::UniqueFd inbound_listener;
@@ -62,18 +65,55 @@ struct MeshRuntime {
   std::condition_variable wake;
   bool stop = false;
 
-  // RefreshLoop renews certificates when due (half-life, or backoff after failures).
-  void RefreshLoop() {
+  // ControlLoop renews certificates when due (half-life, or backoff after failures)
+  // and polls the local config once a second.
+  void ControlLoop() {
     std::unique_lock lock(mu);
     while (!stop) {
       lock.unlock();
+      ReloadIfChanged();
       const auto next = certs->Poll();
       lock.lock();
-      // Wake at least every minute: a new identity may have been fetched meanwhile.
-      const auto cap = std::chrono::system_clock::now() + std::chrono::minutes(1);
+      const auto cap = std::chrono::system_clock::now() + std::chrono::seconds(1);
       wake.wait_until(lock, std::min(next, cap), [this] { return stop; });
     }
   }
+
+  // ReloadIfChanged publishes a changed config; a bad one is logged and ignored.
+  void ReloadIfChanged() {
+    std::shared_ptr<const state::State> next;
+    std::string error;
+    switch (watcher->Poll(&next, &error)) {
+      case config::LocalConfigWatcher::Outcome::kUnchanged:
+        return;
+      case config::LocalConfigWatcher::Outcome::kRejected:
+        ZT_ERROR("config", "rejected the new local config, keeping the previous one: {}", error);
+        return;
+      case config::LocalConfigWatcher::Outcome::kReloaded:
+        break;
+    }
+    state.Publish(next);
+    IssueLocalCertificates(*next);
+    ZT_INFO("config", "reloaded the local config: {} workloads, {} policies",
+            next->workloads().size(), next->policies().size());
+  }
+
+  // IssueLocalCertificates makes sure every workload of this node has a certificate.
+  size_t IssueLocalCertificates(const state::State& s) {
+    size_t local = 0;
+    for (const state::Workload& w : s.workloads()) {
+      if (w.node != mesh.node) continue;
+      ++local;
+      const tls::SpiffeId id = proxy::WorkloadIdentity(w);
+      if (certs->Current(id)) continue;
+      if (auto cert = certs->Fetch(id); !cert) {
+        ZT_WARN("identity", "cannot issue a certificate for {} (workload {}): {}; retrying",
+                id.ToString(), w.uid, cert.error().Message());
+      }
+    }
+    return local;
+  }
+
   void Stop() {
     {
       std::lock_guard lock(mu);
@@ -89,6 +129,8 @@ struct MeshRuntime {
 std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
   auto rt = std::make_unique<MeshRuntime>();
   std::string error;
+  // Watch from before the first read, so a change during start-up is not missed.
+  rt->watcher = std::make_unique<config::LocalConfigWatcher>(opts.local_config);
   auto state = config::LoadLocalConfig(opts.local_config, &error);
   if (!state) Fatal("invalid local config: " + error);
   rt->state.Publish(state);
@@ -117,16 +159,7 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
   rt->mesh.node = opts.node_name;
   rt->mesh.network = opts.network;
 
-  size_t local = 0;
-  for (const state::Workload& w : state->workloads()) {
-    if (w.node != opts.node_name) continue;
-    ++local;
-    const tls::SpiffeId id = proxy::WorkloadIdentity(w);
-    if (auto cert = rt->certs->Fetch(id); !cert) {
-      ZT_WARN("identity", "cannot issue a certificate for {} (workload {}): {}; retrying",
-              id.ToString(), w.uid, cert.error().Message());
-    }
-  }
+  const size_t local = rt->IssueLocalCertificates(*state);
   ZT_INFO("app", "local config {}: {} workloads, {} on this node (\"{}\")", opts.local_config,
           state->workloads().size(), local, opts.node_name);
 
@@ -136,7 +169,7 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
           " (inbound HBONE): " + listener.error().Message());
   }
   rt->inbound_listener = std::move(listener).value();
-  rt->refresher = std::thread([r = rt.get()] { r->RefreshLoop(); });
+  rt->refresher = std::thread([r = rt.get()] { r->ControlLoop(); });
   return rt;
 }
 
@@ -159,6 +192,18 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::SetLevel(opts.log_level);
+  if (!opts.check_config.empty()) {
+    // Like nginx -t / haproxy -c: validate without starting anything.
+    std::string error;
+    auto state = config::LoadLocalConfig(opts.check_config, &error);
+    if (!state) {
+      std::fprintf(stderr, "ztunnel: invalid local config: %s\n", error.c_str());
+      return 1;
+    }
+    std::printf("%s: ok (%zu workloads, %zu policies)\n", opts.check_config.c_str(),
+                state->workloads().size(), state->policies().size());
+    return 0;
+  }
 
   auto outbound_addr = io::SocketAddress::Parse(opts.outbound_listen);
   if (!outbound_addr) {

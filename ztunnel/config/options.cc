@@ -91,7 +91,9 @@ std::string HelpText() {
         fmt::format("  --{} {}\n      {}\n      env: {}\n", f.name, f.placeholder, f.help, f.env);
   }
   out +=
-      "  --help\n      print this help and exit\n  --version\n      print the version and exit\n";
+      "  --check-config FILE\n      validate a local config file (exit 0, or 1 with the error) "
+      "and exit\n  --help\n      print this help and exit\n  --version\n      print the "
+      "version and exit\n";
   return out;
 }
 
@@ -105,6 +107,7 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       adder(f.name, f.help, cxxopts::value<std::string>());
     }
   }
+  adder("check-config", "validate a local config file and exit", cxxopts::value<std::string>());
   adder("help", "print help");
   adder("version", "print the version");
 
@@ -120,6 +123,7 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
   }
   out.help = cli->count("help") > 0;
   out.version = cli->count("version") > 0;
+  if (cli->count("check-config") > 0) out.check_config = (*cli)["check-config"].as<std::string>();
 
   if (const char* grace = env("TERMINATION_GRACE_PERIOD_SECONDS"); grace != nullptr) {
     auto secs = ParseUnsigned(grace);

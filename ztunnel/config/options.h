@@ -37,6 +37,8 @@ struct Options {
   std::chrono::seconds cert_ttl{24 * 3600};
   bool help = false;
   bool version = false;
+  /// check_config: validate this local config file, print the verdict, exit.
+  std::string check_config;
 };
 
 /// ParsedOptions is the parsed options, or one line saying what was wrong.
