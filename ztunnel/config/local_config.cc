@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ztunnel/config/policy_yaml.h"
+#include "ztunnel/config/service_yaml.h"
 #include "ztunnel/config/yaml_util.h"
 
 namespace zt::config {
@@ -58,6 +59,36 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
       w.ips.push_back(*ip);
     }
   }
+  if (const YAML::Node svcs = n["services"]) {
+    const std::string p = path + ".services";
+    if (!svcs.IsMap() && !svcs.IsNull()) {
+      Fail(p, fmt::format("expected a map of \"namespace/hostname\" to ports, got {}",
+                          Describe(svcs)));
+    }
+    if (svcs.IsMap()) {
+      for (const auto& kv : svcs) {
+        const std::string key = String(kv.first, p);
+        if (key.find('/') == std::string::npos) {
+          Fail(p, fmt::format("\"{}\" is not namespace/hostname", key));
+        }
+        w.services[key] = ParsePortMap(kv.second, p + "." + key);
+      }
+    }
+  }
+  // Features this build does not implement are refused when set, never ignored.
+  for (const char* later : {"waypoint", "networkGateway"}) {
+    const YAML::Node v = n[later];
+    if (v && !v.IsNull() && !((v.IsSequence() || v.IsMap()) && v.size() == 0)) {
+      Fail(path + "." + later, "not supported by this build yet");
+    }
+  }
+  if (const YAML::Node tunnel = n["applicationTunnel"]; tunnel && !tunnel.IsNull()) {
+    CheckKeys(tunnel, path + ".applicationTunnel", {"protocol", "port"});
+    if (tunnel["protocol"] &&
+        String(tunnel["protocol"], path + ".applicationTunnel.protocol") != "NONE") {
+      Fail(path + ".applicationTunnel.protocol", "only NONE is supported by this build");
+    }
+  }
   yaml::ForEach(n["authorizationPolicies"], path + ".authorizationPolicies",
                 [&](const YAML::Node& item, const std::string& p) {
                   w.authorization_policies.push_back(String(item, p));
@@ -83,9 +114,10 @@ std::shared_ptr<const state::State> ParseLocalConfig(std::string_view yaml, std:
     std::vector<state::Workload> workloads;
     if (root.IsNull()) return state::State::Build({}, error);
     CheckKeys(root, "config", {"workloads", "services", "policies"});
-    if (root["services"] && !(root["services"].IsSequence() && root["services"].size() == 0)) {
-      Fail("services", "not supported by this build yet (workloads and policies are read)");
-    }
+    std::vector<state::Service> services;
+    yaml::ForEach(root["services"], "services", [&](const YAML::Node& n, const std::string& p) {
+      services.push_back(ParseService(n, p));
+    });
     if (const YAML::Node list = root["workloads"]) {
       if (!list.IsSequence() && !list.IsNull()) {
         Fail("workloads", fmt::format("expected a list, got {}", Describe(list)));
@@ -110,7 +142,8 @@ std::shared_ptr<const state::State> ParseLocalConfig(std::string_view yaml, std:
         }
       }
     }
-    return state::State::Build(std::move(workloads), std::move(policies), error);
+    return state::State::Build(std::move(workloads), std::move(services), std::move(policies),
+                               error);
   } catch (const ConfigError& e) {
     if (error != nullptr) *error = e.message;
   } catch (const YAML::Exception& e) {

@@ -2,8 +2,8 @@
 // (DESIGN.md §4 "Local config file"), turned into state. Strict: every error names
 // the offending field by its path, e.g.
 //   workloads[3].workloadIps[0]: "10.0.0.300" is not an IP address
-// This build reads `workloads` and `policies`; `services` are refused until they are
-// implemented, so a file never silently loses what it says.
+// Keys whose feature this build does not implement yet (waypoints, service
+// `endpoints`, cidrVips, load-balancer modes) are refused when set, never ignored.
 #pragma once
 
 #include <memory>

@@ -65,8 +65,24 @@ TEST_CASE("Local config errors name the offending field", "[config]") {
       {"workloads:\n- {uid: u, name: [a]}\n", "workloads[0].name: expected a string, got a list"},
       {"workloads:\n- {uid: u}\n- {uid: u}\n", "duplicate workload uid \"u\""},
       {"workload: []\n", "config: unknown key \"workload\""},
-      {"services:\n- {name: s}\n",
-       "services: not supported by this build yet (workloads and policies are read)"},
+      {"services:\n- {name: s}\n", "services[0]: needs a \"hostname\""},
+      {"services:\n- {name: s, hostname: h, vips: [10.96.0.1]}\n",
+       "services[0].vips[0]: \"10.96.0.1\" is not network/ip (e.g. \"/10.96.0.10\")"},
+      {"services:\n- {name: s, hostname: h, ports: {80: http}}\n",
+       "services[0].ports.80: \"http\" is not a port (0-65535)"},
+      {"services:\n- {name: s, hostname: h, subjectAltNames: [web]}\n",
+       "services[0].subjectAltNames[0]: \"web\" is not a SPIFFE id (spiffe://...)"},
+      {"services:\n- {name: s, hostname: h, waypoint: {address: x}}\n",
+       "services[0].waypoint: not supported by this build yet"},
+      {"services:\n- {name: s, namespace: a, hostname: h}\n- {name: t, namespace: a, hostname: "
+       "h}\n",
+       "duplicate service \"a/h\""},
+      {"workloads:\n- {name: w, waypoint: {address: 10.0.0.9}}\n",
+       "workloads[0].waypoint: not supported by this build yet"},
+      {"workloads:\n- {name: w, applicationTunnel: {protocol: PROXY, port: 15088}}\n",
+       "workloads[0].applicationTunnel.protocol: only NONE is supported by this build"},
+      {"workloads:\n- {name: w, services: {echo: {80: 8080}}}\n",
+       "workloads[0].services: \"echo\" is not namespace/hostname"},
       {"policies:\n- {namespace: x}\n", "policies[0]: needs a \"name\""},
       {"policies:\n- {name: p, action: Audit}\n",
        "policies[0].action: \"Audit\" is not one of Allow, Deny"},
@@ -172,6 +188,23 @@ policies:
       std::vector<std::string>{"istio-system/deny-all-dry", "backend/ns-wide", "backend/only-web"});
   CHECK(names(s->PoliciesFor(*s->FindByUid("w2"))) ==
         std::vector<std::string>{"istio-system/deny-all-dry", "backend/ns-wide"});
+}
+
+TEST_CASE("A file in Istio's local config format with every key is accepted", "[config]") {
+  std::string error;
+  auto s = LoadLocalConfig(ZTUNNEL_SOURCE_DIR "/ztunnel/config/testdata/istio-local-format.yaml",
+                           &error);
+  INFO(error);
+  REQUIRE(s);
+  CHECK(s->workloads().size() == 2);
+  REQUIRE(s->services().size() == 1);
+  const state::Service& cart = s->services()[0];
+  CHECK(cart.ports.at(80) == 8080);
+  REQUIRE(s->Endpoints(cart).size() == 1);
+  CHECK(s->Endpoints(cart)[0]->name == "cart-7d9f");
+  CHECK(s->FindService("", *IpAddr::Parse("10.96.4.20")) == &cart);
+  CHECK(s->policies().size() == 2);
+  CHECK(s->policies()[0].rules[0][0][0].not_destination_ports == std::vector<uint16_t>{9090});
 }
 
 TEST_CASE("Loading a missing local config file names the file", "[config]") {

@@ -7,12 +7,42 @@ namespace zt::state {
 const char* ProtocolName(Protocol p) { return p == Protocol::kHbone ? "HBONE" : "TCP"; }
 
 std::shared_ptr<const State> State::Build(std::vector<Workload> workloads,
+                                          std::vector<Service> services,
                                           std::vector<Policy> policies, std::string* error) {
   // make_shared cannot reach the private constructor; the pointers below point into
   // workloads_, which never changes after this function.
   std::shared_ptr<State> s(new State());
   s->workloads_ = std::move(workloads);
   s->policies_ = std::move(policies);
+  s->services_ = std::move(services);
+  s->endpoints_.resize(s->services_.size());
+  std::unordered_map<std::string, size_t> service_index;
+  for (size_t i = 0; i < s->services_.size(); ++i) {
+    const Service& svc = s->services_[i];
+    if (!service_index.emplace(svc.Key(), i).second) {
+      if (error != nullptr) *error = fmt::format("duplicate service \"{}\"", svc.Key());
+      return nullptr;
+    }
+    for (const NetworkAddress& vip : svc.vips) {
+      auto [it, inserted] = s->service_by_vip_.emplace(vip, &svc);
+      if (!inserted) {
+        if (error != nullptr) {
+          *error = fmt::format("VIP {} in network \"{}\" belongs to both \"{}\" and \"{}\"",
+                               vip.ip.ToString(), vip.network, it->second->Key(), svc.Key());
+        }
+        return nullptr;
+      }
+    }
+  }
+  for (const Workload& w : s->workloads_) {
+    for (const auto& [key, ports] : w.services) {
+      // A workload may name a service this config does not define (yet): it simply
+      // is no endpoint of anything until that service appears.
+      if (auto it = service_index.find(key); it != service_index.end()) {
+        s->endpoints_[it->second].push_back(&w);
+      }
+    }
+  }
   for (const Policy& p : s->policies_) {
     if (!s->by_key_.emplace(p.Key(), &p).second) {
       if (error != nullptr) *error = fmt::format("duplicate policy \"{}\"", p.Key());
@@ -43,6 +73,15 @@ std::shared_ptr<const State> State::Build(std::vector<Workload> workloads,
 const Workload* State::FindWorkload(const std::string& network, const IpAddr& ip) const {
   auto it = by_ip_.find(NetworkIp{network, ip});
   return it == by_ip_.end() ? nullptr : it->second;
+}
+
+const Service* State::FindService(const std::string& network, const IpAddr& ip) const {
+  auto it = service_by_vip_.find(NetworkIp{network, ip});
+  return it == service_by_vip_.end() ? nullptr : it->second;
+}
+
+const std::vector<const Workload*>& State::Endpoints(const Service& s) const {
+  return endpoints_[static_cast<size_t>(&s - services_.data())];
 }
 
 std::vector<const Policy*> State::PoliciesFor(const Workload& w) const {

@@ -22,10 +22,12 @@ class State {
   /// Build indexes `workloads`. Duplicate uids or an address claimed twice in one
   /// network are errors: `*error` names them and null is returned.
   static std::shared_ptr<const State> Build(std::vector<Workload> workloads, std::string* error) {
-    return Build(std::move(workloads), {}, error);
+    return Build(std::move(workloads), {}, {}, error);
   }
-  /// Build with policies too; two policies with the same namespace/name are an error.
+  /// Build with services and policies too. Duplicate policies (namespace/name) or
+  /// services (namespace/hostname), and a VIP claimed twice, are errors.
   static std::shared_ptr<const State> Build(std::vector<Workload> workloads,
+                                            std::vector<Service> services,
                                             std::vector<Policy> policies, std::string* error);
 
   /// FindWorkload returns the workload with `ip` in `network`, or null.
@@ -33,23 +35,27 @@ class State {
   /// FindByUid returns the workload with `uid`, or null.
   const Workload* FindByUid(const std::string& uid) const;
   const std::vector<Workload>& workloads() const { return workloads_; }
+  /// FindService returns the service with virtual IP `ip` in `network`, or null.
+  const Service* FindService(const std::string& network, const IpAddr& ip) const;
+  /// Endpoints lists the workloads serving `s` (those naming it in `services`).
+  const std::vector<const Workload*>& Endpoints(const Service& s) const;
+  const std::vector<Service>& services() const { return services_; }
   /// PoliciesFor lists the policies in force for `w`: Global ones, Namespace ones of
   /// its namespace, and the WorkloadSelector ones it names. Dry-run ones included.
   std::vector<const Policy*> PoliciesFor(const Workload& w) const;
   const std::vector<Policy>& policies() const { return policies_; }
 
  private:
-  struct NetworkIp {
-    std::string network;
-    IpAddr ip;
-    bool operator==(const NetworkIp&) const = default;
-  };
+  using NetworkIp = NetworkAddress;
   struct NetworkIpHash {
     size_t operator()(const NetworkIp& k) const {
       return std::hash<std::string>{}(k.network) * 31 + std::hash<IpAddr>{}(k.ip);
     }
   };
   std::vector<Workload> workloads_;
+  std::vector<Service> services_;
+  std::vector<std::vector<const Workload*>> endpoints_;  // parallel to services_
+  std::unordered_map<NetworkIp, const Service*, NetworkIpHash> service_by_vip_;
   std::vector<Policy> policies_;
   std::vector<const Policy*> global_;
   std::unordered_map<std::string, std::vector<const Policy*>> by_namespace_;

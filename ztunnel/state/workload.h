@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,30 @@ struct Workload {
   /// authorization_policies names WorkloadSelector policies that select this
   /// workload, as "namespace/name".
   std::vector<std::string> authorization_policies;
+  /// services: the services this workload is an endpoint of, by "namespace/hostname",
+  /// each with its port map (service port -> target port on this workload).
+  std::map<std::string, std::map<uint16_t, uint16_t>> services;
+};
+
+/// NetworkAddress is an address within a network ("" = the default network).
+struct NetworkAddress {
+  std::string network;
+  IpAddr ip;
+  bool operator==(const NetworkAddress&) const = default;
+};
+
+/// Service is a set of endpoints behind virtual IPs (a Kubernetes Service).
+struct Service {
+  std::string name;
+  std::string namespace_name;
+  std::string hostname;
+  std::vector<NetworkAddress> vips;
+  /// ports maps service port -> target port; a target of 0 means "the same port".
+  std::map<uint16_t, uint16_t> ports;
+  /// subject_alt_names are extra identities a destination may present (SPIFFE URIs).
+  std::vector<std::string> subject_alt_names;
+  /// Key is "namespace/hostname", as workloads name the services they serve.
+  std::string Key() const { return namespace_name + "/" + hostname; }
 };
 
 }  // namespace zt::state
