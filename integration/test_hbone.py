@@ -239,3 +239,37 @@ def test_config_reload_applies_good_files_and_keeps_state_on_bad_ones(topo, tmp_
     assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
     assert 'reason="denied by backend/deny-9000"' in mesh.zt_b.wait_log("connection denied")
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+SERVICE = f"""
+services:
+- name: echo
+  namespace: backend
+  hostname: echo.backend.svc.cluster.local
+  vips: ["/10.96.0.10"]
+  ports: {{80: 9000}}
+"""
+
+
+def test_service_vip_spreads_over_endpoints_on_both_nodes(topo, tmp_path):
+    # Both workloads are endpoints of one service: one on node b, one on node a itself.
+    cfg = CONFIG.replace("  node: node-a\n", "  node: node-a\n  services: {backend/echo.backend.svc.cluster.local: {}}\n")
+    cfg = cfg.replace("  node: node-b\n", "  node: node-b\n  services: {backend/echo.backend.svc.cluster.local: {}}\n")
+    mesh = Mesh(topo, tmp_path, policies=SERVICE)
+    mesh.config.write_text(cfg + SERVICE)
+    mesh.zt_a.wait_log("reloaded the local config: 2 workloads")
+    mesh.zt_b.wait_log("reloaded the local config: 2 workloads")
+    mesh.a.spawn(PY, str(TOOLS / "sink.py"), CLIENT_IP, str(PORT))
+    mesh.a.wait_listening(PORT)
+    link = mesh.a.run("ip", "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
+    mesh.a.run("ip", "route", "add", "10.96.0.0/16", "dev", link.split("@")[0])
+    for _ in range(6):
+        out = mesh.a.run(PY, str(TOOLS / "send.py"), "10.96.0.10", "80", "65536").stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        assert r["server_count"] == 65536 and r["server_sha256"] == r["sha256"]
+    log_a = mesh.zt_a.wait_log("direction=outbound protocol=HBONE")
+    targets = [l for l in log_a.splitlines() if "connection complete" in l and "outbound" in l]
+    to_b = sum(f"dst.addr={SERVER_IP}:{PORT}" in l for l in targets)
+    to_a = sum(f"dst.addr={CLIENT_IP}:{PORT}" in l for l in targets)
+    assert to_a + to_b == 6 and to_a >= 1 and to_b >= 1, "\n".join(targets)
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

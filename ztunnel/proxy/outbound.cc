@@ -9,6 +9,7 @@
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
+#include "ztunnel/state/route.h"
 
 namespace zt::proxy {
 namespace {
@@ -110,8 +111,17 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
 
   if (mesh_ != nullptr && pool_ != nullptr) {
     auto snapshot = mesh_->state->Load();
-    const state::Workload* w = snapshot->FindWorkload(mesh_->network, dst->ToIpPort()->ip());
-    if (w != nullptr && w->protocol == state::Protocol::kHbone) return Tunnel(c, *snapshot, *w);
+    const state::Route route =
+        state::ResolveRoute(*snapshot, mesh_->network, *dst->ToIpPort(), round_robin_);
+    if (!route.error.empty()) {
+      ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
+              c.src_text, c.dst.ToString(), route.error);
+      return Refuse(std::move(c.downstream));
+    }
+    c.dst = *io::SocketAddress::Parse(route.target.ToString());
+    if (route.workload != nullptr && route.workload->protocol == state::Protocol::kHbone) {
+      return Tunnel(c, *snapshot, *route.workload, route.service);
+    }
   }
   Passthrough(c);
 }
@@ -158,7 +168,8 @@ void Outbound::Passthrough(Conn& c) {
                });
 }
 
-void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload) {
+void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload,
+                      const state::Service* service) {
   const IpPort dst_ip = *c.dst.ToIpPort();
   const auto fail = [&](const std::string& why) {
     ZT_INFO("access",
@@ -182,6 +193,17 @@ void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload&
   PoolKey key;
   key.source = cert->id;
   key.expected = {WorkloadIdentity(dst_workload)};
+  if (service != nullptr) {
+    // The service may name more identities its endpoints can present.
+    for (const std::string& san : service->subject_alt_names) {
+      if (auto id = tls::SpiffeId::Parse(san)) {
+        key.expected.push_back(*std::move(id));
+      } else {
+        ZT_WARN("proxy", "service {}: ignoring subjectAltName \"{}\": not a SPIFFE id",
+                service->Key(), san);
+      }
+    }
+  }
   key.destination = c.dst;
   key.destination.set_port(kInboundHbonePort);
   auto conn = pool_->Acquire(key, cert->client, &error);

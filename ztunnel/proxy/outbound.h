@@ -18,6 +18,7 @@
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/pool.h"
+#include "ztunnel/state/route.h"
 
 namespace zt::proxy {
 
@@ -49,7 +50,8 @@ class Outbound {
   struct Conn;
   void ServeFiber(io::UniqueFd downstream);
   void Passthrough(Conn& c);
-  void Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload);
+  void Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload,
+              const state::Service* service);
   void ConnectionEnded();
 
   io::Loop& loop_;
@@ -60,6 +62,7 @@ class Outbound {
   std::function<void()> on_connection_end_;
   const Mesh* mesh_;
   Pool* pool_;
+  state::RoundRobin round_robin_;  // this worker's rotation over service endpoints
 };
 
 }  // namespace zt::proxy
