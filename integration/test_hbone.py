@@ -74,6 +74,20 @@ class Mesh:
                           "--bytes", str(nbytes), check=False)
 
 
+def assert_refused(ns, ip: str, port: int, bind: str = "") -> None:
+    """A connection from `ns` to ip:port must end without an answer: reset (at connect
+    or later) or closed with nothing sent back."""
+    probe = ns.run(PY, "-c", (
+        "import socket\n"
+        "try:\n"
+        "  s=socket.socket();s.settimeout(5)\n"
+        f"  if {bind!r}: s.bind(({bind!r},0))\n"
+        f"  s.connect(({ip!r},{port}));s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
+        "  print(repr(s.recv(100)))\n"
+        "except OSError as e:\n  print('error', e.errno)\n"), check=False)
+    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+
+
 def test_pod_to_pod_over_hbone_is_byte_exact_and_encrypted(topo, tmp_path):
     mesh = Mesh(topo, tmp_path)
     marker = b"ZT-PLAINTEXT-MARKER-7f3a"
@@ -164,13 +178,7 @@ def test_source_without_identity_is_refused_not_passed_in_plaintext(topo, tmp_pa
     tunnelled (no identity to present) and must not leak out as plaintext either."""
     mesh = Mesh(topo, tmp_path)
     mesh.a.run("ip", "addr", "add", "10.78.0.50/24", "dev", "lo")
-    probe = mesh.a.run(PY, "-c", (
-        "import socket\n"
-        "s=socket.socket();s.bind(('10.78.0.50',0));s.settimeout(5)\n"
-        f"s.connect(('{SERVER_IP}',{PORT}));s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
-        "try:\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('error', e.errno)\n"),
-        check=False)
-    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+    assert_refused(mesh.a, SERVER_IP, PORT, bind="10.78.0.50")
     log = mesh.zt_a.wait_log("has no identity to tunnel with")
     assert "src.addr=10.78.0.50" in log
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
@@ -198,13 +206,7 @@ def test_deny_policy_refuses_tunnels_with_401_and_a_reason(topo, tmp_path):
     mesh = Mesh(topo, tmp_path, policies=DENY_9001)
     mesh.b.spawn(PY, str(TOOLS / "sink.py"), SERVER_IP, "9001")
     mesh.b.wait_listening(9001)
-    probe = mesh.a.run(PY, "-c", (
-        "import socket\n"
-        f"s=socket.create_connection(('{SERVER_IP}',9001),timeout=5)\n"
-        "s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
-        "try:\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('error', e.errno)\n"),
-        check=False)
-    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+    assert_refused(mesh.a, SERVER_IP, 9001)
     log_b = mesh.zt_b.wait_log("connection denied")
     line = next(l for l in log_b.splitlines() if "connection denied" in l)
     assert f"src.identity={CLIENT_ID}" in line and f"dst.addr={SERVER_IP}:9001" in line
@@ -230,13 +232,7 @@ def test_config_reload_applies_good_files_and_keeps_state_on_bad_ones(topo, tmp_
     # A good file with a DENY policy for port 9000: new tunnels are refused.
     mesh.config.write_text(CONFIG + DENY_9001.replace("9001", "9000"))
     mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 2 policies")
-    probe = mesh.a.run(PY, "-c", (
-        "import socket\n"
-        f"s=socket.create_connection(('{SERVER_IP}',{PORT}),timeout=5)\n"
-        "s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
-        "try:\n  print(repr(s.recv(100)))\nexcept OSError as e:\n  print('error', e.errno)\n"),
-        check=False)
-    assert "error 104" in probe.stdout or "b''" in probe.stdout, probe.stdout + probe.stderr
+    assert_refused(mesh.a, SERVER_IP, PORT)
     assert 'reason="denied by backend/deny-9000"' in mesh.zt_b.wait_log("connection denied")
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
 
@@ -272,4 +268,26 @@ def test_service_vip_spreads_over_endpoints_on_both_nodes(topo, tmp_path):
     to_b = sum(f"dst.addr={SERVER_IP}:{PORT}" in l for l in targets)
     to_a = sum(f"dst.addr={CLIENT_IP}:{PORT}" in l for l in targets)
     assert to_a + to_b == 6 and to_a >= 1 and to_b >= 1, "\n".join(targets)
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+def test_new_deny_policy_closes_a_live_tunnel_within_a_second(topo, tmp_path):
+    mesh = Mesh(topo, tmp_path)
+    pause_file = tmp_path / "resume"
+    total = 8 * 1024 * 1024
+    live = mesh.a.spawn(PY, str(TOOLS / "send.py"), SERVER_IP, str(PORT), str(total),
+                        "--pause-after", str(total // 2), "--pause-file", str(pause_file),
+                        stdout=subprocess.PIPE)
+    assert "paused_at" in live.stdout.readline().decode()
+    t0 = time.monotonic()
+    mesh.config.write_text(CONFIG + DENY_9001.replace("9001", str(PORT)))
+    mesh.zt_b.wait_log("connection closed by a policy change", timeout=5)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.0, f"the live tunnel was closed {elapsed:.2f} s after the change"
+    log_b = mesh.zt_b.log.read_text()
+    line = next(l for l in log_b.splitlines() if "closed by a policy change" in l)
+    assert f"src.identity={CLIENT_ID}" in line and 'reason="denied by backend/deny-9000"' in line
+    pause_file.touch()
+    live.communicate(timeout=30)
+    assert live.returncode != 0, "the denied transfer must not complete"
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

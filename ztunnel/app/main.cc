@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -64,9 +65,12 @@ struct MeshRuntime {
   std::mutex mu;
   std::condition_variable wake;
   bool stop = false;
+  // on_publish runs on the control thread after each published reload (set once the
+  // workers serve; guarded by mu).
+  std::function<void()> on_publish;
 
   // ControlLoop renews certificates when due (half-life, or backoff after failures)
-  // and polls the local config once a second.
+  // and polls the local config four times a second.
   void ControlLoop() {
     std::unique_lock lock(mu);
     while (!stop) {
@@ -74,7 +78,8 @@ struct MeshRuntime {
       ReloadIfChanged();
       const auto next = certs->Poll();
       lock.lock();
-      const auto cap = std::chrono::system_clock::now() + std::chrono::seconds(1);
+      // 250 ms: a policy change must reach live connections within a second.
+      const auto cap = std::chrono::system_clock::now() + std::chrono::milliseconds(250);
       wake.wait_until(lock, std::min(next, cap), [this] { return stop; });
     }
   }
@@ -93,6 +98,10 @@ struct MeshRuntime {
         break;
     }
     state.Publish(next);
+    {
+      std::lock_guard lock(mu);
+      if (on_publish) on_publish();
+    }
     IssueLocalCertificates(*next);
     ZT_INFO("config", "reloaded the local config: {} workloads, {} policies",
             next->workloads().size(), next->policies().size());
@@ -276,6 +285,13 @@ int main(int argc, char** argv) {
     drain.Start(std::chrono::milliseconds(0));
     for (auto& t : threads) t.join();
     Fatal("a worker failed to start (see the log above)");
+  }
+  if (mesh) {
+    // Policy changes re-check live inbound tunnels on every worker.
+    std::lock_guard lock(mesh->mu);
+    mesh->on_publish = [&workers] {
+      for (auto& w : workers) w->StateChanged();
+    };
   }
   ZT_INFO("app", "ztunnel {} ready: outbound on {}, {}, {} workers, drain timeout {}",
           ZTUNNEL_VERSION, outbound_addr->ToString(),

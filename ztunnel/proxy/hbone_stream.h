@@ -45,6 +45,8 @@ class HboneStream final : public h2::StreamObserver,
   void Attach(int32_t id, bool wait_for_response);
   /// Refuse ends the tunnel before it opened (non-200, or Connect failed).
   void Refuse(std::string error);
+  /// Terminate resets a live tunnel both ways (e.g. a policy now denies it).
+  void Terminate(std::string reason) { Fail(std::move(reason)); }
 
   // h2::StreamObserver
   void OnResponse(int status) override;

@@ -89,9 +89,8 @@ class Inbound::Handler final : public h2::ServerHandler,
     }
     // Connect on a fiber; by the time it finishes, the connection may be gone.
     const bool spawned = io::Fiber::Spawn(
-        inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id] {
-          self->ConnectUpstream(stream, target, peer_id);
-        });
+        inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id,
+                          info] { self->ConnectUpstream(stream, target, peer_id, info); });
     if (!spawned) {
       ZT_WARN("proxy", "answering CONNECT {} with 503: out of memory for a fiber stack",
               request.authority.ToString());
@@ -103,7 +102,8 @@ class Inbound::Handler final : public h2::ServerHandler,
   HboneConnection* conn_ = nullptr;  // null once the connection is gone
 
  private:
-  void ConnectUpstream(int32_t stream, IpPort target, const std::string& peer_id) {
+  void ConnectUpstream(int32_t stream, IpPort target, const std::string& peer_id,
+                       const state::Connection& info) {
     const auto start = Clock::now();
     Inbound& in = *inbound_;
     const auto dst = *io::SocketAddress::Parse(target.ToString());
@@ -129,10 +129,14 @@ class Inbound::Handler final : public h2::ServerHandler,
       conn->ScheduleFlush();
       return;
     }
+    std::weak_ptr<int> life = in.life_;
+    // The stream's own address, known once it exists: its key in tunnels_.
+    auto key = std::make_shared<HboneStream*>(nullptr);
     HboneStream* hs = HboneStream::Create(
         conn, std::move(up).value(), &in.tracker_,
-        [peer = peer_addr_, peer_id, target, name = name_, ns = namespace_,
+        [&in, life, key, peer = peer_addr_, peer_id, target, name = name_, ns = namespace_,
          start](const StreamResult& r) {
+          if (!life.expired()) in.tunnels_.erase(*key);
           const auto ms =
               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
           // sent = towards the destination workload, as on the outbound side.
@@ -144,6 +148,8 @@ class Inbound::Handler final : public h2::ServerHandler,
                   r.bytes_to_stream, ms, r.ok ? std::string() : " error=\"" + r.error + "\"");
         });
     if (!conn->h2().Respond(stream, 200, hs)) return hs->Refuse("stream gone");
+    *key = hs;
+    in.tunnels_[hs] = LiveTunnel{uid_, info, peer_addr_, peer_id};
     hs->Attach(stream, false);
     conn->ScheduleFlush();
   }
@@ -218,6 +224,28 @@ void Inbound::Serve(int raw_fd) {
                                    options_.timeouts);
   handler->conn_ = conn;
   live_.emplace(conn, std::move(handler));
+}
+
+void Inbound::Recheck() {
+  auto snapshot = mesh_.state->Load();
+  std::vector<std::pair<HboneStream*, std::string>> denied;
+  for (const auto& [stream, t] : tunnels_) {
+    const state::Workload* w = snapshot->FindByUid(t.workload_uid);
+    if (w == nullptr) continue;  // gone from the config: its pod's removal drains it
+    const state::Decision d = state::Authorize(snapshot->PoliciesFor(*w), t.info);
+    if (!d.allowed) denied.emplace_back(stream, d.reason);
+  }
+  for (auto& [stream, reason] : denied) {
+    const LiveTunnel& t = tunnels_.at(stream);
+    ZT_INFO(
+        "access",
+        "connection closed by a policy change src.addr={} src.identity={} dst.addr={} "
+        "direction=inbound reason=\"{}\"",
+        t.peer_addr, t.peer_id,
+        IpPort{t.info.destination.v6, t.info.destination.addr, t.info.destination_port}.ToString(),
+        reason);
+    stream->Terminate("policy change: " + reason);
+  }
 }
 
 void Inbound::Drain() {

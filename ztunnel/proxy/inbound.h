@@ -12,6 +12,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <unordered_map>
 
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/socket.h"
@@ -19,6 +21,7 @@
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/proxy/mesh.h"
+#include "ztunnel/state/authz.h"
 
 namespace zt::proxy {
 
@@ -32,6 +35,8 @@ struct InboundOptions {
 };
 
 /// Inbound runs on one worker's loop; an Acceptor feeds it.
+class HboneStream;
+
 class Inbound {
  public:
   /// `mesh`, `tracker` and `balancer` must outlive this object. `on_connection_end`
@@ -44,6 +49,9 @@ class Inbound {
   void Serve(int fd);
   /// Drain sends GOAWAY on every live connection: no new tunnels, live ones finish.
   void Drain();
+  /// Recheck authorizes every live tunnel again against the current state and resets
+  /// those now denied (a policy changed).
+  void Recheck();
 
  private:
   class Handler;
@@ -59,6 +67,16 @@ class Inbound {
   // Handlers of live connections; a fiber finishing an upstream connect holds its own
   // reference, so a handler may outlive its connection.
   std::map<HboneConnection*, std::shared_ptr<Handler>> live_;
+  // Live tunnels and what they were authorized as, for Recheck.
+  struct LiveTunnel {
+    std::string workload_uid;
+    state::Connection info;
+    std::string peer_addr;
+    std::string peer_id;
+  };
+  std::unordered_map<HboneStream*, LiveTunnel> tunnels_;
+  // Stream callbacks hold a weak reference: they may run after this object is gone.
+  std::shared_ptr<int> life_ = std::make_shared<int>(0);
   bool draining_ = false;
 };
 

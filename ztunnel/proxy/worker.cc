@@ -61,6 +61,12 @@ Status Worker::Run(std::atomic<bool>* ready) {
   return Status::Ok();
 }
 
+void Worker::StateChanged() {
+  loop_->Post([this] {
+    if (inbound_) inbound_->Recheck();
+  });
+}
+
 void Worker::Serve(int fd, Listener listener) {
   if (listener == Listener::kInboundHbone && inbound_ != nullptr) return inbound_->Serve(fd);
   outbound_->Serve(fd);

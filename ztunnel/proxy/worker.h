@@ -44,6 +44,9 @@ class Worker {
 
   /// Run returns an error if the loop cannot start; `ready` is set once it serves.
   Status Run(std::atomic<bool>* ready = nullptr);
+  /// StateChanged tells the worker a new state was published: live inbound tunnels
+  /// are authorized again. Thread-safe; call only after Run reported ready.
+  void StateChanged();
 
  private:
   void Serve(int fd, Listener listener);
