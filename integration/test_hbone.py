@@ -291,3 +291,37 @@ def test_new_deny_policy_closes_a_live_tunnel_within_a_second(topo, tmp_path):
     live.communicate(timeout=30)
     assert live.returncode != 0, "the denied transfer must not complete"
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+ALLOW_MESH_ONLY = """
+policies:
+- name: mesh-only
+  namespace: backend
+  scope: Namespace
+  action: Allow
+  rules:
+  - - - principals: [{Presence: {}}]
+"""
+
+
+def test_out_of_mesh_client_reaches_a_mesh_workload_through_15006(topo, tmp_path):
+    mesh = Mesh(topo, tmp_path)
+    # Node a's client is now out of the mesh (no capture); node b captures inbound
+    # plaintext for the app port to its 15006 listener.
+    mesh.a.run("iptables", "-t", "nat", "-F")
+    mesh.a.run("iptables", "-t", "nat", "-X")
+    mesh.b.run("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", str(PORT),
+               "-j", "REDIRECT", "--to-ports", "15006")
+    r = mesh.send(4 << 20)
+    assert r["server_count"] == 4 << 20 and r["server_sha256"] == r["sha256"]
+    line = next(l for l in mesh.zt_b.wait_log("protocol=TCP bytes_sent").splitlines()
+                if "protocol=TCP bytes_sent" in l)
+    assert f"src.addr={CLIENT_IP}:" in line and f"dst.addr={SERVER_IP}:{PORT}" in line
+    assert f"bytes_sent={4 << 20}" in line and "direction=inbound" in line
+    # An ALLOW policy that needs an identity shuts plaintext peers out.
+    mesh.config.write_text(CONFIG + ALLOW_MESH_ONLY)
+    mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 1 policies")
+    assert_refused(mesh.a, SERVER_IP, PORT)
+    denied = mesh.zt_b.wait_log("protocol=TCP reason=")
+    assert 'reason="no ALLOW policy matched"' in denied
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

@@ -61,6 +61,8 @@ struct MeshRuntime {
   proxy::Mesh mesh;
   io::UniqueFd inbound_listener;
   io::SocketAddress inbound_addr;
+  io::UniqueFd plaintext_listener;
+  io::SocketAddress plaintext_addr;
   std::thread refresher;
   std::mutex mu;
   std::condition_variable wake;
@@ -144,15 +146,19 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
   if (!state) Fatal("invalid local config: " + error);
   rt->state.Publish(state);
 
-  auto addr = io::SocketAddress::Parse(opts.inbound_listen);
-  if (!addr) {
-    std::fprintf(stderr,
-                 "ztunnel: invalid value \"%s\" for --inbound-listen: expected IP:PORT, e.g. "
-                 "0.0.0.0:15008\n",
-                 opts.inbound_listen.c_str());
-    std::exit(2);
-  }
-  rt->inbound_addr = *addr;
+  auto parse = [](const std::string& value, const char* flag, const char* example) {
+    auto a = io::SocketAddress::Parse(value);
+    if (!a) {
+      std::fprintf(stderr, "ztunnel: invalid value \"%s\" for --%s: expected IP:PORT, e.g. %s\n",
+                   value.c_str(), flag, example);
+      std::exit(2);
+    }
+    return *a;
+  };
+  rt->inbound_addr = parse(opts.inbound_listen, "inbound-listen", "0.0.0.0:15008");
+  rt->plaintext_addr =
+      parse(opts.inbound_plaintext_listen, "inbound-plaintext-listen", "0.0.0.0:15006");
+  const io::SocketAddress* addr = &rt->inbound_addr;
 
   identity::LocalCaOptions ca_options;
   ca_options.directory = opts.ca_dir;
@@ -178,6 +184,12 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
           " (inbound HBONE): " + listener.error().Message());
   }
   rt->inbound_listener = std::move(listener).value();
+  auto plaintext = io::Listen(rt->plaintext_addr, io::ListenOptions{});
+  if (!plaintext) {
+    Fatal("cannot listen on " + rt->plaintext_addr.ToString() +
+          " (inbound plaintext): " + plaintext.error().Message());
+  }
+  rt->plaintext_listener = std::move(plaintext).value();
   rt->refresher = std::thread([r = rt.get()] { r->ControlLoop(); });
   return rt;
 }
@@ -247,6 +259,7 @@ int main(int argc, char** argv) {
   if (mesh) {
     worker_options.mesh = &mesh->mesh;
     worker_options.inbound_listen_fd = mesh->inbound_listener.get();
+    worker_options.inbound_plaintext_listen_fd = mesh->plaintext_listener.get();
     worker_options.inbound.mark = opts.mark;
     worker_options.inbound.connect_timeout = opts.connect_timeout;
     worker_options.pool.mark = opts.mark;
@@ -295,7 +308,9 @@ int main(int argc, char** argv) {
   }
   ZT_INFO("app", "ztunnel {} ready: outbound on {}, {}, {} workers, drain timeout {}",
           ZTUNNEL_VERSION, outbound_addr->ToString(),
-          mesh ? "inbound HBONE on " + mesh->inbound_addr.ToString() : "no mesh (passthrough only)",
+          mesh ? "inbound HBONE on " + mesh->inbound_addr.ToString() + ", inbound plaintext on " +
+                     mesh->plaintext_addr.ToString()
+               : "no mesh (passthrough only)",
           opts.workers, FormatDuration(opts.drain_timeout));
 
   int sig = 0;

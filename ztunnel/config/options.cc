@@ -46,6 +46,10 @@ const std::vector<Flag>& Flags() {
       {"inbound-listen", "ZTUNNEL_INBOUND_LISTEN",
        "address of the inbound HBONE listener, used with --local-config (default 0.0.0.0:15008)",
        "IP:PORT"},
+      {"inbound-plaintext-listen", "ZTUNNEL_INBOUND_PLAINTEXT_LISTEN",
+       "address of the inbound plaintext capture listener, used with --local-config (default "
+       "0.0.0.0:15006)",
+       "IP:PORT"},
       {"node-name", "NODE_NAME", "this node's name: workloads with this node are served here",
        "NAME"},
       {"network", "NETWORK", "the network this node's workloads are in (default empty)", "NAME"},
@@ -183,6 +187,8 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       out.local_config = value;
     } else if (name == "inbound-listen") {
       out.inbound_listen = value;
+    } else if (name == "inbound-plaintext-listen") {
+      out.inbound_plaintext_listen = value;
     } else if (name == "node-name") {
       out.node_name = value;
     } else if (name == "network") {

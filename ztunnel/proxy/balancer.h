@@ -22,7 +22,7 @@ namespace zt::proxy {
 
 /// Listener says which listener accepted a connection, so the worker it is handed
 /// to serves it the right way.
-enum class Listener : uint8_t { kOutbound, kInboundHbone };
+enum class Listener : uint8_t { kOutbound, kInboundHbone, kInboundPlaintext };
 
 /// Balancer is shared by all workers; every method is thread-safe.
 class Balancer {

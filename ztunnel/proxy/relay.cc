@@ -117,12 +117,13 @@ class Relay::Half final : public io::BufferWaiter {
   bool done_ = false;
 };
 
-void Relay::Start(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
-                  ConnectionTracker* tracker, DoneFn done) {
+Relay* Relay::Start(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
+                    ConnectionTracker* tracker, DoneFn done) {
   auto* relay =
       new Relay(loop, std::move(downstream), std::move(upstream), tracker, std::move(done));
   relay->halves_[0]->ArmRecv();
   relay->halves_[1]->ArmRecv();
+  return relay;
 }
 
 Relay::Relay(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,

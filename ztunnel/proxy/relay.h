@@ -41,9 +41,9 @@ class Relay final : public TrackedConnection {
 
   /// Start relays between `downstream` and `upstream` on `loop`. `tracker` (may be
   /// null) must outlive the relay; `done` runs once, on the loop thread, after both
-  /// sockets are closed.
-  static void Start(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
-                    ConnectionTracker* tracker, DoneFn done);
+  /// sockets are closed. The returned relay is valid until `done` runs.
+  static Relay* Start(io::Loop& loop, io::UniqueFd downstream, io::UniqueFd upstream,
+                      ConnectionTracker* tracker, DoneFn done);
 
   /// Abort resets both sides now (drain deadline).
   void Abort() override;

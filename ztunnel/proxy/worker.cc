@@ -15,6 +15,7 @@ Worker::Worker(int index, int outbound_listen_fd, WorkerOptions options, DrainWa
 Worker::~Worker() {
   // Members that submit to the ring go before the ring.
   acceptors_.clear();
+  plaintext_.reset();
   inbound_.reset();
   outbound_.reset();
   pool_.reset();
@@ -47,6 +48,14 @@ Status Worker::Run(std::atomic<bool>* ready) {
         *loop_, options_.inbound_listen_fd, balancer_, index_, Listener::kInboundHbone,
         "inbound HBONE", [this](int fd) { inbound_->Serve(fd); }));
   }
+  if (options_.mesh != nullptr && options_.inbound_plaintext_listen_fd >= 0) {
+    plaintext_ = std::make_unique<InboundPlaintext>(*loop_, options_.inbound, *options_.mesh,
+                                                    tracker_, balancer_, index_, ended);
+    acceptors_.push_back(std::make_unique<Acceptor>(*loop_, options_.inbound_plaintext_listen_fd,
+                                                    balancer_, index_, Listener::kInboundPlaintext,
+                                                    "inbound plaintext",
+                                                    [this](int fd) { plaintext_->Serve(fd); }));
+  }
   deadline_ = std::make_unique<io::Timer>(*loop_);
   pool_wait_ = std::make_unique<io::Timer>(*loop_);
   balancer_.Join(
@@ -64,11 +73,15 @@ Status Worker::Run(std::atomic<bool>* ready) {
 void Worker::StateChanged() {
   loop_->Post([this] {
     if (inbound_) inbound_->Recheck();
+    if (plaintext_) plaintext_->Recheck();
   });
 }
 
 void Worker::Serve(int fd, Listener listener) {
   if (listener == Listener::kInboundHbone && inbound_ != nullptr) return inbound_->Serve(fd);
+  if (listener == Listener::kInboundPlaintext && plaintext_ != nullptr) {
+    return plaintext_->Serve(fd);
+  }
   outbound_->Serve(fd);
 }
 

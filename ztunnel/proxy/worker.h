@@ -12,6 +12,7 @@
 #include "ztunnel/proxy/acceptor.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/inbound.h"
+#include "ztunnel/proxy/inbound_plaintext.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/outbound.h"
 #include "ztunnel/proxy/pool.h"
@@ -29,6 +30,8 @@ struct WorkerOptions {
   const Mesh* mesh = nullptr;
   /// inbound_listen_fd is the shared HBONE listener (needs `mesh`); -1 for none.
   int inbound_listen_fd = -1;
+  /// inbound_plaintext_listen_fd is the shared 15006 listener (needs `mesh`); -1: none.
+  int inbound_plaintext_listen_fd = -1;
 };
 
 /// Worker::Run runs on the worker's own thread until the drain has finished there:
@@ -64,6 +67,7 @@ class Worker {
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
   std::unique_ptr<Inbound> inbound_;
+  std::unique_ptr<InboundPlaintext> plaintext_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::unique_ptr<io::Timer> deadline_;
   std::unique_ptr<io::Timer> pool_wait_;

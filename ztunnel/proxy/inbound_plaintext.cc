@@ -1,0 +1,171 @@
+#include "ztunnel/proxy/inbound_plaintext.h"
+
+#include "ztunnel/core/log.h"
+#include "ztunnel/io/fiber.h"
+#include "ztunnel/io/ops.h"
+#include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/ports.h"
+#include "ztunnel/proxy/relay.h"
+
+namespace zt::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void Reset(io::UniqueFd fd) {
+  (void)io::SetLingerZero(fd.get());
+  fd.reset();
+}
+
+// PendingConnect lets a drain abort an upstream connect still in flight.
+class PendingConnect final : public TrackedConnection {
+ public:
+  PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
+  void Abort() override { loop_.CancelFd(fd_); }
+
+ private:
+  io::Loop& loop_;
+  int fd_;
+};
+
+}  // namespace
+
+InboundPlaintext::InboundPlaintext(io::Loop& loop, InboundOptions options, const Mesh& mesh,
+                                   ConnectionTracker& tracker, Balancer& balancer, int index,
+                                   std::function<void()> on_connection_end,
+                                   std::function<Result<io::SocketAddress>(int fd)> original_dst)
+    : loop_(loop),
+      options_(std::move(options)),
+      mesh_(mesh),
+      tracker_(tracker),
+      balancer_(balancer),
+      index_(index),
+      on_connection_end_(std::move(on_connection_end)),
+      original_dst_(std::move(original_dst)) {
+  if (!original_dst_) original_dst_ = io::OriginalDst;
+}
+
+void InboundPlaintext::ConnectionEnded() {
+  balancer_.Release(index_);
+  if (on_connection_end_) on_connection_end_();
+}
+
+void InboundPlaintext::Serve(int fd) {
+  if (!io::Fiber::Spawn(loop_, [this, fd] { ServeFiber(io::UniqueFd(fd)); })) {
+    ZT_WARN("proxy", "refusing a plaintext connection: out of memory for a fiber stack");
+    Reset(io::UniqueFd(fd));
+    ConnectionEnded();
+  }
+}
+
+void InboundPlaintext::ServeFiber(io::UniqueFd down) {
+  const auto start = Clock::now();
+  bool handed_off = false;
+  struct EndGuard {
+    InboundPlaintext* self;
+    bool& handed_off;
+    ~EndGuard() {
+      if (!handed_off) self->ConnectionEnded();
+    }
+  } guard{this, handed_off};
+  auto peer = io::PeerAddress(down.get());
+  auto dst = original_dst_(down.get());
+  const std::string src = peer ? peer->ToString() : "unknown";
+  if (!dst) {
+    ZT_WARN("proxy", "inbound plaintext connection from {} has no original destination ({})", src,
+            dst.error().Message());
+    return Reset(std::move(down));
+  }
+  if (IsProxyPort(dst->port())) {
+    ZT_WARN("proxy", "refusing inbound plaintext connection from {} to {}: a proxy port", src,
+            dst->ToString());
+    return Reset(std::move(down));
+  }
+  const IpPort target = *dst->ToIpPort();
+  auto snapshot = mesh_.state->Load();
+  const state::Workload* w = mesh_.LocalWorkload(*snapshot, target.ip());
+  if (w == nullptr) {
+    ZT_INFO("access",
+            "connection failed src.addr={} dst.addr={} direction=inbound protocol=TCP "
+            "error=\"not a workload on this node\"",
+            src, target.ToString());
+    return Reset(std::move(down));
+  }
+  // A plaintext peer has no identity: positive identity matches never admit it.
+  state::Connection info;
+  if (peer) info.source = peer->ToIpPort()->ip();
+  info.destination = target.ip();
+  info.destination_port = target.port;
+  const state::Decision d = state::Authorize(snapshot->PoliciesFor(*w), info);
+  for (const std::string& verdict : d.dry_run) {
+    ZT_INFO("authz", "dry-run: {} (src.addr={} dst.addr={} plaintext)", verdict, src,
+            target.ToString());
+  }
+  if (!d.allowed) {
+    ZT_INFO("access",
+            "connection denied src.addr={} dst.addr={} dst.workload={} direction=inbound "
+            "protocol=TCP reason=\"{}\"",
+            src, target.ToString(), w->name, d.reason);
+    return Reset(std::move(down));
+  }
+  auto up = io::TcpSocket(dst->family());
+  Status connected = up ? Status::Ok() : Status(up.error());
+  if (connected && options_.mark != 0) connected = io::SetMark(up->get(), options_.mark);
+  if (connected) {
+    (void)io::SetNoDelay(up->get());
+    (void)io::SetKeepalive(up->get(), options_.keepalive);
+    PendingConnect pending(loop_, up->get());
+    tracker_.Add(&pending);
+    connected = io::Connect(loop_, up->get(), *dst, options_.connect_timeout);
+    tracker_.Remove(&pending);
+  }
+  if (!connected) {
+    ZT_INFO("access",
+            "connection failed src.addr={} dst.addr={} dst.workload={} direction=inbound "
+            "protocol=TCP error=\"{}\"",
+            src, target.ToString(), w->name, connected.error().Message());
+    return Reset(std::move(down));
+  }
+  (void)io::SetNoDelay(down.get());
+  (void)io::SetKeepalive(down.get(), options_.keepalive);
+  handed_off = true;
+  std::weak_ptr<int> life = life_;
+  auto key = std::make_shared<Relay*>(nullptr);
+  Relay* relay = Relay::Start(
+      loop_, std::move(down), std::move(up).value(), &tracker_,
+      [this, life, key, src, target, name = w->name, start](const RelayResult& r) {
+        if (life.expired()) return;
+        live_.erase(*key);
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+        ZT_INFO("access",
+                "connection complete src.addr={} dst.addr={} dst.workload={} direction=inbound "
+                "protocol=TCP bytes_sent={} bytes_recv={} duration={}ms{}",
+                src, target.ToString(), name, r.bytes_downstream_to_upstream,
+                r.bytes_upstream_to_downstream, ms,
+                r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
+        ConnectionEnded();
+      });
+  *key = relay;
+  live_[relay] = Live{w->uid, info, src};
+}
+
+void InboundPlaintext::Recheck() {
+  auto snapshot = mesh_.state->Load();
+  std::vector<std::pair<Relay*, std::string>> denied;
+  for (const auto& [relay, live] : live_) {
+    const state::Workload* w = snapshot->FindByUid(live.workload_uid);
+    if (w == nullptr) continue;
+    const state::Decision d = state::Authorize(snapshot->PoliciesFor(*w), live.info);
+    if (!d.allowed) denied.emplace_back(relay, d.reason);
+  }
+  for (auto& [relay, reason] : denied) {
+    ZT_INFO("access",
+            "connection closed by a policy change src.addr={} direction=inbound protocol=TCP "
+            "reason=\"{}\"",
+            live_.at(relay).src, reason);
+    relay->Abort();
+  }
+}
+
+}  // namespace zt::proxy
