@@ -1,6 +1,8 @@
 #include "ztunnel/state/authz.h"
 
 #include <algorithm>
+#include <optional>
+#include <set>
 
 namespace zt::state {
 namespace {
@@ -30,21 +32,23 @@ bool PassesIdentity(bool has_identity, const std::vector<T>& yes, const std::vec
 bool MatchHits(const Match& m, const Connection& c) {
   if (m.Empty()) return false;
   const bool identity = !c.principal.empty();
-  return PassesIdentity(identity, m.namespaces, m.not_namespaces,
+  // Every non-empty list must pass, so the order is free: the cheap comparisons
+  // (ports, then addresses) go first and most non-matching policies stop there.
+  return Passes(m.destination_ports, m.not_destination_ports,
+                [&](uint16_t p) { return p == c.destination_port; }) &&
+         Passes(m.destination_ips, m.not_destination_ips,
+                [&](const Cidr& r) { return r.Contains(c.destination); }) &&
+         Passes(m.source_ips, m.not_source_ips,
+                [&](const Cidr& r) { return r.Contains(c.source); }) &&
+         PassesIdentity(identity, m.namespaces, m.not_namespaces,
                         [&](const StringMatch& s) { return s.Matches(c.peer_namespace); }) &&
-         PassesIdentity(identity, m.principals, m.not_principals,
-                        [&](const StringMatch& s) { return s.Matches(c.principal); }) &&
          PassesIdentity(identity, m.service_accounts, m.not_service_accounts,
                         [&](const ServiceAccountMatch& s) {
                           return s.namespace_name == c.peer_namespace &&
                                  s.service_account == c.peer_service_account;
                         }) &&
-         Passes(m.source_ips, m.not_source_ips,
-                [&](const Cidr& r) { return r.Contains(c.source); }) &&
-         Passes(m.destination_ips, m.not_destination_ips,
-                [&](const Cidr& r) { return r.Contains(c.destination); }) &&
-         Passes(m.destination_ports, m.not_destination_ports,
-                [&](uint16_t p) { return p == c.destination_port; });
+         PassesIdentity(identity, m.principals, m.not_principals,
+                        [&](const StringMatch& s) { return s.Matches(c.principal); });
 }
 
 bool ClauseHits(const Clause& clause, const Connection& c) {
@@ -80,7 +84,53 @@ bool Match::Empty() const {
          not_destination_ips.empty() && destination_ports.empty() && not_destination_ports.empty();
 }
 
+void PreparePolicy(Policy& policy) {
+  using Ports = std::optional<std::set<uint16_t>>;  // nullopt: any port
+  auto unite = [](Ports& into, const Ports& more) {
+    if (!into || !more) {
+      into.reset();
+    } else {
+      into->insert(more->begin(), more->end());
+    }
+  };
+  Ports policy_ports = std::set<uint16_t>{};
+  for (const Rule& rule : policy.rules) {
+    Ports rule_ports;  // a rule without clauses matches any port
+    for (const Clause& clause : rule) {
+      Ports clause_ports;  // a clause without matches hits any port
+      if (!clause.empty()) {
+        clause_ports = std::set<uint16_t>{};
+        for (const Match& m : clause) {
+          if (m.Empty()) continue;  // never hits
+          unite(clause_ports, m.destination_ports.empty()
+                                  ? Ports{}
+                                  : Ports{std::set<uint16_t>(m.destination_ports.begin(),
+                                                             m.destination_ports.end())});
+        }
+      }
+      if (!clause_ports) continue;  // no restriction from this clause
+      if (!rule_ports) {
+        rule_ports = clause_ports;
+      } else {
+        std::set<uint16_t> both;
+        std::set_intersection(rule_ports->begin(), rule_ports->end(), clause_ports->begin(),
+                              clause_ports->end(), std::inserter(both, both.begin()));
+        rule_ports = std::move(both);
+      }
+    }
+    unite(policy_ports, rule_ports);
+    if (!policy_ports) break;
+  }
+  policy.any_port = !policy_ports.has_value();
+  policy.only_ports.clear();
+  if (policy_ports) policy.only_ports.assign(policy_ports->begin(), policy_ports->end());
+}
+
 bool PolicyMatches(const Policy& policy, const Connection& c) {
+  if (!policy.any_port &&
+      !std::binary_search(policy.only_ports.begin(), policy.only_ports.end(), c.destination_port)) {
+    return false;
+  }
   return AnyOf(policy.rules, [&](const Rule& r) { return RuleMatches(r, c); });
 }
 

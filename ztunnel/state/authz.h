@@ -55,6 +55,10 @@ struct Policy {
   PolicyAction action = PolicyAction::kAllow;
   bool dry_run = false;
   std::vector<Rule> rules;
+  /// Derived by PreparePolicy (State::Build does it): when `any_port` is false, the
+  /// policy can only match connections to one of `only_ports`, so others skip it.
+  bool any_port = true;
+  std::vector<uint16_t> only_ports;
   /// Key is "namespace/name", as workloads refer to policies.
   std::string Key() const { return namespace_name + "/" + name; }
 };
@@ -70,6 +74,11 @@ struct Connection {
   IpAddr destination;
   uint16_t destination_port = 0;  // the real target port, not 15008
 };
+
+/// PreparePolicy derives the port pre-filter from the rules: a rule can only match
+/// ports every clause can hit, a clause the ports any of its matches can (a match
+/// without destinationPorts: any port). Evaluation results never change.
+void PreparePolicy(Policy& policy);
 
 /// PolicyMatches evaluates one policy (ignoring its action and dry-run flag).
 bool PolicyMatches(const Policy& policy, const Connection& c);

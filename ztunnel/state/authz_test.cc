@@ -225,3 +225,54 @@ TEST_CASE("Decisions: DENY over ALLOW, no ALLOW means allow, dry-run only report
 
 }  // namespace
 }  // namespace zt::state
+
+namespace zt::state {
+namespace {
+
+TEST_CASE("The port pre-filter never changes a verdict", "[authz]") {
+  Match p80;
+  p80.destination_ports = {80};
+  Match p8080;
+  p8080.destination_ports = {8080, 9090};
+  Match ns;
+  ns.namespaces = {StringMatch{StringMatch::Kind::kExact, "frontend"}};
+  Match not80;
+  not80.not_destination_ports = {80};
+  const std::vector<std::vector<Rule>> shapes = {
+      {},                                     // no rules
+      {Rule{}},                               // empty rule
+      {Rule{Clause{}}},                       // empty clause
+      {Rule{Clause{p80}}},                    // one port
+      {Rule{Clause{p80, p8080}}},             // union within a clause
+      {Rule{Clause{p80}, Clause{p8080}}},     // disjoint: matches nothing
+      {Rule{Clause{p8080}, Clause{ns}}},      // port and identity
+      {Rule{Clause{p80}}, Rule{Clause{ns}}},  // second rule: any port
+      {Rule{Clause{Match{}}}},                // only an empty match
+      {Rule{Clause{Match{}, p80}}},           // empty match skipped
+      {Rule{Clause{not80}}},                  // negative ports: no filter
+      {Rule{Clause{p8080, ns}}, Rule{Clause{p80}, Clause{p80}}},
+  };
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    Policy plain;
+    plain.name = "p";
+    plain.rules = shapes[i];
+    Policy prepared = plain;
+    PreparePolicy(prepared);
+    for (uint16_t port : {80, 8080, 9090, 15008}) {
+      for (bool plaintext : {false, true}) {
+        Connection c = plaintext ? Plaintext() : Mtls();
+        c.destination_port = port;
+        INFO("shape " << i << " port " << port << " plaintext " << plaintext);
+        CHECK(PolicyMatches(prepared, c) == PolicyMatches(plain, c));
+      }
+    }
+  }
+  Policy one;
+  one.rules = {Rule{Clause{p80, p8080}}};
+  PreparePolicy(one);
+  CHECK_FALSE(one.any_port);
+  CHECK(one.only_ports == std::vector<uint16_t>{80, 8080, 9090});
+}
+
+}  // namespace
+}  // namespace zt::state

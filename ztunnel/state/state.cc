@@ -14,6 +14,7 @@ std::shared_ptr<const State> State::Build(std::vector<Workload> workloads,
   std::shared_ptr<State> s(new State());
   s->workloads_ = std::move(workloads);
   s->policies_ = std::move(policies);
+  for (Policy& p : s->policies_) PreparePolicy(p);
   s->services_ = std::move(services);
   s->endpoints_.resize(s->services_.size());
   std::unordered_map<std::string, size_t> service_index;
