@@ -156,7 +156,8 @@ policies:
   INFO(error);
   REQUIRE(s);
   REQUIRE(s->policies().size() == 3);
-  const state::Policy& only_web = s->policies()[0];
+  REQUIRE(s->FindPolicy("backend/only-web"));
+  const state::Policy& only_web = *s->FindPolicy("backend/only-web");
   CHECK(only_web.scope == state::PolicyScope::kWorkloadSelector);
   REQUIRE(only_web.rules.size() == 1);
   REQUIRE(only_web.rules[0].size() == 2);  // two clauses
@@ -168,19 +169,23 @@ policies:
   CHECK(m.not_namespaces[0].kind == state::StringMatch::Kind::kPrefix);
   CHECK(only_web.rules[0][1][0].source_ips.size() == 2);
   CHECK(only_web.rules[0][1][0].destination_ports == std::vector<uint16_t>{8080});
-  const state::Policy& dry = s->policies()[1];
+  REQUIRE(s->FindPolicy("istio-system/deny-all-dry"));
+  const state::Policy& dry = *s->FindPolicy("istio-system/deny-all-dry");
   CHECK(dry.dry_run);
   CHECK(dry.rules.size() == 1);
   CHECK(dry.rules[0].empty());
-  const state::Match& presence = s->policies()[2].rules[0][0][0];
+  REQUIRE(s->FindPolicy("backend/ns-wide"));
+  const state::Match& presence = s->FindPolicy("backend/ns-wide")->rules[0][0][0];
   CHECK(presence.principals[0].kind == state::StringMatch::Kind::kPresence);
   CHECK(presence.principals[1].kind == state::StringMatch::Kind::kPresence);
   CHECK(presence.not_service_accounts[0].service_account == "robot");
 
   // Scope: api gets the global, the namespace one and its selector; db not the selector.
-  auto names = [](const std::vector<const state::Policy*>& ps) {
+  auto names = [](const state::PolicySet& ps) {
     std::vector<std::string> out;
-    for (const auto* p : ps) out.push_back(p->Key());
+    for (auto list : {ps.global, ps.in_namespace, ps.selected}) {
+      for (const auto* p : list) out.push_back(p->Key());
+    }
     return out;
   };
   CHECK(
@@ -204,7 +209,9 @@ TEST_CASE("A file in Istio's local config format with every key is accepted", "[
   CHECK(s->Endpoints(cart)[0]->name == "cart-7d9f");
   CHECK(s->FindService("", *IpAddr::Parse("10.96.4.20")) == &cart);
   CHECK(s->policies().size() == 2);
-  CHECK(s->policies()[0].rules[0][0][0].not_destination_ports == std::vector<uint16_t>{9090});
+  REQUIRE(s->FindPolicy("shop/cart-callers"));
+  CHECK(s->FindPolicy("shop/cart-callers")->rules[0][0][0].not_destination_ports ==
+        std::vector<uint16_t>{9090});
 }
 
 TEST_CASE("Loading a missing local config file names the file", "[config]") {

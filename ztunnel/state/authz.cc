@@ -7,6 +7,16 @@
 namespace zt::state {
 namespace {
 
+// Bits of Match::lists: one per pair of positive and `not_` lists.
+enum Lists : uint8_t {
+  kPorts = 1,
+  kDestinationIps = 2,
+  kSourceIps = 4,
+  kNamespaces = 8,
+  kServiceAccounts = 16,
+  kPrincipals = 32,
+};
+
 template <typename T, typename Pred>
 bool AnyOf(const std::vector<T>& list, Pred pred) {
   return std::any_of(list.begin(), list.end(), pred);
@@ -30,23 +40,38 @@ bool PassesIdentity(bool has_identity, const std::vector<T>& yes, const std::vec
 }
 
 bool MatchHits(const Match& m, const Connection& c) {
-  if (m.Empty()) return false;
+  const uint8_t lists = m.lists != 0 ? m.lists : m.ListsInUse();
+  if (lists == 0) return false;  // a match with every list empty never hits
   const bool identity = !c.principal.empty();
   // Every non-empty list must pass, so the order is free: the cheap comparisons
   // (ports, then addresses) go first and most non-matching policies stop there.
-  return Passes(m.destination_ports, m.not_destination_ports,
-                [&](uint16_t p) { return p == c.destination_port; }) &&
-         Passes(m.destination_ips, m.not_destination_ips,
-                [&](const Cidr& r) { return r.Contains(c.destination); }) &&
-         Passes(m.source_ips, m.not_source_ips,
-                [&](const Cidr& r) { return r.Contains(c.source); }) &&
-         PassesIdentity(identity, m.namespaces, m.not_namespaces,
-                        [&](const StringMatch& s) { return s.Matches(c.peer_namespace); }) &&
-         PassesIdentity(identity, m.service_accounts, m.not_service_accounts,
-                        [&](const ServiceAccountMatch& s) {
-                          return s.namespace_name == c.peer_namespace &&
-                                 s.service_account == c.peer_service_account;
-                        }) &&
+  if ((lists & kPorts) && !Passes(m.destination_ports, m.not_destination_ports,
+                                  [&](uint16_t p) { return p == c.destination_port; })) {
+    return false;
+  }
+  if ((lists & kDestinationIps) &&
+      !Passes(m.destination_ips, m.not_destination_ips,
+              [&](const Cidr& r) { return r.Contains(c.destination); })) {
+    return false;
+  }
+  if ((lists & kSourceIps) && !Passes(m.source_ips, m.not_source_ips,
+                                      [&](const Cidr& r) { return r.Contains(c.source); })) {
+    return false;
+  }
+  if ((lists & kNamespaces) &&
+      !PassesIdentity(identity, m.namespaces, m.not_namespaces,
+                      [&](const StringMatch& s) { return s.Matches(c.peer_namespace); })) {
+    return false;
+  }
+  if ((lists & kServiceAccounts) &&
+      !PassesIdentity(identity, m.service_accounts, m.not_service_accounts,
+                      [&](const ServiceAccountMatch& s) {
+                        return s.namespace_name == c.peer_namespace &&
+                               s.service_account == c.peer_service_account;
+                      })) {
+    return false;
+  }
+  return !(lists & kPrincipals) ||
          PassesIdentity(identity, m.principals, m.not_principals,
                         [&](const StringMatch& s) { return s.Matches(c.principal); });
 }
@@ -77,6 +102,17 @@ bool StringMatch::Matches(std::string_view s) const {
   return false;
 }
 
+uint8_t Match::ListsInUse() const {
+  uint8_t out = 0;
+  if (!destination_ports.empty() || !not_destination_ports.empty()) out |= kPorts;
+  if (!destination_ips.empty() || !not_destination_ips.empty()) out |= kDestinationIps;
+  if (!source_ips.empty() || !not_source_ips.empty()) out |= kSourceIps;
+  if (!namespaces.empty() || !not_namespaces.empty()) out |= kNamespaces;
+  if (!service_accounts.empty() || !not_service_accounts.empty()) out |= kServiceAccounts;
+  if (!principals.empty() || !not_principals.empty()) out |= kPrincipals;
+  return out;
+}
+
 bool Match::Empty() const {
   return namespaces.empty() && not_namespaces.empty() && principals.empty() &&
          not_principals.empty() && service_accounts.empty() && not_service_accounts.empty() &&
@@ -85,6 +121,11 @@ bool Match::Empty() const {
 }
 
 void PreparePolicy(Policy& policy) {
+  for (Rule& rule : policy.rules) {
+    for (Clause& clause : rule) {
+      for (Match& m : clause) m.lists = m.ListsInUse();
+    }
+  }
   using Ports = std::optional<std::set<uint16_t>>;  // nullopt: any port
   auto unite = [](Ports& into, const Ports& more) {
     if (!into || !more) {
@@ -135,26 +176,32 @@ bool PolicyMatches(const Policy& policy, const Connection& c) {
 }
 
 Decision Authorize(const std::vector<const Policy*>& policies, const Connection& c) {
+  return Authorize(PolicySet{policies, {}, {}}, c);
+}
+
+Decision Authorize(const PolicySet& set, const Connection& c) {
   Decision d;
   bool any_allow = false;
   bool allow_matched = false;
-  for (const Policy* p : policies) {
-    const bool deny = p->action == PolicyAction::kDeny;
-    if (p->dry_run) {
-      const bool matched = PolicyMatches(*p, c);
-      if (deny && matched) d.dry_run.push_back(p->Key() + " would deny");
-      if (!deny) d.dry_run.push_back(p->Key() + (matched ? " would allow" : " would not allow"));
-      continue;
-    }
-    if (deny) {
-      if (d.allowed && PolicyMatches(*p, c)) {
-        d.allowed = false;
-        d.reason = "denied by " + p->Key();
+  for (std::span<const Policy* const> list : {set.global, set.in_namespace, set.selected}) {
+    for (const Policy* p : list) {
+      const bool deny = p->action == PolicyAction::kDeny;
+      if (p->dry_run) {
+        const bool matched = PolicyMatches(*p, c);
+        if (deny && matched) d.dry_run.push_back(p->Key() + " would deny");
+        if (!deny) d.dry_run.push_back(p->Key() + (matched ? " would allow" : " would not allow"));
+        continue;
       }
-      continue;
+      if (deny) {
+        if (d.allowed && PolicyMatches(*p, c)) {
+          d.allowed = false;
+          d.reason = "denied by " + p->Key();
+        }
+        continue;
+      }
+      any_allow = true;
+      if (!allow_matched && PolicyMatches(*p, c)) allow_matched = true;
     }
-    any_allow = true;
-    if (!allow_matched && PolicyMatches(*p, c)) allow_matched = true;
   }
   if (d.allowed && any_allow && !allow_matched) {
     d.allowed = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,8 +36,13 @@ struct Match {
   std::vector<Cidr> source_ips, not_source_ips;
   std::vector<Cidr> destination_ips, not_destination_ips;
   std::vector<uint16_t> destination_ports, not_destination_ports;
+  /// lists has a bit per non-empty pair of lists (Lists below); derived by
+  /// PreparePolicy so evaluation reads only the lists in use. 0: not derived.
+  uint8_t lists = 0;
   /// Empty is true when every list is empty: such a match never hits.
   bool Empty() const;
+  /// ListsInUse computes `lists`.
+  uint8_t ListsInUse() const;
 };
 
 /// A clause hits when it has no matches, or when any of its matches hits.
@@ -92,9 +98,20 @@ struct Decision {
   std::vector<std::string> dry_run;
 };
 
+/// PolicySet is the policies in force for one destination, as up to three lists that
+/// point into a State (no copy per connection).
+struct PolicySet {
+  std::span<const Policy* const> global;
+  std::span<const Policy* const> in_namespace;
+  std::span<const Policy* const> selected;
+  size_t size() const { return global.size() + in_namespace.size() + selected.size(); }
+};
+
 /// Authorize applies `policies` (those in force for the destination): dry-run ones
 /// only report; any matching DENY denies; without ALLOW policies the connection is
 /// allowed; otherwise one matching ALLOW is needed.
+Decision Authorize(const PolicySet& policies, const Connection& c);
+/// Authorize over a plain list (tests, tools).
 Decision Authorize(const std::vector<const Policy*>& policies, const Connection& c);
 
 }  // namespace zt::state

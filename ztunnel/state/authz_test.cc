@@ -196,7 +196,7 @@ TEST_CASE("Decisions: DENY over ALLOW, no ALLOW means allow, dry-run only report
   Policy allow_other = OneMatch(PolicyAction::kAllow, Match{.namespaces = {S(Kind::kExact, "x")}});
   allow_other.name = "allow-x";
 
-  CHECK(Authorize({}, Mtls()).allowed);
+  CHECK(Authorize(std::vector<const Policy*>{}, Mtls()).allowed);
   CHECK(Authorize({&allow_frontend}, Mtls()).allowed);
 
   Decision d = Authorize({&allow_frontend, &deny_port}, Mtls());

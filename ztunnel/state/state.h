@@ -42,8 +42,15 @@ class State {
   const std::vector<Service>& services() const { return services_; }
   /// PoliciesFor lists the policies in force for `w`: Global ones, Namespace ones of
   /// its namespace, and the WorkloadSelector ones it names. Dry-run ones included.
-  std::vector<const Policy*> PoliciesFor(const Workload& w) const;
+  /// `w` must be a workload of this State.
+  PolicySet PoliciesFor(const Workload& w) const;
+  /// policies lists every policy, grouped by namespace (not in file order).
   const std::vector<Policy>& policies() const { return policies_; }
+  /// FindPolicy returns the policy "namespace/name", or null.
+  const Policy* FindPolicy(const std::string& key) const {
+    auto it = by_key_.find(key);
+    return it == by_key_.end() ? nullptr : it->second;
+  }
 
  private:
   using NetworkIp = NetworkAddress;
@@ -60,6 +67,10 @@ class State {
   std::vector<const Policy*> global_;
   std::unordered_map<std::string, std::vector<const Policy*>> by_namespace_;
   std::unordered_map<std::string, const Policy*> by_key_;
+  // Per workload (parallel to workloads_): its namespace's policies and the
+  // WorkloadSelector ones it names, resolved once per snapshot.
+  std::vector<const std::vector<const Policy*>*> namespace_policies_;
+  std::vector<std::vector<const Policy*>> selected_policies_;
   std::unordered_map<NetworkIp, const Workload*, NetworkIpHash> by_ip_;
   std::unordered_map<std::string, const Workload*> by_uid_;
 };
