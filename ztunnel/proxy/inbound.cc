@@ -8,23 +8,13 @@
 #include "ztunnel/io/fiber.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/hbone_stream.h"
+#include "ztunnel/proxy/upstream.h"
 #include "ztunnel/state/authz.h"
 
 namespace zt::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// PendingConnect lets a drain abort an upstream connect still in flight.
-class PendingConnect final : public TrackedConnection {
- public:
-  PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
-  void Abort() override { loop_.CancelFd(fd_); }
-
- private:
-  io::Loop& loop_;
-  int fd_;
-};
 
 }  // namespace
 
@@ -90,7 +80,7 @@ class Inbound::Handler final : public h2::ServerHandler,
     // Connect on a fiber; by the time it finishes, the connection may be gone.
     const bool spawned = io::Fiber::Spawn(
         inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id,
-                          info] { self->ConnectUpstream(stream, target, peer_id, info); });
+                          info] { self->OpenTunnel(stream, target, peer_id, info); });
     if (!spawned) {
       ZT_WARN("proxy", "answering CONNECT {} with 503: out of memory for a fiber stack",
               request.authority.ToString());
@@ -102,22 +92,15 @@ class Inbound::Handler final : public h2::ServerHandler,
   HboneConnection* conn_ = nullptr;  // null once the connection is gone
 
  private:
-  void ConnectUpstream(int32_t stream, IpPort target, const std::string& peer_id,
-                       const state::Connection& info) {
+  void OpenTunnel(int32_t stream, IpPort target, const std::string& peer_id,
+                  const state::Connection& info) {
     const auto start = Clock::now();
     Inbound& in = *inbound_;
     const auto dst = *io::SocketAddress::Parse(target.ToString());
-    auto up = io::TcpSocket(dst.family());
-    Status connected = up ? Status::Ok() : Status(up.error());
-    if (connected && in.options_.mark != 0) connected = io::SetMark(up->get(), in.options_.mark);
-    if (connected) {
-      (void)io::SetNoDelay(up->get());
-      (void)io::SetKeepalive(up->get(), in.options_.keepalive);
-      PendingConnect pending(in.loop_, up->get());
-      in.tracker_.Add(&pending);
-      connected = io::Connect(in.loop_, up->get(), dst, in.options_.connect_timeout);
-      in.tracker_.Remove(&pending);
-    }
+    auto up = ConnectUpstream(
+        in.loop_, dst, {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive},
+        &in.tracker_);
+    const Status connected = up ? Status::Ok() : Status(up.error());
     HboneConnection* conn = conn_;
     if (conn == nullptr) return;
     if (!connected) {

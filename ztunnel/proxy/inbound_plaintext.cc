@@ -6,6 +6,7 @@
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
+#include "ztunnel/proxy/upstream.h"
 
 namespace zt::proxy {
 namespace {
@@ -16,17 +17,6 @@ void Reset(io::UniqueFd fd) {
   (void)io::SetLingerZero(fd.get());
   fd.reset();
 }
-
-// PendingConnect lets a drain abort an upstream connect still in flight.
-class PendingConnect final : public TrackedConnection {
- public:
-  PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
-  void Abort() override { loop_.CancelFd(fd_); }
-
- private:
-  io::Loop& loop_;
-  int fd_;
-};
 
 }  // namespace
 
@@ -108,17 +98,9 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
             src, target.ToString(), w->name, d.reason);
     return Reset(std::move(down));
   }
-  auto up = io::TcpSocket(dst->family());
-  Status connected = up ? Status::Ok() : Status(up.error());
-  if (connected && options_.mark != 0) connected = io::SetMark(up->get(), options_.mark);
-  if (connected) {
-    (void)io::SetNoDelay(up->get());
-    (void)io::SetKeepalive(up->get(), options_.keepalive);
-    PendingConnect pending(loop_, up->get());
-    tracker_.Add(&pending);
-    connected = io::Connect(loop_, up->get(), *dst, options_.connect_timeout);
-    tracker_.Remove(&pending);
-  }
+  auto up = ConnectUpstream(
+      loop_, *dst, {options_.mark, options_.connect_timeout, options_.keepalive}, &tracker_);
+  const Status connected = up ? Status::Ok() : Status(up.error());
   if (!connected) {
     ZT_INFO("access",
             "connection failed src.addr={} dst.addr={} dst.workload={} direction=inbound "

@@ -9,23 +9,13 @@
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
+#include "ztunnel/proxy/upstream.h"
 #include "ztunnel/state/route.h"
 
 namespace zt::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// PendingConnect lets a drain abort a connection that is still connecting upstream.
-class PendingConnect final : public TrackedConnection {
- public:
-  PendingConnect(io::Loop& loop, int upstream_fd) : loop_(loop), upstream_fd_(upstream_fd) {}
-  void Abort() override { loop_.CancelFd(upstream_fd_); }
-
- private:
-  io::Loop& loop_;
-  int upstream_fd_;
-};
 
 // Refuse reports a failed connection to the client with a reset, as a direct
 // connection to a closed port would.
@@ -127,31 +117,11 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
 }
 
 void Outbound::Passthrough(Conn& c) {
-  auto upstream = io::TcpSocket(c.dst.family());
+  auto upstream = ConnectUpstream(
+      loop_, c.dst, {options_.mark, options_.connect_timeout, options_.keepalive}, &tracker_);
   if (!upstream) {
-    ZT_WARN("proxy", "cannot create upstream socket for {}: {}", c.dst.ToString(),
-            upstream.error().Message());
-    return Refuse(std::move(c.downstream));
-  }
-  const int up = upstream->get();
-  if (options_.mark != 0) {
-    if (auto s = io::SetMark(up, options_.mark); !s) {
-      // Without the mark our own connection would be captured again: refuse.
-      ZT_ERROR("proxy", "cannot set SO_MARK {} (needs CAP_NET_ADMIN): {}", options_.mark,
-               s.error().Message());
-      return Refuse(std::move(c.downstream));
-    }
-  }
-  (void)io::SetNoDelay(up);
-  (void)io::SetKeepalive(up, options_.keepalive);
-
-  PendingConnect pending(loop_, up);
-  tracker_.Add(&pending);
-  const Status connected = io::Connect(loop_, up, c.dst, options_.connect_timeout);
-  tracker_.Remove(&pending);
-  if (!connected) {
     ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
-            c.src_text, c.dst.ToString(), connected.error().Message());
+            c.src_text, c.dst.ToString(), upstream.error().Message());
     return Refuse(std::move(c.downstream));
   }
   ZT_DEBUG("proxy", "outbound {} -> {} connected", c.src_text, c.dst.ToString());

@@ -4,6 +4,7 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/proxy/upstream.h"
 
 namespace zt::proxy {
 
@@ -55,14 +56,10 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
       pending = std::make_shared<Entry>();
       pending->key = k;
       by_key_.emplace(k, pending);
-      auto sock = io::TcpSocket(key.destination.family());
-      Status connected = sock ? Status::Ok() : Status(sock.error());
-      if (connected && options_.mark != 0) connected = io::SetMark(sock->get(), options_.mark);
-      if (connected) {
-        (void)io::SetNoDelay(sock->get());
-        (void)io::SetKeepalive(sock->get(), options_.keepalive);
-        connected = io::Connect(loop_, sock->get(), key.destination, options_.connect_timeout);
-      }
+      auto sock =
+          ConnectUpstream(loop_, key.destination,
+                          {options_.mark, options_.connect_timeout, options_.keepalive}, nullptr);
+      const Status connected = sock ? Status::Ok() : Status(sock.error());
       if (!connected) {
         Unlist(pending);
         pending->error =

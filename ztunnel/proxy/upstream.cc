@@ -1,0 +1,43 @@
+#include "ztunnel/proxy/upstream.h"
+
+#include "ztunnel/core/log.h"
+#include "ztunnel/io/ops.h"
+
+namespace zt::proxy {
+namespace {
+
+// PendingConnect lets a drain abort a connect that is still in flight.
+class PendingConnect final : public TrackedConnection {
+ public:
+  PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
+  void Abort() override { loop_.CancelFd(fd_); }
+
+ private:
+  io::Loop& loop_;
+  int fd_;
+};
+
+}  // namespace
+
+Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& dst,
+                                     const UpstreamOptions& options, ConnectionTracker* tracker) {
+  auto sock = io::TcpSocket(dst.family());
+  if (!sock) return sock.error();
+  if (options.mark != 0) {
+    if (Status s = io::SetMark(sock->get(), options.mark); !s) {
+      ZT_ERROR("proxy", "cannot set SO_MARK {} on an upstream socket (needs CAP_NET_ADMIN): {}",
+               options.mark, s.error().Message());
+      return s.error();
+    }
+  }
+  (void)io::SetNoDelay(sock->get());
+  (void)io::SetKeepalive(sock->get(), options.keepalive);
+  PendingConnect pending(loop, sock->get());
+  if (tracker != nullptr) tracker->Add(&pending);
+  const Status connected = io::Connect(loop, sock->get(), dst, options.connect_timeout);
+  if (tracker != nullptr) tracker->Remove(&pending);
+  if (!connected) return connected.error();
+  return std::move(sock).value();
+}
+
+}  // namespace zt::proxy

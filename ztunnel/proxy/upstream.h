@@ -1,0 +1,31 @@
+// ConnectUpstream: the one way the proxy opens a connection towards a workload or a
+// peer proxy: SO_MARK (so capture rules skip it), TCP_NODELAY, keepalive, a connect
+// deadline, and a drain that can cancel the connect while it is in flight.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "ztunnel/core/result.h"
+#include "ztunnel/io/address.h"
+#include "ztunnel/io/fd.h"
+#include "ztunnel/io/loop.h"
+#include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/connection_tracker.h"
+
+namespace zt::proxy {
+
+/// UpstreamOptions configure an upstream socket.
+struct UpstreamOptions {
+  uint32_t mark = 1337;  // 0: none
+  std::chrono::milliseconds connect_timeout{10'000};
+  io::KeepaliveOptions keepalive{};
+};
+
+/// ConnectUpstream connects to `dst` from a fiber on `loop`. While the connect is in
+/// flight it is in `tracker` (may be null), so a drain deadline aborts it. A failure
+/// to set the mark is an error too: without it the connection would be captured again.
+Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& dst,
+                                     const UpstreamOptions& options, ConnectionTracker* tracker);
+
+}  // namespace zt::proxy
