@@ -54,6 +54,9 @@ TEST_CASE("A service VIP spreads round-robin over its endpoints and maps ports",
     if (r.workload->uid == "e3") CHECK(r.target.ToString() == "10.0.0.3:8080");
   }
   CHECK(seen == std::map<std::string, int>{{"e1", 10}, {"e2", 10}, {"e3", 10}});
+  CHECK(s->FindServiceByKey("default/echo.default.svc.cluster.local") ==
+        s->FindService("", *IpAddr::Parse("10.96.0.10")));
+  CHECK(s->FindServiceByKey("default/nope") == nullptr);
   // Port 443 maps to itself (target 0), and e2 lists only port 80, so it is skipped.
   std::map<std::string, int> tls;
   for (int i = 0; i < 4; ++i) {

@@ -30,6 +30,7 @@ std::shared_ptr<const State> State::Build(std::vector<Workload> workloads,
   std::unordered_map<std::string, size_t> service_index;
   for (size_t i = 0; i < s->services_.size(); ++i) {
     const Service& svc = s->services_[i];
+    s->service_by_key_.emplace(svc.Key(), &svc);
     if (!service_index.emplace(svc.Key(), i).second) {
       if (error != nullptr) *error = fmt::format("duplicate service \"{}\"", svc.Key());
       return nullptr;

@@ -37,6 +37,11 @@ class State {
   const std::vector<Workload>& workloads() const { return workloads_; }
   /// FindService returns the service with virtual IP `ip` in `network`, or null.
   const Service* FindService(const std::string& network, const IpAddr& ip) const;
+  /// FindServiceByKey returns the service "namespace/hostname", or null.
+  const Service* FindServiceByKey(const std::string& key) const {
+    auto it = service_by_key_.find(key);
+    return it == service_by_key_.end() ? nullptr : it->second;
+  }
   /// Endpoints lists the workloads serving `s` (those naming it in `services`).
   const std::vector<const Workload*>& Endpoints(const Service& s) const;
   const std::vector<Service>& services() const { return services_; }
@@ -63,6 +68,7 @@ class State {
   std::vector<Service> services_;
   std::vector<std::vector<const Workload*>> endpoints_;  // parallel to services_
   std::unordered_map<NetworkIp, const Service*, NetworkIpHash> service_by_vip_;
+  std::unordered_map<std::string, const Service*> service_by_key_;
   std::vector<Policy> policies_;
   std::vector<const Policy*> global_;
   std::unordered_map<std::string, std::vector<const Policy*>> by_namespace_;
