@@ -305,6 +305,8 @@ int main(int argc, char** argv) {
     mesh->on_publish = [&workers] {
       for (auto& w : workers) w->StateChanged();
     };
+    // A reload may have been published while the workers started: sync them once.
+    mesh->on_publish();
   }
   ZT_INFO("app", "ztunnel {} ready: outbound on {}, {}, {} workers, drain timeout {}",
           ZTUNNEL_VERSION, outbound_addr->ToString(),

@@ -35,7 +35,7 @@ class Inbound::Handler final : public h2::ServerHandler,
     HboneConnection* conn = conn_;
     if (conn == nullptr) return;
     const std::string peer_id = conn->peer().ToString();
-    auto snapshot = inbound_->mesh_.state->Load();
+    auto snapshot = inbound_->view_.Get();
     const state::Workload* target =
         snapshot->FindWorkload(inbound_->mesh_.network, request.authority.ip());
     std::string why;
@@ -145,12 +145,13 @@ class Inbound::Handler final : public h2::ServerHandler,
   std::optional<IpAddr> peer_ip_;  // the TCP peer: the source address policies see
 };
 
-Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh,
+Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, const SnapshotView& view,
                  ConnectionTracker& tracker, Balancer& balancer, int index,
                  std::function<void()> on_connection_end)
     : loop_(loop),
       options_(std::move(options)),
       mesh_(mesh),
+      view_(view),
       tracker_(tracker),
       balancer_(balancer),
       index_(index),
@@ -179,7 +180,7 @@ void Inbound::Serve(int raw_fd) {
   };
   if (draining_) return refuse("draining");
   if (!local) return refuse("no local address: " + local.error().Message());
-  auto snapshot = mesh_.state->Load();
+  auto snapshot = view_.Get();
   const state::Workload* w = mesh_.LocalWorkload(*snapshot, local->ToIpPort()->ip());
   if (w == nullptr) return refuse("no workload on this node has address " + local->IpString());
   std::string error;
@@ -210,7 +211,7 @@ void Inbound::Serve(int raw_fd) {
 }
 
 void Inbound::Recheck() {
-  auto snapshot = mesh_.state->Load();
+  auto snapshot = view_.Get();
   std::vector<std::pair<HboneStream*, std::string>> denied;
   for (const auto& [stream, t] : tunnels_) {
     const state::Workload* w = snapshot->FindByUid(t.workload_uid);

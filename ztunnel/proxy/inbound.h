@@ -39,10 +39,11 @@ class HboneStream;
 
 class Inbound {
  public:
-  /// `mesh`, `tracker` and `balancer` must outlive this object. `on_connection_end`
+  /// `mesh`, `view`, `tracker` and `balancer` must outlive this object. `on_connection_end`
   /// runs on this loop each time an HBONE connection served here ends.
-  Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, ConnectionTracker& tracker,
-          Balancer& balancer, int index, std::function<void()> on_connection_end);
+  Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, const SnapshotView& view,
+          ConnectionTracker& tracker, Balancer& balancer, int index,
+          std::function<void()> on_connection_end);
   ~Inbound();
 
   /// Serve takes an accepted HBONE connection the balancer counted for this worker.
@@ -60,6 +61,7 @@ class Inbound {
   io::Loop& loop_;
   InboundOptions options_;
   const Mesh& mesh_;
+  const SnapshotView& view_;
   ConnectionTracker& tracker_;
   Balancer& balancer_;
   int index_;

@@ -21,12 +21,14 @@ void Reset(io::UniqueFd fd) {
 }  // namespace
 
 InboundPlaintext::InboundPlaintext(io::Loop& loop, InboundOptions options, const Mesh& mesh,
-                                   ConnectionTracker& tracker, Balancer& balancer, int index,
+                                   const SnapshotView& view, ConnectionTracker& tracker,
+                                   Balancer& balancer, int index,
                                    std::function<void()> on_connection_end,
                                    std::function<Result<io::SocketAddress>(int fd)> original_dst)
     : loop_(loop),
       options_(std::move(options)),
       mesh_(mesh),
+      view_(view),
       tracker_(tracker),
       balancer_(balancer),
       index_(index),
@@ -72,7 +74,7 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
     return Reset(std::move(down));
   }
   const IpPort target = *dst->ToIpPort();
-  auto snapshot = mesh_.state->Load();
+  auto snapshot = view_.Get();
   const state::Workload* w = mesh_.LocalWorkload(*snapshot, target.ip());
   if (w == nullptr) {
     ZT_INFO("access",
@@ -133,7 +135,7 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
 }
 
 void InboundPlaintext::Recheck() {
-  auto snapshot = mesh_.state->Load();
+  auto snapshot = view_.Get();
   std::vector<std::pair<Relay*, std::string>> denied;
   for (const auto& [relay, live] : live_) {
     const state::Workload* w = snapshot->FindByUid(live.workload_uid);

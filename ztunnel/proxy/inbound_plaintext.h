@@ -25,11 +25,11 @@ class Relay;
 /// InboundPlaintext runs on one worker's loop; an Acceptor feeds it.
 class InboundPlaintext {
  public:
-  /// `mesh`, `tracker` and `balancer` must outlive this object. `original_dst` reads
+  /// `mesh`, `view`, `tracker` and `balancer` must outlive this object. `original_dst` reads
   /// where a captured connection was going (SO_ORIGINAL_DST when empty).
   InboundPlaintext(io::Loop& loop, InboundOptions options, const Mesh& mesh,
-                   ConnectionTracker& tracker, Balancer& balancer, int index,
-                   std::function<void()> on_connection_end,
+                   const SnapshotView& view, ConnectionTracker& tracker, Balancer& balancer,
+                   int index, std::function<void()> on_connection_end,
                    std::function<Result<io::SocketAddress>(int fd)> original_dst = {});
 
   /// Serve takes an accepted connection the balancer counted for this worker.
@@ -44,6 +44,7 @@ class InboundPlaintext {
   io::Loop& loop_;
   InboundOptions options_;
   const Mesh& mesh_;
+  const SnapshotView& view_;
   ConnectionTracker& tracker_;
   Balancer& balancer_;
   int index_;

@@ -31,6 +31,23 @@ struct Mesh {
                                                      std::string* error) const;
 };
 
+/// SnapshotView is one worker's copy of the current state. The data path reads it
+/// with no lock and no atomic (DESIGN §2); the worker refreshes it on its own loop
+/// when a new state is published (Worker::StateChanged).
+class SnapshotView {
+ public:
+  explicit SnapshotView(const state::StateStore& store) : store_(store), current_(store.Load()) {}
+  /// Get is the snapshot to use for the connection at hand; keep the shared_ptr while
+  /// using pointers into it.
+  const std::shared_ptr<const state::State>& Get() const { return current_; }
+  /// Refresh takes the store's current snapshot (on the worker's loop only).
+  void Refresh() { current_ = store_.Load(); }
+
+ private:
+  const state::StateStore& store_;
+  std::shared_ptr<const state::State> current_;
+};
+
 /// WorkloadIdentity is the SPIFFE identity of `w`, with Istio's defaults.
 tls::SpiffeId WorkloadIdentity(const state::Workload& w);
 

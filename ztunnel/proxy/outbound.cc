@@ -43,7 +43,7 @@ struct Outbound::Conn {
 
 Outbound::Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker,
                    Balancer& balancer, int index, std::function<void()> on_connection_end,
-                   const Mesh* mesh, Pool* pool)
+                   const Mesh* mesh, const SnapshotView* view, Pool* pool)
     : loop_(loop),
       options_(std::move(options)),
       tracker_(tracker),
@@ -51,6 +51,7 @@ Outbound::Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& t
       index_(index),
       on_connection_end_(std::move(on_connection_end)),
       mesh_(mesh),
+      view_(view),
       pool_(pool) {
   if (!options_.original_dst) options_.original_dst = io::OriginalDst;
 }
@@ -99,8 +100,8 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
   (void)io::SetNoDelay(c.downstream.get());
   (void)io::SetKeepalive(c.downstream.get(), options_.keepalive);
 
-  if (mesh_ != nullptr && pool_ != nullptr) {
-    auto snapshot = mesh_->state->Load();
+  if (mesh_ != nullptr && view_ != nullptr && pool_ != nullptr) {
+    auto snapshot = view_->Get();
     const state::Route route =
         state::ResolveRoute(*snapshot, mesh_->network, *dst->ToIpPort(), round_robin_);
     if (!route.error.empty()) {

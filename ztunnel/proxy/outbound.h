@@ -35,12 +35,13 @@ struct OutboundOptions {
 /// Outbound runs on one worker's loop; an Acceptor feeds it.
 class Outbound {
  public:
-  /// `tracker`, `balancer`, and `mesh` and `pool` when given, must outlive this object.
+  /// `tracker`, `balancer`, and `mesh`, `view` and `pool` when given, must outlive this
+  /// object (a mesh needs all three).
   /// Without a mesh every connection is a plain passthrough. `on_connection_end` runs
   /// on this loop each time a connection served here ends.
   Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker, Balancer& balancer,
            int index, std::function<void()> on_connection_end, const Mesh* mesh = nullptr,
-           Pool* pool = nullptr);
+           const SnapshotView* view = nullptr, Pool* pool = nullptr);
   ~Outbound();
 
   /// Serve takes an accepted connection the balancer counted for this worker.
@@ -61,6 +62,7 @@ class Outbound {
   int index_;
   std::function<void()> on_connection_end_;
   const Mesh* mesh_;
+  const SnapshotView* view_;
   Pool* pool_;
   state::RoundRobin round_robin_;  // this worker's rotation over service endpoints
 };

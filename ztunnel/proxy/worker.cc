@@ -19,6 +19,7 @@ Worker::~Worker() {
   inbound_.reset();
   outbound_.reset();
   pool_.reset();
+  view_.reset();
   pool_wait_.reset();
   deadline_.reset();
   loop_.reset();
@@ -34,15 +35,16 @@ Status Worker::Run(std::atomic<bool>* ready) {
   loop_ = std::move(loop).value();
   const auto ended = [this] { MaybeFinish(); };
   if (options_.mesh != nullptr) {
+    view_ = std::make_unique<SnapshotView>(*options_.mesh->state);
     pool_ = std::make_unique<Pool>(*loop_, options_.pool, &tracker_);
   }
   outbound_ = std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_,
-                                         ended, options_.mesh, pool_.get());
+                                         ended, options_.mesh, view_.get(), pool_.get());
   acceptors_.push_back(std::make_unique<Acceptor>(*loop_, outbound_listen_fd_, balancer_, index_,
                                                   Listener::kOutbound, "outbound",
                                                   [this](int fd) { outbound_->Serve(fd); }));
   if (options_.mesh != nullptr && options_.inbound_listen_fd >= 0) {
-    inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, tracker_,
+    inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, *view_, tracker_,
                                          balancer_, index_, ended);
     acceptors_.push_back(std::make_unique<Acceptor>(
         *loop_, options_.inbound_listen_fd, balancer_, index_, Listener::kInboundHbone,
@@ -50,7 +52,7 @@ Status Worker::Run(std::atomic<bool>* ready) {
   }
   if (options_.mesh != nullptr && options_.inbound_plaintext_listen_fd >= 0) {
     plaintext_ = std::make_unique<InboundPlaintext>(*loop_, options_.inbound, *options_.mesh,
-                                                    tracker_, balancer_, index_, ended);
+                                                    *view_, tracker_, balancer_, index_, ended);
     acceptors_.push_back(std::make_unique<Acceptor>(*loop_, options_.inbound_plaintext_listen_fd,
                                                     balancer_, index_, Listener::kInboundPlaintext,
                                                     "inbound plaintext",
@@ -72,6 +74,7 @@ Status Worker::Run(std::atomic<bool>* ready) {
 
 void Worker::StateChanged() {
   loop_->Post([this] {
+    if (view_) view_->Refresh();
     if (inbound_) inbound_->Recheck();
     if (plaintext_) plaintext_->Recheck();
   });

@@ -47,8 +47,9 @@ class Worker {
 
   /// Run returns an error if the loop cannot start; `ready` is set once it serves.
   Status Run(std::atomic<bool>* ready = nullptr);
-  /// StateChanged tells the worker a new state was published: live inbound tunnels
-  /// are authorized again. Thread-safe; call only after Run reported ready.
+  /// StateChanged tells the worker a new state was published: it takes the new
+  /// snapshot and authorizes live inbound connections again. Thread-safe; call only
+  /// after Run reported ready.
   void StateChanged();
 
  private:
@@ -64,6 +65,7 @@ class Worker {
   Balancer& balancer_;
   std::unique_ptr<io::Loop> loop_;
   ConnectionTracker tracker_;
+  std::unique_ptr<SnapshotView> view_;  // with a mesh: this worker's state snapshot
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
   std::unique_ptr<Inbound> inbound_;
