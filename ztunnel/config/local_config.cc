@@ -77,8 +77,7 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
   }
   // Features this build does not implement are refused when set, never ignored.
   for (const char* later : {"waypoint", "networkGateway"}) {
-    const YAML::Node v = n[later];
-    if (v && !v.IsNull() && !((v.IsSequence() || v.IsMap()) && v.size() == 0)) {
+    if (yaml::IsSet(n[later])) {
       Fail(path + "." + later, "not supported by this build yet");
     }
   }

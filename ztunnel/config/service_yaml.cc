@@ -58,8 +58,7 @@ state::Service ParseService(const YAML::Node& n, const std::string& path) {
   // Features this build does not implement are refused rather than ignored.
   for (const char* later :
        {"cidrVips", "endpoints", "waypoint", "weightedWaypoints", "loadBalancer"}) {
-    const YAML::Node v = n[later];
-    if (v && !v.IsNull() && !((v.IsSequence() || v.IsMap()) && v.size() == 0)) {
+    if (yaml::IsSet(n[later])) {
       Fail(path + "." + later,
            std::string("not supported by this build yet") +
                (std::string(later) == "endpoints" ? " (list the service under each workload's "

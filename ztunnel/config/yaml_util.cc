@@ -55,6 +55,10 @@ void CheckKeys(const YAML::Node& n, const std::string& path, const std::set<std:
   }
 }
 
+bool IsSet(const YAML::Node& n) {
+  return n && !n.IsNull() && !((n.IsSequence() || n.IsMap()) && n.size() == 0);
+}
+
 void ForEach(const YAML::Node& n, const std::string& path,
              const std::function<void(const YAML::Node&, const std::string&)>& fn) {
   if (!n || n.IsNull()) return;

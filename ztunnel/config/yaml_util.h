@@ -29,6 +29,8 @@ bool Bool(const YAML::Node& n, const std::string& path);
 uint16_t Port(const YAML::Node& n, const std::string& path);
 /// CheckKeys rejects any key of map `n` not in `known` (and `n` not being a map).
 void CheckKeys(const YAML::Node& n, const std::string& path, const std::set<std::string>& known);
+/// IsSet is true when the key holds something: not absent, null, [] or {}.
+bool IsSet(const YAML::Node& n);
 /// ForEach calls `fn(item, item_path)` for each element of the list `n` (null = empty).
 void ForEach(const YAML::Node& n, const std::string& path,
              const std::function<void(const YAML::Node&, const std::string&)>& fn);

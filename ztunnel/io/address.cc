@@ -11,15 +11,19 @@ namespace zt::io {
 std::optional<SocketAddress> SocketAddress::Parse(std::string_view text) {
   auto ip = IpPort::Parse(text);
   if (!ip) return std::nullopt;
+  return FromIpPort(*ip);
+}
+
+SocketAddress SocketAddress::FromIpPort(const IpPort& ip) {
   SocketAddress out;
-  if (ip->v6) {
+  if (ip.v6) {
     out.storage_.v6.sin6_family = AF_INET6;
-    std::memcpy(&out.storage_.v6.sin6_addr, ip->addr.data(), 16);
-    out.storage_.v6.sin6_port = htons(ip->port);
+    std::memcpy(&out.storage_.v6.sin6_addr, ip.addr.data(), 16);
+    out.storage_.v6.sin6_port = htons(ip.port);
   } else {
     out.storage_.v4.sin_family = AF_INET;
-    std::memcpy(&out.storage_.v4.sin_addr, ip->addr.data(), 4);
-    out.storage_.v4.sin_port = htons(ip->port);
+    std::memcpy(&out.storage_.v4.sin_addr, ip.addr.data(), 4);
+    out.storage_.v4.sin_port = htons(ip.port);
   }
   return out;
 }

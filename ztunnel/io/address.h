@@ -20,6 +20,8 @@ class SocketAddress {
   /// Parse reads "1.2.3.4:80" or "[::1]:80"; nullopt when malformed.
   static std::optional<SocketAddress> Parse(std::string_view text);
   /// FromSockaddr copies a kernel address; nullopt unless AF_INET or AF_INET6.
+  /// FromIpPort converts without going through text.
+  static SocketAddress FromIpPort(const IpPort& ip);
   static std::optional<SocketAddress> FromSockaddr(const sockaddr* sa, socklen_t len);
   /// Loopback4 is 127.0.0.1:port.
   static SocketAddress Loopback4(uint16_t port);

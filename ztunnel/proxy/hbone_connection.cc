@@ -12,6 +12,7 @@ namespace {
 
 // One send at a time, at most this big; TLS output is pulled from h2 up to it.
 constexpr size_t kSendChunk = 256 << 10;
+constexpr size_t kIdleBufferKeep = 64 << 10;
 
 }  // namespace
 
@@ -221,8 +222,9 @@ void HboneConnection::OnSend(int32_t res, uint32_t /*flags*/) {
     return;
   }
   Flush();
-  if (!send_inflight_) {
-    // Idle: give the buffer back rather than hold it per connection.
+  if (!send_inflight_ && send_buf_.capacity() > kIdleBufferKeep) {
+    // Idle after a burst: give the large buffer back rather than hold it per
+    // connection; small ones stay, so small exchanges do not reallocate each time.
     std::string().swap(send_buf_);
   }
   if (close_after_flush_ && !send_inflight_) Close(close_code_, error_);

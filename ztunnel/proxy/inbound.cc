@@ -96,7 +96,7 @@ class Inbound::Handler final : public h2::ServerHandler,
                   const state::Connection& info) {
     const auto start = Clock::now();
     Inbound& in = *inbound_;
-    const auto dst = *io::SocketAddress::Parse(target.ToString());
+    const auto dst = io::SocketAddress::FromIpPort(target);
     auto up = ConnectUpstream(
         in.loop_, dst, {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive},
         &in.tracker_);

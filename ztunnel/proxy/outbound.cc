@@ -109,7 +109,7 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
               c.src_text, c.dst.ToString(), route.error);
       return Refuse(std::move(c.downstream));
     }
-    c.dst = *io::SocketAddress::Parse(route.target.ToString());
+    c.dst = io::SocketAddress::FromIpPort(route.target);
     if (route.workload != nullptr && route.workload->protocol == state::Protocol::kHbone) {
       return Tunnel(c, *snapshot, *route.workload, route.service);
     }

@@ -117,7 +117,6 @@ void Worker::MaybeFinish() {
   if (!draining_ || !accept_stopped_ || balancer_.accepting() != 0 || balancer_.load(index_) != 0) {
     return;
   }
-  if (inbound_) inbound_->Drain();  // handed connections that arrived after the drain began
   if (pool_ && !pool_->quiet()) {
     // Pooled connections carry no connection of ours any more: close them and wait
     // until they are gone, since they report back to the pool.
