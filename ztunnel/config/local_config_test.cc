@@ -183,9 +183,7 @@ policies:
   // Scope: api gets the global, the namespace one and its selector; db not the selector.
   auto names = [](const state::PolicySet& ps) {
     std::vector<std::string> out;
-    for (auto list : {ps.global, ps.in_namespace, ps.selected}) {
-      for (const auto* p : list) out.push_back(p->Key());
-    }
+    for (const auto* p : ps.Policies()) out.push_back(p->Key());
     return out;
   };
   CHECK(
@@ -206,7 +204,7 @@ TEST_CASE("A file in Istio's local config format with every key is accepted", "[
   const state::Service& cart = s->services()[0];
   CHECK(cart.ports.at(80) == 8080);
   REQUIRE(s->Endpoints(cart).size() == 1);
-  CHECK(s->Endpoints(cart)[0]->name == "cart-7d9f");
+  CHECK(s->Endpoints(cart)[0].workload->name == "cart-7d9f");
   CHECK(s->FindService("", *IpAddr::Parse("10.96.4.20")) == &cart);
   CHECK(s->policies().size() == 2);
   REQUIRE(s->FindPolicy("shop/cart-callers"));

@@ -13,12 +13,10 @@
 
 namespace zt::state {
 
-/// StringMatch compares literally (no regex, no wildcards).
+/// StringMatch compares literally (no regex, no wildcards); Presence means "non-empty".
 struct StringMatch {
   enum class Kind : uint8_t { kExact, kPrefix, kSuffix, kPresence } kind = Kind::kExact;
   std::string value;
-  /// Matches is true when `s` matches; Presence means "non-empty".
-  bool Matches(std::string_view s) const;
 };
 
 /// ServiceAccountMatch needs both the namespace and the account to be equal.
@@ -36,13 +34,8 @@ struct Match {
   std::vector<Cidr> source_ips, not_source_ips;
   std::vector<Cidr> destination_ips, not_destination_ips;
   std::vector<uint16_t> destination_ports, not_destination_ports;
-  /// lists has a bit per non-empty pair of lists (Lists below); derived by
-  /// PreparePolicy so evaluation reads only the lists in use. 0: not derived.
-  uint8_t lists = 0;
   /// Empty is true when every list is empty: such a match never hits.
   bool Empty() const;
-  /// ListsInUse computes `lists`.
-  uint8_t ListsInUse() const;
 };
 
 /// A clause hits when it has no matches, or when any of its matches hits.
@@ -86,7 +79,8 @@ struct Connection {
 /// without destinationPorts: any port). Evaluation results never change.
 void PreparePolicy(Policy& policy);
 
-/// PolicyMatches evaluates one policy (ignoring its action and dry-run flag).
+/// PolicyMatches evaluates one policy (ignoring its action and dry-run flag). It
+/// compiles the policy first: for tests and tools, not the data path.
 bool PolicyMatches(const Policy& policy, const Connection& c);
 
 /// Decision is the verdict and its reason, for access logs and metrics.
@@ -98,13 +92,16 @@ struct Decision {
   std::vector<std::string> dry_run;
 };
 
-/// PolicySet is the policies in force for one destination, as up to three lists that
-/// point into a State (no copy per connection).
+class PolicyProgram;
+
+/// PolicySet is the policies in force for one destination, as up to three compiled
+/// lists owned by a State (no copy per connection). Null: none.
 struct PolicySet {
-  std::span<const Policy* const> global;
-  std::span<const Policy* const> in_namespace;
-  std::span<const Policy* const> selected;
-  size_t size() const { return global.size() + in_namespace.size() + selected.size(); }
+  const PolicyProgram* global = nullptr;
+  const PolicyProgram* in_namespace = nullptr;
+  const PolicyProgram* selected = nullptr;
+  /// Policies lists every policy of the set, in evaluation order.
+  std::vector<const Policy*> Policies() const;
 };
 
 /// Authorize applies `policies` (those in force for the destination): dry-run ones

@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <vector>
-
 namespace zt::state {
 namespace {
 
@@ -33,37 +31,44 @@ Route ResolveRoute(const State& state, const std::string& network, const IpPort&
     r.error = fmt::format("service {} has no port {}", svc->Key(), dst.port);
     return r;
   }
-  // Endpoints that serve this port and have an address of the dialed family.
-  struct Candidate {
-    const Workload* workload;
-    const IpAddr* ip;
-    uint16_t port;
-  };
-  std::vector<Candidate> candidates;
-  for (const Workload* w : state.Endpoints(*svc)) {
-    if (w->network != network) continue;
-    const IpAddr* addr = AddressFor(*w, ip);
-    if (addr == nullptr) continue;
-    const auto& ports = w->services.at(svc->Key());
+  // An endpoint is a candidate when it has an address of the dialed family and serves
+  // this port; `candidate` resolves both, returning the target port (0: not one).
+  // Counting first, then walking to the round-robin's pick, avoids a candidate list.
+  auto candidate = [&](const Endpoint& e, const IpAddr** addr) -> uint16_t {
+    if (e.workload->network != network) return 0;
+    *addr = AddressFor(*e.workload, ip);
+    if (*addr == nullptr) return 0;
     uint16_t port = 0;
-    if (auto it = ports.find(dst.port); it != ports.end()) {
+    if (auto it = e.ports->find(dst.port); it != e.ports->end()) {
       port = it->second;
-    } else if (!ports.empty()) {
-      continue;  // this endpoint lists its ports, and not this one
+    } else if (!e.ports->empty()) {
+      return 0;  // this endpoint lists its ports, and not this one
     }
     if (port == 0 && service_port != svc->ports.end()) port = service_port->second;
-    if (port == 0) port = dst.port;
-    candidates.push_back({w, addr, port});
+    return port != 0 ? port : dst.port;
+  };
+  const std::vector<Endpoint>& endpoints = state.Endpoints(*svc);
+  size_t count = 0;
+  for (const Endpoint& e : endpoints) {
+    const IpAddr* addr = nullptr;
+    if (candidate(e, &addr) != 0) ++count;
   }
-  if (candidates.empty()) {
-    r.error = fmt::format("service {} has no endpoint for port {}", svc->Key(), dst.port);
+  const std::string key = svc->Key();
+  if (count == 0) {
+    r.error = fmt::format("service {} has no endpoint for port {}", key, dst.port);
     return r;
   }
-  const Candidate& c = candidates[rr.Next(svc->Key(), candidates.size())];
-  r.workload = c.workload;
-  r.target.v6 = c.ip->v6;
-  r.target.addr = c.ip->addr;
-  r.target.port = c.port;
+  size_t pick = rr.Next(key, count);
+  for (const Endpoint& e : endpoints) {
+    const IpAddr* addr = nullptr;
+    const uint16_t port = candidate(e, &addr);
+    if (port == 0 || pick-- != 0) continue;
+    r.workload = e.workload;
+    r.target.v6 = addr->v6;
+    r.target.addr = addr->addr;
+    r.target.port = port;
+    break;
+  }
   return r;
 }
 

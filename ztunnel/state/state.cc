@@ -51,30 +51,36 @@ std::shared_ptr<const State> State::Build(std::vector<Workload> workloads,
       // A workload may name a service this config does not define (yet): it simply
       // is no endpoint of anything until that service appears.
       if (auto it = service_index.find(key); it != service_index.end()) {
-        s->endpoints_[it->second].push_back(&w);
+        s->endpoints_[it->second].push_back({&w, &ports});
       }
     }
   }
+  std::vector<const Policy*> global;
+  std::unordered_map<std::string, std::vector<const Policy*>> by_namespace;
   for (const Policy& p : s->policies_) {
     if (!s->by_key_.emplace(p.Key(), &p).second) {
       if (error != nullptr) *error = fmt::format("duplicate policy \"{}\"", p.Key());
       return nullptr;
     }
-    if (p.scope == PolicyScope::kGlobal) s->global_.push_back(&p);
-    if (p.scope == PolicyScope::kNamespace) s->by_namespace_[p.namespace_name].push_back(&p);
+    if (p.scope == PolicyScope::kGlobal) global.push_back(&p);
+    if (p.scope == PolicyScope::kNamespace) by_namespace[p.namespace_name].push_back(&p);
   }
+  s->global_ = PolicyProgram(global);
+  for (const auto& [ns, list] : by_namespace) s->by_namespace_.emplace(ns, PolicyProgram(list));
   s->namespace_policies_.reserve(s->workloads_.size());
   s->selected_policies_.resize(s->workloads_.size());
   for (size_t i = 0; i < s->workloads_.size(); ++i) {
     const Workload& w = s->workloads_[i];
     auto ns = s->by_namespace_.find(w.namespace_name);
     s->namespace_policies_.push_back(ns == s->by_namespace_.end() ? nullptr : &ns->second);
+    std::vector<const Policy*> selected;
     for (const std::string& key : w.authorization_policies) {
       auto it = s->by_key_.find(key);
       if (it != s->by_key_.end() && it->second->scope == PolicyScope::kWorkloadSelector) {
-        s->selected_policies_[i].push_back(it->second);
+        selected.push_back(it->second);
       }
     }
+    if (!selected.empty()) s->selected_policies_[i] = PolicyProgram(selected);
   }
   for (const Workload& w : s->workloads_) {
     if (!s->by_uid_.emplace(w.uid, &w).second) {
@@ -105,16 +111,16 @@ const Service* State::FindService(const std::string& network, const IpAddr& ip) 
   return it == service_by_vip_.end() ? nullptr : it->second;
 }
 
-const std::vector<const Workload*>& State::Endpoints(const Service& s) const {
+const std::vector<Endpoint>& State::Endpoints(const Service& s) const {
   return endpoints_[static_cast<size_t>(&s - services_.data())];
 }
 
 PolicySet State::PoliciesFor(const Workload& w) const {
   const size_t i = static_cast<size_t>(&w - workloads_.data());
   PolicySet set;
-  set.global = global_;
-  if (namespace_policies_[i] != nullptr) set.in_namespace = *namespace_policies_[i];
-  set.selected = selected_policies_[i];
+  if (!global_.empty()) set.global = &global_;
+  set.in_namespace = namespace_policies_[i];
+  if (!selected_policies_[i].empty()) set.selected = &selected_policies_[i];
   return set;
 }
 

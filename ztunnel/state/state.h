@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -12,9 +13,17 @@
 #include "ztunnel/core/ip_port.h"
 #include "ztunnel/core/result.h"
 #include "ztunnel/state/authz.h"
+#include "ztunnel/state/policy_program.h"
 #include "ztunnel/state/workload.h"
 
 namespace zt::state {
+
+/// Endpoint is a workload serving a service, with its port map for that service
+/// (service port -> target port; empty: every service port, mapped by the service).
+struct Endpoint {
+  const Workload* workload;
+  const std::map<uint16_t, uint16_t>* ports;
+};
 
 /// State is built once, then only read (from any thread).
 class State {
@@ -43,7 +52,7 @@ class State {
     return it == service_by_key_.end() ? nullptr : it->second;
   }
   /// Endpoints lists the workloads serving `s` (those naming it in `services`).
-  const std::vector<const Workload*>& Endpoints(const Service& s) const;
+  const std::vector<Endpoint>& Endpoints(const Service& s) const;
   const std::vector<Service>& services() const { return services_; }
   /// PoliciesFor lists the policies in force for `w`: Global ones, Namespace ones of
   /// its namespace, and the WorkloadSelector ones it names. Dry-run ones included.
@@ -66,17 +75,18 @@ class State {
   };
   std::vector<Workload> workloads_;
   std::vector<Service> services_;
-  std::vector<std::vector<const Workload*>> endpoints_;  // parallel to services_
+  std::vector<std::vector<Endpoint>> endpoints_;  // parallel to services_
   std::unordered_map<NetworkIp, const Service*, NetworkIpHash> service_by_vip_;
   std::unordered_map<std::string, const Service*> service_by_key_;
   std::vector<Policy> policies_;
-  std::vector<const Policy*> global_;
-  std::unordered_map<std::string, std::vector<const Policy*>> by_namespace_;
   std::unordered_map<std::string, const Policy*> by_key_;
-  // Per workload (parallel to workloads_): its namespace's policies and the
-  // WorkloadSelector ones it names, resolved once per snapshot.
-  std::vector<const std::vector<const Policy*>*> namespace_policies_;
-  std::vector<std::vector<const Policy*>> selected_policies_;
+  // Compiled once per snapshot: Global policies, each namespace's, and per workload
+  // (parallel to workloads_) its namespace's program and the WorkloadSelector
+  // policies it names.
+  PolicyProgram global_;
+  std::unordered_map<std::string, PolicyProgram> by_namespace_;
+  std::vector<const PolicyProgram*> namespace_policies_;
+  std::vector<PolicyProgram> selected_policies_;
   std::unordered_map<NetworkIp, const Workload*, NetworkIpHash> by_ip_;
   std::unordered_map<std::string, const Workload*> by_uid_;
 };
