@@ -158,9 +158,8 @@ bool MatchHits(const uint32_t* m, const Connection& c) {
   if (lists == 0) return false;  // a match with every list empty never hits
   const uint32_t* p = m + 2;
   const bool identity = !c.principal.empty();
-  if ((lists & kPorts) && !ListPasses(p, true, [&](const uint32_t*& q) {
-        return *q++ == c.destination_port;
-      })) {
+  if ((lists & kPorts) &&
+      !ListPasses(p, true, [&](const uint32_t*& q) { return *q++ == c.destination_port; })) {
     return false;
   }
   auto in_range = [](const IpAddr& ip) {
@@ -256,8 +255,8 @@ bool PolicyProgram::Matches(size_t at, const Connection& c) const {
   const uint32_t* p = &code_[at];
   const uint32_t ports = p[1] >> 16;
   const uint32_t* port = p + 3;
-  if (!(p[1] & kPolicyAnyPort) && std::find(port, port + ports, c.destination_port) ==
-                                      port + ports) {
+  if (!(p[1] & kPolicyAnyPort) &&
+      std::find(port, port + ports, c.destination_port) == port + ports) {
     return false;  // the port pre-filter: no rule can match this port
   }
   const uint32_t* q = port + ports;

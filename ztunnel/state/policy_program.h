@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <utility>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "ztunnel/state/authz.h"

@@ -1,0 +1,26 @@
+// Running a tool (iptables-restore, ip) inside a network namespace, with input and
+// captured output. Control path only: it forks and waits.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace zt::iptables {
+
+/// CommandResult is what a finished command left behind.
+struct CommandResult {
+  bool started = false;  // false: the binary was not found or could not run
+  int exit_code = -1;    // valid when started; -1 if killed by a signal
+  std::string out, err;
+  bool ok() const { return started && exit_code == 0; }
+  /// Describe is "exit code 2: <first stderr line>" or why it did not start.
+  std::string Describe() const;
+};
+
+/// RunInNetns runs argv (argv[0] searched in PATH unless it contains '/') inside the
+/// network namespace opened as `netns_fd` (-1: the caller's own), feeding `input` to
+/// its stdin. Only the child enters the namespace; the caller's threads never move.
+CommandResult RunInNetns(int netns_fd, const std::vector<std::string>& argv,
+                         const std::string& input = "");
+
+}  // namespace zt::iptables
