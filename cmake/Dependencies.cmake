@@ -35,3 +35,6 @@ set_target_properties(boringssl::ssl PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
   INTERFACE_SYSTEM_INCLUDE_DIRECTORIES ${BORINGSSL_ROOT}/include
   INTERFACE_LINK_LIBRARIES boringssl::crypto)
+
+# ZDS messages (inpod/zds.proto): protoc and the lite runtime from Debian.
+find_package(Protobuf REQUIRED)

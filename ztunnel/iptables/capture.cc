@@ -22,7 +22,9 @@ const std::string& RestoreTool(const Tools& t, Family f) {
 const std::string& SaveTool(const Tools& t, Family f) {
   return f == Family::kIpv4 ? t.iptables_save : t.ip6tables_save;
 }
-std::string FwmarkRule() { return fmt::format("fwmark 0x{:x}/0x{:x} lookup {}", kConnMark, kMarkMask, kRouteTable); }
+std::string FwmarkRule() {
+  return fmt::format("fwmark 0x{:x}/0x{:x} lookup {}", kConnMark, kMarkMask, kRouteTable);
+}
 
 // Ours is what iptables-save shows of our chains and jumps.
 struct Ours {
@@ -75,7 +77,8 @@ bool ReadRouting(int fd, const Tools& tools, Family f, Routing* out, std::string
   const CommandResult routes =
       RunInNetns(fd, {tools.ip, IpFlag(f), "route", "show", "table", std::to_string(kRouteTable)});
   // A table nothing was ever added to does not exist yet: that is "no route".
-  const bool no_table = routes.started && routes.err.find("FIB table does not exist") != std::string::npos;
+  const bool no_table =
+      routes.started && routes.err.find("FIB table does not exist") != std::string::npos;
   if (!rules.ok() || (!routes.ok() && !no_table)) {
     *error = fmt::format("{} {} rule/route show: {}", tools.ip, IpFlag(f),
                          (!rules.ok() ? rules : routes).Describe());
@@ -97,12 +100,20 @@ bool Ip(int fd, const Tools& tools, std::vector<std::string> args, std::string* 
 }
 
 std::vector<std::string> RuleArgs(Family f, const char* verb) {
-  return {IpFlag(f), "rule", verb, "fwmark", fmt::format("0x{:x}/0x{:x}", kConnMark, kMarkMask),
-          "pref", std::to_string(kRulePriority), "lookup", std::to_string(kRouteTable)};
+  return {IpFlag(f),
+          "rule",
+          verb,
+          "fwmark",
+          fmt::format("0x{:x}/0x{:x}", kConnMark, kMarkMask),
+          "pref",
+          std::to_string(kRulePriority),
+          "lookup",
+          std::to_string(kRouteTable)};
 }
 std::vector<std::string> RouteArgs(Family f, const char* verb) {
-  return {IpFlag(f), "route", verb, "local", AnyLocal(f), "dev", "lo", "table",
-          std::to_string(kRouteTable)};
+  return {IpFlag(f), "route",     verb,
+          "local",   AnyLocal(f), "dev",
+          "lo",      "table",     std::to_string(kRouteTable)};
 }
 
 // RemoveRules deletes whatever of our chains and jumps exist for `family`.
@@ -157,7 +168,8 @@ bool Install(int fd, const CaptureConfig& config, const Tools& tools, std::strin
       }
     }
     input[i] = InstallInput(f, config, missing);
-    const CommandResult r = RunInNetns(fd, {RestoreTool(tools, f), "--test", "--noflush"}, input[i]);
+    const CommandResult r =
+        RunInNetns(fd, {RestoreTool(tools, f), "--test", "--noflush"}, input[i]);
     if (!r.ok()) {
       *error = fmt::format("{}: {}", RestoreTool(tools, f), r.Describe());
       return undo(), false;

@@ -22,7 +22,8 @@ io::UniqueFd FreshNetns() {
   REQUIRE(geteuid() == 0);  // needs root: fail, never skip
   io::UniqueFd ns;
   std::thread maker([&] {
-    if (unshare(CLONE_NEWNET) == 0) ns.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (unshare(CLONE_NEWNET) == 0)
+      ns.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   });
   maker.join();
   REQUIRE(ns.valid());
@@ -61,7 +62,8 @@ TEST_CASE("Install is idempotent and Uninstall restores the namespace", "[iptabl
   CHECK(Snapshot(ns.get()) == before);
 }
 
-TEST_CASE("A failed install names the tool and leaves the namespace as it was", "[iptables][root]") {
+TEST_CASE("A failed install names the tool and leaves the namespace as it was",
+          "[iptables][root]") {
   io::UniqueFd ns = FreshNetns();
   const std::string before = Snapshot(ns.get());
   std::string error;

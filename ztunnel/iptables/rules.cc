@@ -33,8 +33,8 @@ std::vector<std::string> Rules(const std::string& table, Family family,
     // PREROUTING) mark their connection; the app's replies restore that mark in
     // OUTPUT, and policy routing sends them to the node process's socket even when
     // that socket used the client's address as its source.
-    out.push_back(fmt::format("-A ISTIO_PRERT -m mark --mark {} -j CONNMARK --set-xmark {}",
-                              bypass, connmark));
+    out.push_back(fmt::format("-A ISTIO_PRERT -m mark --mark {} -j CONNMARK --set-xmark {}", bypass,
+                              connmark));
     out.push_back(fmt::format(
         "-A ISTIO_OUTPUT -m connmark --mark {} -j CONNMARK --restore-mark --nfmask 0x{:x} "
         "--ctmask 0x{:x}",
@@ -46,8 +46,8 @@ std::vector<std::string> Rules(const std::string& table, Family family,
   out.push_back(fmt::format("-A ISTIO_PRERT -s {} -p tcp -j RETURN", probe));
   out.push_back("-A ISTIO_PRERT -p tcp -m tcp --dport 15008 -j RETURN");
   out.push_back(fmt::format("-A ISTIO_PRERT -m mark --mark {} -j RETURN", bypass));
-  out.push_back(fmt::format("-A ISTIO_PRERT ! -d {} -p tcp -j REDIRECT --to-ports 15006",
-                            localhost));
+  out.push_back(
+      fmt::format("-A ISTIO_PRERT ! -d {} -p tcp -j REDIRECT --to-ports 15006", localhost));
   // Outbound: our own sockets and replies to probes pass; DNS (when on) goes to
   // 15053; any other TCP leaving for a non-loopback address goes to 15001.
   out.push_back(fmt::format("-A ISTIO_OUTPUT -d {} -p tcp -j RETURN", probe));
@@ -57,8 +57,8 @@ std::vector<std::string> Rules(const std::string& table, Family family,
     out.push_back("-A ISTIO_OUTPUT ! -o lo -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053");
     out.push_back("-A ISTIO_OUTPUT ! -o lo -p tcp -m tcp --dport 53 -j REDIRECT --to-ports 15053");
   }
-  out.push_back(fmt::format("-A ISTIO_OUTPUT ! -d {} -p tcp -j REDIRECT --to-ports 15001",
-                            localhost));
+  out.push_back(
+      fmt::format("-A ISTIO_OUTPUT ! -d {} -p tcp -j REDIRECT --to-ports 15001", localhost));
   return out;
 }
 

@@ -12,8 +12,8 @@ namespace {
 // Golden compares `text` with testdata/<name>.golden; ZTUNNEL_UPDATE_GOLDEN=1 rewrites
 // the file instead (then review the diff like any other change).
 void Golden(const std::string& name, const std::string& text) {
-  const std::string path = std::string(ZTUNNEL_SOURCE_DIR "/ztunnel/iptables/testdata/") + name +
-                           ".golden";
+  const std::string path =
+      std::string(ZTUNNEL_SOURCE_DIR "/ztunnel/iptables/testdata/") + name + ".golden";
   if (std::getenv("ZTUNNEL_UPDATE_GOLDEN") != nullptr) {
     std::ofstream(path) << text;
   }
@@ -65,16 +65,16 @@ TEST_CASE("The rules keep their order where order matters", "[iptables]") {
     CHECK(own_out < redirect_out);
     CHECK(dns < redirect_out);
     // Loopback destinations are never captured.
-    CHECK(r.find(f == Family::kIpv4 ? "! -d 127.0.0.1/32 -p tcp -j REDIRECT --to-ports 15001"
-                                    : "! -d ::1/128 -p tcp -j REDIRECT --to-ports 15001") !=
-          std::string::npos);
+    CHECK(r.find(f == Family::kIpv4
+                     ? "! -d 127.0.0.1/32 -p tcp -j REDIRECT --to-ports 15001"
+                     : "! -d ::1/128 -p tcp -j REDIRECT --to-ports 15001") != std::string::npos);
   }
 }
 
 TEST_CASE("Removal deletes only what is present", "[iptables]") {
   CHECK(RemovalInput({}, {}).empty());
-  const std::string nat_only = RemovalInput({{"nat", "OUTPUT", "ISTIO_OUTPUT"}},
-                                            {{"nat", "ISTIO_OUTPUT"}});
+  const std::string nat_only =
+      RemovalInput({{"nat", "OUTPUT", "ISTIO_OUTPUT"}}, {{"nat", "ISTIO_OUTPUT"}});
   CHECK(nat_only == "*nat\n-D OUTPUT -j ISTIO_OUTPUT\n-F ISTIO_OUTPUT\n-X ISTIO_OUTPUT\nCOMMIT\n");
 }
 
