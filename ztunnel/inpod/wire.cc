@@ -76,8 +76,7 @@ Receive ReceiveDatagram(int sock, Datagram* out, std::string* error) {
   return Receive::kOk;
 }
 
-bool SendMessage(int sock, const google::protobuf::MessageLite& msg, int fd,
-                 std::string* error) {
+bool SendMessage(int sock, const google::protobuf::MessageLite& msg, int fd, std::string* error) {
   std::string bytes;
   if (!msg.SerializeToString(&bytes)) {
     *error = "cannot serialize the message";
@@ -90,8 +89,7 @@ std::string Describe(const zds::WorkloadRequest& r) {
   switch (r.payload_case()) {
     case zds::WorkloadRequest::kAdd:
       return "add uid=" + r.add().uid() + " name=" + r.add().workload_info().namespace_() + "/" +
-             r.add().workload_info().name() +
-             " sa=" + r.add().workload_info().service_account();
+             r.add().workload_info().name() + " sa=" + r.add().workload_info().service_account();
     case zds::WorkloadRequest::kDel:
       return "del uid=" + r.del().uid();
     case zds::WorkloadRequest::kKeep:

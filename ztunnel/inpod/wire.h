@@ -36,8 +36,7 @@ bool SendDatagram(int sock, const std::string& bytes, int fd, std::string* error
 Receive ReceiveDatagram(int sock, Datagram* out, std::string* error);
 
 /// SendMessage serializes `msg` and sends it (with `fd` when fd >= 0).
-bool SendMessage(int sock, const google::protobuf::MessageLite& msg, int fd,
-                 std::string* error);
+bool SendMessage(int sock, const google::protobuf::MessageLite& msg, int fd, std::string* error);
 
 /// Describe renders a request for logs ("add uid=... name=ns/name sa=...").
 std::string Describe(const zds::WorkloadRequest& request);

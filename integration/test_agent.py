@@ -1,0 +1,194 @@
+"""The enrollment agent (ztunnel-agent): rules in real pod namespaces, and the ZDS
+protocol towards a node process. The node process here is a test double speaking ZDS
+from Python (hand-encoded protobuf, SCM_RIGHTS), so each message can be checked and
+each ack chosen. (The node process's own ZDS client is the next step of issue 5.)"""
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import ztnet
+
+REPO = Path(__file__).resolve().parent.parent
+AGENT = os.environ.get("ZTUNNEL_AGENT_BIN", str(REPO / "build/ztunnel/agent/ztunnel-agent"))
+
+HELLO_V1 = b"\x08\x01"
+
+
+def field(num: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (all ZDS payloads are short)."""
+    assert len(payload) < 128
+    return bytes([num << 3 | 2, len(payload)]) + payload
+
+
+def ack(error: str = "") -> bytes:
+    return field(1, field(1, error.encode()) if error else b"")
+
+
+def parse(buf: bytes) -> dict:
+    """Decodes length-delimited fields into {field number: bytes} (last one wins)."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, length = buf[i], buf[i + 1]
+        out[key >> 3] = buf[i + 2:i + 2 + length]
+        i += 2 + length
+    return out
+
+
+class FakeNode:
+    """A node process double: connects, says hello, receives requests, acks."""
+
+    def __init__(self, path: Path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
+        self.sock.send(HELLO_V1)
+
+    def receive(self):
+        msg, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 4)
+        request = parse(msg)
+        kind = {1: "add", 2: "del", 3: "snapshot_sent", 5: "keep"}[next(iter(request))]
+        return kind, parse(request[next(iter(request))]), fds
+
+    def answer(self, error: str = ""):
+        self.sock.send(ack(error))
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def agent(topo, tmp_path):
+    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
+    log = open(tmp_path / "agent.log", "w")
+    proc = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
+                             str(control)], stdout=log, stderr=subprocess.STDOUT)
+    topo.processes.append(proc)
+    deadline = time.monotonic() + 10
+    while not control.exists():
+        assert proc.poll() is None, (tmp_path / "agent.log").read_text()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+    def cli(*args, check=True):
+        r = subprocess.run([AGENT, *args, "--control-socket", str(control)],
+                           capture_output=True, text=True, timeout=30)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    yield {"zds": zds, "cli": cli, "proc": proc, "log": tmp_path / "agent.log"}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def rules(ns) -> str:
+    return ns.run("iptables-save").stdout + ns.run("ip6tables-save").stdout
+
+
+def enroll(cli, ns, uid, check=True):
+    return cli("enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid", uid, "--name",
+               f"pod-{uid}", "--namespace", "shop", "--service-account", "web", check=check)
+
+
+def netns_inode(name: str) -> int:
+    return os.stat(f"/var/run/netns/{name}").st_ino
+
+
+def test_enroll_installs_rules_and_the_node_gets_each_pod(topo, agent):
+    pod1, pod2 = topo.netns("pod1"), topo.netns("pod2")
+    out = enroll(agent["cli"], pod1, "u1").stdout
+    assert "capture rules installed" in out and "no node process connected" in out
+    assert "ISTIO_OUTPUT" in rules(pod1) and "--to-ports 15001" in rules(pod1)
+    assert "ISTIO_OUTPUT" not in rules(pod2)
+
+    # The node process connects: the snapshot holds pod1, with its netns descriptor.
+    node = FakeNode(agent["zds"])
+    kind, add, fds = node.receive()
+    assert kind == "add" and add[1] == b"u1"
+    info = parse(add[2])
+    assert (info[1], info[2], info[3]) == (b"pod-u1", b"shop", b"web")
+    assert len(fds) == 1 and os.fstat(fds[0]).st_ino == netns_inode(pod1.name)
+    os.close(fds[0])
+    node.answer()
+    assert node.receive()[0] == "snapshot_sent"
+    node.answer()
+
+    # Enrolling while connected sends an Add at once; a NACK reaches the operator.
+    result = {}
+
+    def enroll_pod2():
+        result["r"] = enroll(agent["cli"], pod2, "u2")
+
+    t = threading.Thread(target=enroll_pod2)
+    t.start()
+    kind, add, fds = node.receive()
+    assert kind == "add" and add[1] == b"u2" and len(fds) == 1
+    os.close(fds[0])
+    node.answer("no workload shop/pod-u2 in the config")
+    t.join(timeout=30)
+    assert "node process refused it: no workload shop/pod-u2 in the config" in result["r"].stdout
+    assert "u1 shop/pod-u1 web" in agent["cli"]("list").stdout
+
+    # Unenroll: rules gone from that pod only, and the node hears DelWorkload.
+    t = threading.Thread(target=lambda: result.update(r=agent["cli"]("unenroll", "--uid", "u1")))
+    t.start()
+    kind, delete, fds = node.receive()
+    assert kind == "del" and delete[2] == b"u1" and not fds
+    node.answer()
+    t.join(timeout=30)
+    assert "capture rules removed" in result["r"].stdout
+    assert "ISTIO" not in rules(pod1)
+    assert "ISTIO_OUTPUT" in rules(pod2)
+
+    # The node process restarts: the new connection gets the whole snapshot again.
+    node.close()
+    node = FakeNode(agent["zds"])
+    kind, add, fds = node.receive()
+    assert kind == "add" and add[1] == b"u2"
+    os.close(fds[0])
+    node.answer()
+    assert node.receive()[0] == "snapshot_sent"
+    node.answer()
+    node.close()
+
+
+def test_bad_enrollment_input_is_refused_clearly(topo, agent, tmp_path):
+    pod = topo.netns("pod")
+    cli = agent["cli"]
+    r = cli("enroll", "--netns", "/proc/self/stat", "--uid", "x", "--name", "n", "--namespace",
+            "ns", "--service-account", "sa", check=False)
+    assert r.returncode == 1 and "/proc/self/stat is not a network namespace" in r.stderr
+    r = cli("enroll", "--netns", str(tmp_path / "missing"), "--uid", "x", "--name", "n",
+            "--namespace", "ns", "--service-account", "sa", check=False)
+    assert r.returncode == 1 and "No such file or directory" in r.stderr
+    r = cli("enroll", "--netns", f"/var/run/netns/{pod.name}", "--uid", "x", check=False)
+    assert r.returncode == 2 and "enroll needs --name" in r.stderr
+    r = cli("unenroll", "--uid", "nobody", check=False)
+    assert r.returncode == 1 and "no enrolled pod with uid nobody" in r.stderr
+    r = cli("frobnicate", check=False)
+    assert r.returncode == 2 and 'unknown command "frobnicate"' in r.stderr
+    # The same uid for another netns is refused; the first enrollment stands.
+    enroll(cli, pod, "u1")
+    other = topo.netns("other")
+    r = enroll(cli, other, "u1", check=False)
+    assert r.returncode == 1 and "already enrolled with netns" in r.stderr
+    assert "ISTIO_OUTPUT" not in rules(other)
+    # Enrolling again is idempotent: the same rules, once.
+    before = rules(pod)
+    enroll(cli, pod, "u1")
+    assert rules(pod).count("--to-ports 15001") == before.count("--to-ports 15001") == 2
+
+    # A node process speaking nonsense is dropped; the agent keeps serving.
+    bad = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    bad.connect(str(agent["zds"]))
+    bad.send(b"\xff\xff")
+    time.sleep(0.3)
+    bad.close()
+    assert agent["proc"].poll() is None
+    assert "u1 shop/pod-u1 web" in cli("list").stdout  # and still answers
+    assert "no valid ZdsHello" in agent["log"].read_text()

@@ -1,0 +1,130 @@
+// ztunnel-agent: the node's enrollment agent (the istio-cni role).
+//
+//   ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]
+//   ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS
+//                        --service-account SA [--control-socket PATH]
+//   ztunnel-agent unenroll --uid UID [--control-socket PATH]
+//   ztunnel-agent list [--control-socket PATH]
+//
+// Environment: INPOD_UDS (the ZDS socket, as Istio's ztunnel names it),
+// ZTUNNEL_AGENT_SOCKET (the control socket).
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+
+#include "ztunnel/agent/agent.h"
+#include "ztunnel/inpod/wire.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]\n"
+    "       ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS "
+    "--service-account SA\n"
+    "       ztunnel-agent unenroll --uid UID\n"
+    "       ztunnel-agent list\n";
+
+int Usage(const std::string& problem) {
+  std::fprintf(stderr, "ztunnel-agent: %s\n%s", problem.c_str(), kUsage);
+  return 2;
+}
+
+// Request sends one control request to a running agent and prints its reply.
+int Request(const std::string& socket_path, const std::string& text) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(addr.sun_path)) return Usage("control socket path too long");
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  zt::io::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    std::fprintf(stderr, "ztunnel-agent: cannot reach the agent at %s: %s (is `ztunnel-agent serve` running?)\n",
+                 socket_path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  std::string error;
+  zt::inpod::Datagram reply;
+  if (!zt::inpod::SendDatagram(fd.get(), text, -1, &error) ||
+      zt::inpod::ReceiveDatagram(fd.get(), &reply, &error) != zt::inpod::Receive::kOk) {
+    std::fprintf(stderr, "ztunnel-agent: %s\n", error.empty() ? "the agent hung up" : error.c_str());
+    return 1;
+  }
+  const bool ok = reply.bytes.starts_with("ok\n");
+  const std::string body = reply.bytes.substr(reply.bytes.find('\n') + 1);
+  std::fprintf(ok ? stdout : stderr, "%s%s%s", ok ? "" : "ztunnel-agent: ", body.c_str(),
+               body.empty() || body.back() == '\n' ? "" : "\n");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return Usage("missing command");
+  const std::string command = argv[1];
+  const std::set<std::string> valued = {"zds-socket", "control-socket", "netns",          "uid",
+                                        "name",       "namespace",      "service-account"};
+  std::map<std::string, std::string> flags;
+  bool dns_capture = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (!arg.starts_with("--")) return Usage("unexpected argument \"" + arg + "\"");
+    arg = arg.substr(2);
+    if (arg == "dns-capture") {
+      dns_capture = true;
+      continue;
+    }
+    std::string value;
+    if (const size_t eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Usage("--" + arg + " needs a value");
+    }
+    if (!valued.count(arg)) return Usage("unknown flag --" + arg);
+    flags[arg] = value;
+  }
+  auto flag_or_env = [&](const char* name, const char* env, const char* fallback) {
+    if (auto it = flags.find(name); it != flags.end()) return it->second;
+    const char* e = std::getenv(env);
+    return std::string(e != nullptr && *e != '\0' ? e : fallback);
+  };
+  const std::string control =
+      flag_or_env("control-socket", "ZTUNNEL_AGENT_SOCKET", "/var/run/ztunnel/agent.sock");
+  if (command == "serve") {
+    zt::agent::Options options;
+    options.zds_socket = flag_or_env("zds-socket", "INPOD_UDS", "/var/run/ztunnel/ztunnel.sock");
+    options.control_socket = control;
+    options.capture.dns_capture = dns_capture;
+    zt::agent::Agent agent(options);
+    std::string error;
+    if (!agent.Start(&error)) {
+      std::fprintf(stderr, "ztunnel-agent: %s\n", error.c_str());
+      return 1;
+    }
+    return agent.Run();
+  }
+  if (command == "enroll") {
+    std::string text = "enroll\n";
+    for (auto [flag, key] : {std::pair{"netns", "netns"}, {"uid", "uid"}, {"name", "name"},
+                             {"namespace", "namespace"}, {"service-account", "service_account"}}) {
+      if (!flags.count(flag)) return Usage(std::string("enroll needs --") + flag);
+      text += std::string(key) + "=" + flags[flag] + "\n";
+    }
+    return Request(control, text);
+  }
+  if (command == "unenroll") {
+    if (!flags.count("uid")) return Usage("unenroll needs --uid");
+    return Request(control, "unenroll\nuid=" + flags["uid"] + "\n");
+  }
+  if (command == "list") return Request(control, "list\n");
+  return Usage("unknown command \"" + command + "\"");
+}
