@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import ztnet
 
 REPO = Path(__file__).resolve().parent.parent
 AGENT = os.environ.get("ZTUNNEL_AGENT_BIN", str(REPO / "build/ztunnel/agent/ztunnel-agent"))

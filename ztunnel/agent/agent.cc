@@ -200,8 +200,10 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
   pod.name = get("name");
   pod.namespace_name = get("namespace");
   pod.service_account = get("service_account");
-  for (auto [value, flag] : {std::pair{&pod.uid, "--uid"}, {&pod.netns_path, "--netns"},
-                             {&pod.name, "--name"}, {&pod.namespace_name, "--namespace"},
+  for (auto [value, flag] : {std::pair{&pod.uid, "--uid"},
+                             {&pod.netns_path, "--netns"},
+                             {&pod.name, "--name"},
+                             {&pod.namespace_name, "--namespace"},
                              {&pod.service_account, "--service-account"}}) {
     if (value->empty()) {
       *reply = std::string(flag) + " is required";
@@ -214,9 +216,9 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
   }
   auto ns = io::OpenNetns(pod.netns_path);
   if (!ns) {
-    *reply = pod.netns_path + (ns.error().code == Errc::kInvalidArgument
-                                   ? " is not a network namespace"
-                                   : ": " + ns.error().Message());
+    *reply =
+        pod.netns_path + (ns.error().code == Errc::kInvalidArgument ? " is not a network namespace"
+                                                                    : ": " + ns.error().Message());
     return false;
   }
   pod.netns = std::move(ns).value();
@@ -228,8 +230,8 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
   const bool again = pods_.count(pod.uid) != 0;
   const std::string uid = pod.uid;
   pods_[uid] = std::move(pod);
-  ZT_INFO("agent", "enrolled pod {} ({}/{}), rules installed", uid,
-          pods_[uid].namespace_name, pods_[uid].name);
+  ZT_INFO("agent", "enrolled pod {} ({}/{}), rules installed", uid, pods_[uid].namespace_name,
+          pods_[uid].name);
   *reply = again ? "pod " + uid + " was already enrolled; rules checked"
                  : "pod " + uid + " enrolled; capture rules installed";
   if (!node_.valid()) {

@@ -45,15 +45,18 @@ int Request(const std::string& socket_path, const std::string& text) {
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   zt::io::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    std::fprintf(stderr, "ztunnel-agent: cannot reach the agent at %s: %s (is `ztunnel-agent serve` running?)\n",
-                 socket_path.c_str(), std::strerror(errno));
+    std::fprintf(
+        stderr,
+        "ztunnel-agent: cannot reach the agent at %s: %s (is `ztunnel-agent serve` running?)\n",
+        socket_path.c_str(), std::strerror(errno));
     return 1;
   }
   std::string error;
   zt::inpod::Datagram reply;
   if (!zt::inpod::SendDatagram(fd.get(), text, -1, &error) ||
       zt::inpod::ReceiveDatagram(fd.get(), &reply, &error) != zt::inpod::Receive::kOk) {
-    std::fprintf(stderr, "ztunnel-agent: %s\n", error.empty() ? "the agent hung up" : error.c_str());
+    std::fprintf(stderr, "ztunnel-agent: %s\n",
+                 error.empty() ? "the agent hung up" : error.c_str());
     return 1;
   }
   const bool ok = reply.bytes.starts_with("ok\n");
@@ -114,8 +117,11 @@ int main(int argc, char** argv) {
   }
   if (command == "enroll") {
     std::string text = "enroll\n";
-    for (auto [flag, key] : {std::pair{"netns", "netns"}, {"uid", "uid"}, {"name", "name"},
-                             {"namespace", "namespace"}, {"service-account", "service_account"}}) {
+    for (auto [flag, key] : {std::pair{"netns", "netns"},
+                             {"uid", "uid"},
+                             {"name", "name"},
+                             {"namespace", "namespace"},
+                             {"service-account", "service_account"}}) {
       if (!flags.count(flag)) return Usage(std::string("enroll needs --") + flag);
       text += std::string(key) + "=" + flags[flag] + "\n";
     }
