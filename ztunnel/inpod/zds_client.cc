@@ -49,8 +49,8 @@ bool ZdsClient::Sleep(int ms) {
   while (!stop_.load(std::memory_order_acquire)) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= end) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
-        end - now, std::chrono::milliseconds(20)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(end - now, std::chrono::milliseconds(20)));
   }
   return false;
 }

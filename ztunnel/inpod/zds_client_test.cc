@@ -144,7 +144,7 @@ TEST_CASE("ZDS client: snapshot, acks and the set of enrolled pods", "[zds]") {
   CHECK(r.agent.Send(del).empty());
   std::lock_guard lock(r.handler.mu);
   CHECK(r.handler.calls == std::vector<std::string>{"add u1 shop/web web-sa netns", "keep u2",
-                                                     "snapshot-done", "del u1"});
+                                                    "snapshot-done", "del u1"});
   CHECK(r.handler.snapshot == std::set<std::string>{"u1"});
 }
 
@@ -174,8 +174,7 @@ TEST_CASE("ZDS client: each bad request is NACKed with its reason", "[zds]") {
   // None of that reached the handler or broke the connection: a good Add still works.
   CHECK(r.agent.Send(Add("u1"), {ns.get()}).empty());
   std::lock_guard lock(r.handler.mu);
-  CHECK(r.handler.calls ==
-        std::vector<std::string>{"del nobody", "add u1 shop/web web-sa netns"});
+  CHECK(r.handler.calls == std::vector<std::string>{"del nobody", "add u1 shop/web web-sa netns"});
 }
 
 TEST_CASE("ZDS client: reconnects and says hello again when the agent goes away", "[zds]") {

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <linux/sockios.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -40,6 +42,19 @@ Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol)
   }
   if (fd < 0) return Error::FromErrno(socket_errno);
   return UniqueFd(fd);
+}
+
+Result<UniqueFd> ForeignNetnsOf(int fd) {
+  static const ino_t home = [] {
+    struct stat st {};
+    return ::stat("/proc/self/ns/net", &st) == 0 ? st.st_ino : 0;
+  }();
+  UniqueFd ns(::ioctl(fd, SIOCGSKNS));
+  if (!ns.valid()) return Error::FromErrno(errno);
+  struct stat st {};
+  if (::fstat(ns.get(), &st) != 0) return Error::FromErrno(errno);
+  if (st.st_ino == home) return UniqueFd();
+  return ns;
 }
 
 }  // namespace zt::io

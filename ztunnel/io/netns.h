@@ -21,4 +21,10 @@ bool IsNetns(int fd);
 /// stays in the target namespace for life. Needs CAP_SYS_ADMIN.
 Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol);
 
+/// ForeignNetnsOf returns the network namespace socket `fd` lives in (SIOCGSKNS), or
+/// an invalid descriptor when that is the process's own: a connection accepted on a
+/// listener inside a pod's namespace yields that pod's namespace, for creating the
+/// upstream sockets there too.
+Result<UniqueFd> ForeignNetnsOf(int fd);
+
 }  // namespace zt::io

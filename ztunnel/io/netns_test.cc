@@ -89,5 +89,26 @@ TEST_CASE("SO_MARK and IP_TRANSPARENT are set (they need CAP_NET_ADMIN)", "[io][
   CHECK(v == 1);
 }
 
+TEST_CASE("ForeignNetnsOf finds a socket's namespace, and none for our own", "[io][root]") {
+  REQUIRE(geteuid() == 0);
+  UniqueFd target;
+  std::thread maker([&] {
+    REQUIRE(unshare(CLONE_NEWNET) == 0);
+    target.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  });
+  maker.join();
+  REQUIRE(target.valid());
+  auto pod_sock = SocketInNetns(target.get(), AF_INET, SOCK_STREAM, 0);
+  REQUIRE(pod_sock.ok());
+  auto ns = ForeignNetnsOf(pod_sock->get());
+  REQUIRE(ns.ok());
+  REQUIRE(ns->valid());
+  CHECK(Inode(ns->get()) == Inode(target.get()));
+  UniqueFd home_sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  auto none = ForeignNetnsOf(home_sock.get());
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->valid());
+}
+
 }  // namespace
 }  // namespace zt::io

@@ -6,6 +6,7 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/upstream.h"
@@ -90,6 +91,7 @@ class Inbound::Handler final : public h2::ServerHandler,
   }
 
   HboneConnection* conn_ = nullptr;  // null once the connection is gone
+  io::UniqueFd netns_;               // the pod's namespace in in-pod mode, else invalid
 
  private:
   void OpenTunnel(int32_t stream, IpPort target, const std::string& peer_id,
@@ -98,7 +100,8 @@ class Inbound::Handler final : public h2::ServerHandler,
     Inbound& in = *inbound_;
     const auto dst = io::SocketAddress::FromIpPort(target);
     auto up = ConnectUpstream(
-        in.loop_, dst, {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive},
+        in.loop_, dst,
+        {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive, netns_.get()},
         &in.tracker_);
     const Status connected = up ? Status::Ok() : Status(up.error());
     HboneConnection* conn = conn_;
@@ -193,6 +196,9 @@ void Inbound::Serve(int raw_fd) {
     if (auto ip_port = peer->ToIpPort()) peer_ip = ip_port->ip();
   }
   auto handler = std::make_shared<Handler>(this, *w, peer_text, peer_ip);
+  // In-pod mode: the listener lives in the destination pod's namespace, and so must
+  // the connection to the app.
+  if (auto ns = io::ForeignNetnsOf(fd.get())) handler->netns_ = std::move(ns).value();
   HboneConnection* conn =
       HboneConnection::StartServer(loop_, std::move(fd), cert->server, handler.get(), &tracker_,
                                    {.ready = nullptr,

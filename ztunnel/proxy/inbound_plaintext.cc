@@ -2,6 +2,7 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/ports.h"
@@ -100,8 +101,11 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
             src, target.ToString(), w->name, d.reason);
     return Reset(std::move(down));
   }
+  io::UniqueFd netns;  // the pod's namespace in in-pod mode: connect to the app from there
+  if (auto ns = io::ForeignNetnsOf(down.get())) netns = std::move(ns).value();
   auto up = ConnectUpstream(
-      loop_, *dst, {options_.mark, options_.connect_timeout, options_.keepalive}, &tracker_);
+      loop_, *dst, {options_.mark, options_.connect_timeout, options_.keepalive, netns.get()},
+      &tracker_);
   const Status connected = up ? Status::Ok() : Status(up.error());
   if (!connected) {
     ZT_INFO("access",

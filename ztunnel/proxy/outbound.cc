@@ -6,6 +6,7 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
@@ -33,6 +34,9 @@ int64_t MillisSince(Clock::time_point start) {
 // Conn is one captured connection while it is being set up.
 struct Outbound::Conn {
   io::UniqueFd downstream;
+  // The source pod's namespace when the connection came in on a listener inside
+  // one (in-pod mode): upstream sockets are made there too. Invalid otherwise.
+  io::UniqueFd netns;
   io::SocketAddress src;
   io::SocketAddress dst;
   std::string src_text;
@@ -99,6 +103,7 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
   }
   (void)io::SetNoDelay(c.downstream.get());
   (void)io::SetKeepalive(c.downstream.get(), options_.keepalive);
+  if (auto ns = io::ForeignNetnsOf(c.downstream.get())) c.netns = std::move(ns).value();
 
   if (mesh_ != nullptr && view_ != nullptr && pool_ != nullptr) {
     auto snapshot = view_->Get();
@@ -119,7 +124,8 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
 
 void Outbound::Passthrough(Conn& c) {
   auto upstream = ConnectUpstream(
-      loop_, c.dst, {options_.mark, options_.connect_timeout, options_.keepalive}, &tracker_);
+      loop_, c.dst, {options_.mark, options_.connect_timeout, options_.keepalive, c.netns.get()},
+      &tracker_);
   if (!upstream) {
     ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
             c.src_text, c.dst.ToString(), upstream.error().Message());
@@ -177,6 +183,7 @@ void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload&
   }
   key.destination = c.dst;
   key.destination.set_port(kInboundHbonePort);
+  key.netns = c.netns.get();
   auto conn = pool_->Acquire(key, cert->client, &error);
   if (!conn) return fail(error);
 

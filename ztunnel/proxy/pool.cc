@@ -1,5 +1,7 @@
 #include "ztunnel/proxy/pool.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "ztunnel/core/log.h"
@@ -13,6 +15,10 @@ std::string PoolKey::ToString() const {
   for (const auto& id : expected) ids.push_back(id.ToString());
   std::sort(ids.begin(), ids.end());
   std::string out = source.ToString() + "|" + destination.ToString() + "|";
+  if (netns >= 0) {
+    struct stat st {};
+    out += "netns:" + std::to_string(::fstat(netns, &st) == 0 ? st.st_ino : 0) + "|";
+  }
   for (const auto& id : ids) out += id + ",";
   return out;
 }
@@ -56,9 +62,9 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
       pending = std::make_shared<Entry>();
       pending->key = k;
       by_key_.emplace(k, pending);
-      auto sock =
-          ConnectUpstream(loop_, key.destination,
-                          {options_.mark, options_.connect_timeout, options_.keepalive}, nullptr);
+      auto sock = ConnectUpstream(
+          loop_, key.destination,
+          {options_.mark, options_.connect_timeout, options_.keepalive, key.netns}, nullptr);
       const Status connected = sock ? Status::Ok() : Status(sock.error());
       if (!connected) {
         Unlist(pending);

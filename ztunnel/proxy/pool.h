@@ -32,7 +32,11 @@ struct PoolKey {
   tls::SpiffeId source;
   std::vector<tls::SpiffeId> expected;
   io::SocketAddress destination;
-  /// ToString is the map key (expected identities sorted).
+  /// netns: the source pod's network namespace (in-pod mode), or -1. Connections from
+  /// different pods never mix, even with the same identity: each has the pod's address.
+  /// Only read while Acquire runs.
+  int netns = -1;
+  /// ToString is the map key (expected identities sorted, the netns by inode).
   std::string ToString() const;
 };
 

@@ -1,6 +1,7 @@
 #include "ztunnel/proxy/upstream.h"
 
 #include "ztunnel/core/log.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/io/ops.h"
 
 namespace zt::proxy {
@@ -21,7 +22,9 @@ class PendingConnect final : public TrackedConnection {
 
 Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& dst,
                                      const UpstreamOptions& options, ConnectionTracker* tracker) {
-  auto sock = io::TcpSocket(dst.family());
+  auto sock = options.netns_fd >= 0 ? io::SocketInNetns(options.netns_fd, dst.family(),
+                                                        SOCK_STREAM | SOCK_NONBLOCK, 0)
+                                    : io::TcpSocket(dst.family());
   if (!sock) return sock.error();
   if (options.mark != 0) {
     if (Status s = io::SetMark(sock->get(), options.mark); !s) {

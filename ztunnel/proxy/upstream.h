@@ -20,6 +20,9 @@ struct UpstreamOptions {
   uint32_t mark = 1337;  // 0: none
   std::chrono::milliseconds connect_timeout{10'000};
   io::KeepaliveOptions keepalive{};
+  /// netns_fd, when >= 0, is the network namespace to create the socket in (the
+  /// source pod's, in in-pod mode). Must stay open for the call.
+  int netns_fd = -1;
 };
 
 /// ConnectUpstream connects to `dst` from a fiber on `loop`. While the connect is in
