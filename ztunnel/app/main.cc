@@ -22,6 +22,8 @@
 #include "ztunnel/core/log.h"
 #include "ztunnel/identity/ca.h"
 #include "ztunnel/identity/cert_manager.h"
+#include "ztunnel/inpod/manager.h"
+#include "ztunnel/inpod/zds_client.h"
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/probe.h"
 #include "ztunnel/io/socket.h"
@@ -252,6 +254,11 @@ int main(int argc, char** argv) {
           " (outbound): " + listener.error().Message());
   }
 
+  if (opts.inpod && opts.local_config.empty()) {
+    Fatal(
+        "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served "
+        "as the workloads the config names");
+  }
   std::unique_ptr<MeshRuntime> mesh;
   if (!opts.local_config.empty()) mesh = StartMesh(opts);
 
@@ -315,10 +322,30 @@ int main(int argc, char** argv) {
                : "no mesh (passthrough only)",
           opts.workers, FormatDuration(opts.drain_timeout));
 
+  // In-pod mode: the ZDS client enrolls pods; each gets listeners in its namespace.
+  std::unique_ptr<inpod::InpodManager> inpod_manager;
+  std::unique_ptr<inpod::ZdsClient> zds;
+  std::thread zds_thread;
+  if (opts.inpod) {
+    std::vector<proxy::Worker*> serving;
+    for (auto& w : workers) serving.push_back(w.get());
+    inpod_manager =
+        std::make_unique<inpod::InpodManager>(serving, mesh->state, opts.node_name, opts.mark);
+    zds = std::make_unique<inpod::ZdsClient>(opts.inpod_uds, *inpod_manager);
+    zds_thread = std::thread([&zds] { zds->Run(); });
+    ZT_INFO("app", "in-pod mode: enrolling pods from the ZDS socket {}", opts.inpod_uds);
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
   ZT_INFO("app", "received {}: draining (stop accepting, live connections have {})",
           SignalName(sig), FormatDuration(opts.drain_timeout));
+  if (zds) {
+    // No more enrollments; pods' listeners close now, their live connections drain.
+    zds->Stop();
+    zds_thread.join();
+    inpod_manager.reset();
+  }
   drain.Start(opts.drain_timeout);
 
   // A second signal while draining ends the process at once.

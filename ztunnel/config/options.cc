@@ -62,6 +62,13 @@ const std::vector<Flag>& Flags() {
       {"ca-generate", "ZTUNNEL_CA_GENERATE",
        "generate a CA in --ca-dir (key mode 0600) if it holds none (default false)", "BOOL"},
       {"cert-ttl", "SECRET_TTL", "lifetime of workload certificates (default 24h)", "DURATION"},
+      {"inpod", "INPOD_ENABLED",
+       "serve enrolled pods inside their network namespaces, as the ZDS agent enrolls them "
+       "(needs --local-config; default false)",
+       "BOOL"},
+      {"inpod-uds", "INPOD_UDS",
+       "the ZDS socket the enrollment agent listens on (default /var/run/ztunnel/ztunnel.sock)",
+       "PATH"},
   };
   return flags;
 }
@@ -207,6 +214,17 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       } else {
         return Invalid(f, from_env, value, "true or false");
       }
+    } else if (name == "inpod") {
+      if (value == "true" || value == "1") {
+        out.inpod = true;
+      } else if (value == "false" || value == "0") {
+        out.inpod = false;
+      } else {
+        return Invalid(f, from_env, value, "true or false");
+      }
+    } else if (name == "inpod-uds") {
+      if (value.empty()) return Invalid(f, from_env, value, "a socket path");
+      out.inpod_uds = value;
     } else if (name == "cert-ttl") {
       auto d = ParseDuration(value);
       if (!d || *d < std::chrono::seconds(60)) {

@@ -35,6 +35,9 @@ struct Options {
   std::string trust_domain = "cluster.local";
   std::string ca_dir = "/etc/cacerts";
   bool ca_generate = false;
+  /// inpod: serve pods the ZDS agent enrolls, inside their network namespaces.
+  bool inpod = false;
+  std::string inpod_uds = "/var/run/ztunnel/ztunnel.sock";
   std::chrono::seconds cert_ttl{24 * 3600};
   bool help = false;
   bool version = false;

@@ -8,6 +8,8 @@
 
 #include <cerrno>
 
+#include "ztunnel/io/netns.h"
+
 namespace zt::io {
 namespace {
 
@@ -25,7 +27,9 @@ Result<UniqueFd> TcpSocket(int family) {
 }
 
 Result<UniqueFd> Listen(const SocketAddress& addr, const ListenOptions& options) {
-  auto sock = TcpSocket(addr.family());
+  auto sock = options.netns_fd >= 0
+                  ? SocketInNetns(options.netns_fd, addr.family(), SOCK_STREAM | SOCK_NONBLOCK, 0)
+                  : TcpSocket(addr.family());
   if (!sock) return sock.error();
   const int fd = sock->get();
   if (auto s = SetInt(fd, SOL_SOCKET, SO_REUSEADDR, 1); !s) return s.error();

@@ -20,6 +20,7 @@ struct ListenOptions {
   bool reuse_port = false;   // one listener per worker, balanced by the kernel
   bool transparent = false;  // IP_TRANSPARENT: accept for non-local addresses (TPROXY)
   uint32_t mark = 0;         // SO_MARK on the listener (0 = leave unset)
+  int netns_fd = -1;         // >= 0: create the socket in this network namespace
 };
 
 /// Listen creates a TCP socket bound to `addr` and listening. A bind conflict is an

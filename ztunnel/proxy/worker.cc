@@ -15,6 +15,7 @@ Worker::Worker(int index, int outbound_listen_fd, WorkerOptions options, DrainWa
 Worker::~Worker() {
   // Members that submit to the ring go before the ring.
   acceptors_.clear();
+  pod_acceptors_.clear();
   plaintext_.reset();
   inbound_.reset();
   outbound_.reset();
@@ -43,16 +44,19 @@ Status Worker::Run(std::atomic<bool>* ready) {
   acceptors_.push_back(std::make_unique<Acceptor>(*loop_, outbound_listen_fd_, balancer_, index_,
                                                   Listener::kOutbound, "outbound",
                                                   [this](int fd) { outbound_->Serve(fd); }));
-  if (options_.mesh != nullptr && options_.inbound_listen_fd >= 0) {
+  if (options_.mesh != nullptr) {
+    // Also without node-level listeners: pods' listeners (in-pod mode) use them.
     inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, *view_, tracker_,
                                          balancer_, index_, ended);
+    plaintext_ = std::make_unique<InboundPlaintext>(*loop_, options_.inbound, *options_.mesh,
+                                                    *view_, tracker_, balancer_, index_, ended);
+  }
+  if (options_.mesh != nullptr && options_.inbound_listen_fd >= 0) {
     acceptors_.push_back(std::make_unique<Acceptor>(
         *loop_, options_.inbound_listen_fd, balancer_, index_, Listener::kInboundHbone,
         "inbound HBONE", [this](int fd) { inbound_->Serve(fd); }));
   }
   if (options_.mesh != nullptr && options_.inbound_plaintext_listen_fd >= 0) {
-    plaintext_ = std::make_unique<InboundPlaintext>(*loop_, options_.inbound, *options_.mesh,
-                                                    *view_, tracker_, balancer_, index_, ended);
     acceptors_.push_back(std::make_unique<Acceptor>(*loop_, options_.inbound_plaintext_listen_fd,
                                                     balancer_, index_, Listener::kInboundPlaintext,
                                                     "inbound plaintext",
@@ -80,6 +84,49 @@ void Worker::StateChanged() {
   });
 }
 
+void Worker::AddPod(const std::string& uid, PodListeners listeners) {
+  loop_->Post([this, uid, listeners] {
+    if (draining_ || options_.mesh == nullptr || pod_acceptors_.count(uid) != 0) return;
+    auto& list = pod_acceptors_[uid];
+    const std::pair<int, Listener> kinds[] = {
+        {listeners.outbound, Listener::kOutbound},
+        {listeners.inbound_hbone, Listener::kInboundHbone},
+        {listeners.inbound_plaintext, Listener::kInboundPlaintext}};
+    for (auto [fd, kind] : kinds) {
+      if (fd < 0) continue;
+      list.push_back(std::make_unique<Acceptor>(*loop_, fd, balancer_, index_, kind, "pod",
+                                                [this, kind](int c) { Serve(c, kind); }));
+      list.back()->Start();
+    }
+  });
+}
+
+void Worker::RemovePod(const std::string& uid, std::function<void()> done) {
+  loop_->Post([this, uid, done = std::move(done)]() mutable {
+    auto it = pod_acceptors_.find(uid);
+    if (it == pod_acceptors_.end() || draining_ || removing_.count(uid) != 0) {
+      return done();  // nothing (more) to stop
+    }
+    removing_.insert(uid);
+    // Stopped acceptors are destroyed only after the last one reported back.
+    auto left = std::make_shared<size_t>(it->second.size());
+    auto finish = [this, uid, left, done = std::move(done)]() mutable {
+      if (--*left > 0) return;
+      loop_->Post([this, uid, done = std::move(done)] {
+        pod_acceptors_.erase(uid);
+        removing_.erase(uid);
+        done();
+      });
+    };
+    if (*left == 0) {
+      pod_acceptors_.erase(it);
+      removing_.erase(uid);
+      return done();
+    }
+    for (auto& a : it->second) a->Stop(finish);
+  });
+}
+
 void Worker::Serve(int fd, Listener listener) {
   if (listener == Listener::kInboundHbone && inbound_ != nullptr) return inbound_->Serve(fd);
   if (listener == Listener::kInboundPlaintext && plaintext_ != nullptr) {
@@ -102,7 +149,15 @@ void Worker::BeginDrain() {
   });
   // Inbound HTTP/2 peers hear GOAWAY: no new tunnels, live ones finish.
   if (inbound_) inbound_->Drain();
+  // Pods being removed already stop on their own and do not hold the drain.
+  for (auto& [uid, list] : pod_acceptors_) {
+    if (removing_.count(uid) == 0) acceptors_running_ += list.size();
+  }
   for (auto& a : acceptors_) a->Stop([this] { AcceptorStopped(); });
+  for (auto& [uid, list] : pod_acceptors_) {
+    if (removing_.count(uid) != 0) continue;
+    for (auto& a : list) a->Stop([this] { AcceptorStopped(); });
+  }
 }
 
 void Worker::AcceptorStopped() {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "ztunnel/core/drain.h"
 #include "ztunnel/core/result.h"
@@ -34,6 +36,15 @@ struct WorkerOptions {
   int inbound_plaintext_listen_fd = -1;
 };
 
+/// PodListeners are one pod's listening sockets (in-pod mode), created inside the
+/// pod's network namespace by the caller, who keeps them open until every worker's
+/// RemovePod has finished. -1: none.
+struct PodListeners {
+  int outbound = -1;
+  int inbound_hbone = -1;
+  int inbound_plaintext = -1;
+};
+
 /// Worker::Run runs on the worker's own thread until the drain has finished there:
 /// no worker accepts any more, and every connection assigned to this one has ended or
 /// was aborted at the deadline. The Worker object (and its loop) must outlive the
@@ -51,6 +62,13 @@ class Worker {
   /// snapshot and authorizes live inbound connections again. Thread-safe; call only
   /// after Run reported ready.
   void StateChanged();
+  /// AddPod starts accepting on a pod's listeners (needs a mesh). Thread-safe; call
+  /// only after Run reported ready.
+  void AddPod(const std::string& uid, PodListeners listeners);
+  /// RemovePod stops accepting on them; `done` runs on this worker's thread once the
+  /// kernel has released them (at once if the pod is unknown or already stopped).
+  /// Connections already accepted finish on their own.
+  void RemovePod(const std::string& uid, std::function<void()> done);
 
  private:
   void Serve(int fd, Listener listener);
@@ -71,6 +89,9 @@ class Worker {
   std::unique_ptr<Inbound> inbound_;
   std::unique_ptr<InboundPlaintext> plaintext_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  // Per pod (in-pod mode): its acceptors; stopped ones wait here until released.
+  std::map<std::string, std::vector<std::unique_ptr<Acceptor>>> pod_acceptors_;
+  std::set<std::string> removing_;  // pods whose acceptors are stopping already
   std::unique_ptr<io::Timer> deadline_;
   std::unique_ptr<io::Timer> pool_wait_;
   size_t acceptors_running_ = 0;

@@ -1,0 +1,132 @@
+#include "ztunnel/inpod/manager.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "ztunnel/core/log.h"
+#include "ztunnel/io/address.h"
+#include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/ports.h"
+
+namespace zt::inpod {
+namespace {
+
+ino_t Inode(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+}  // namespace
+
+InpodManager::~InpodManager() {
+  for (auto& [uid, pod] : pods_) Stop(pod);
+}
+
+std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
+  if (auto it = pods_.find(info.uid); it != pods_.end()) {
+    if (Inode(it->second.netns.get()) == Inode(netns.get())) return "";  // already served
+    Stop(it->second);  // the same uid in a new namespace: the pod was recreated
+    pods_.erase(it);
+  }
+  // The pod must be a workload of this node in the config, or it has no identity.
+  auto snapshot = state_.Load();
+  const state::Workload* workload = nullptr;
+  for (const state::Workload& w : snapshot->workloads()) {
+    if (w.namespace_name == info.namespace_name && w.name == info.name &&
+        (w.node.empty() || w.node == node_)) {
+      workload = &w;
+      break;
+    }
+  }
+  if (workload == nullptr) {
+    return "no workload " + info.namespace_name + "/" + info.name + " on node \"" + node_ +
+           "\" in the config";
+  }
+  if (!info.service_account.empty() && workload->service_account != info.service_account) {
+    return "pod " + info.namespace_name + "/" + info.name + " runs as service account \"" +
+           info.service_account + "\" but the config says \"" + workload->service_account + "\"";
+  }
+  Pod pod{info, std::move(netns), {}, {}, {}};
+  const io::ListenOptions options{.backlog = 4096, .mark = mark_, .netns_fd = pod.netns.get()};
+  struct Want {
+    const char* addr;
+    io::UniqueFd* into;
+  };
+  const std::string outbound = "127.0.0.1:" + std::to_string(proxy::kOutboundPort);
+  const std::string hbone = "0.0.0.0:" + std::to_string(proxy::kInboundHbonePort);
+  const std::string plaintext = "0.0.0.0:" + std::to_string(proxy::kInboundPlaintextPort);
+  for (auto [addr, into] : {Want{outbound.c_str(), &pod.outbound},
+                            Want{hbone.c_str(), &pod.inbound_hbone},
+                            Want{plaintext.c_str(), &pod.inbound_plaintext}}) {
+    auto l = io::Listen(*io::SocketAddress::Parse(addr), options);
+    if (!l) {
+      return std::string("cannot listen on ") + addr + " in the pod's network namespace: " +
+             l.error().Message();
+    }
+    *into = std::move(l).value();
+  }
+  const proxy::PodListeners listeners{pod.outbound.get(), pod.inbound_hbone.get(),
+                                      pod.inbound_plaintext.get()};
+  for (proxy::Worker* w : workers_) w->AddPod(info.uid, listeners);
+  ZT_INFO("inpod", "serving pod {} ({}/{}, {}) in its network namespace", info.uid,
+          info.namespace_name, info.name, workload->uid);
+  pods_.emplace(info.uid, std::move(pod));
+  return "";
+}
+
+std::string InpodManager::KeepPod(const std::string& uid) {
+  return pods_.count(uid) != 0 ? "" : "unknown workload uid " + uid;
+}
+
+std::string InpodManager::DelPod(const std::string& uid) {
+  auto it = pods_.find(uid);
+  if (it == pods_.end()) return "unknown workload uid " + uid;
+  Stop(it->second);
+  ZT_INFO("inpod", "stopped serving pod {} ({}/{})", uid, it->second.info.namespace_name,
+          it->second.info.name);
+  pods_.erase(it);
+  return "";
+}
+
+void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
+  std::vector<std::string> gone;
+  for (const auto& [uid, pod] : pods_) {
+    if (uids.count(uid) == 0) gone.push_back(uid);
+  }
+  for (const std::string& uid : gone) {
+    ZT_INFO("inpod", "pod {} is not in the agent's snapshot: draining it", uid);
+    (void)DelPod(uid);
+  }
+}
+
+void InpodManager::Stop(Pod& pod) {
+  // Shared: a worker answering after the timeout below must find it alive.
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left = 0;
+  };
+  auto wait = std::make_shared<Wait>();
+  wait->left = workers_.size();
+  for (proxy::Worker* w : workers_) {
+    w->RemovePod(pod.info.uid, [wait] {
+      std::lock_guard lock(wait->mu);
+      if (--wait->left == 0) wait->cv.notify_all();
+    });
+  }
+  std::unique_lock lock(wait->mu);
+  // The workers answer within a loop turn; a stuck one must not hang enrollment for
+  // ever, but the listeners then stay open (leaked) rather than closed under it.
+  if (!wait->cv.wait_for(lock, std::chrono::seconds(10), [&] { return wait->left == 0; })) {
+    ZT_ERROR("inpod", "workers did not release pod {} within 10 s", pod.info.uid);
+    (void)pod.outbound.release();
+    (void)pod.inbound_hbone.release();
+    (void)pod.inbound_plaintext.release();
+  }
+}
+
+}  // namespace zt::inpod

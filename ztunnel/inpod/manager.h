@@ -1,0 +1,51 @@
+// InpodManager: what an enrolled pod means to the node process (DESIGN.md §2, §4):
+// listeners on 15001, 15006 and 15008 inside the pod's network namespace, marked so
+// the pod's rules let them be, served by every worker.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ztunnel/inpod/zds_client.h"
+#include "ztunnel/io/fd.h"
+#include "ztunnel/proxy/worker.h"
+#include "ztunnel/state/state.h"
+
+namespace zt::inpod {
+
+/// InpodManager is called from the ZDS client's thread only.
+class InpodManager : public ZdsHandler {
+ public:
+  /// `workers` (running) and `state` must outlive this object. `node` is this node's
+  /// name: a pod is served only if the config has its workload on this node.
+  InpodManager(std::vector<proxy::Worker*> workers, const state::StateStore& state,
+               std::string node, uint32_t mark)
+      : workers_(std::move(workers)), state_(state), node_(std::move(node)), mark_(mark) {}
+  ~InpodManager() override;
+
+  std::string AddPod(const PodInfo& pod, io::UniqueFd netns) override;
+  std::string KeepPod(const std::string& uid) override;
+  std::string DelPod(const std::string& uid) override;
+  void SnapshotDone(const std::set<std::string>& uids) override;
+
+  /// pods counts the pods being served.
+  size_t pods() const { return pods_.size(); }
+
+ private:
+  struct Pod {
+    PodInfo info;
+    io::UniqueFd netns;
+    io::UniqueFd outbound, inbound_hbone, inbound_plaintext;
+  };
+  // Stop removes the pod from every worker and waits until they let go of it.
+  void Stop(Pod& pod);
+
+  std::vector<proxy::Worker*> workers_;
+  const state::StateStore& state_;
+  std::string node_;
+  uint32_t mark_;
+  std::map<std::string, Pod> pods_;
+};
+
+}  // namespace zt::inpod
