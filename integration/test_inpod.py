@@ -105,3 +105,99 @@ def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
     assert send(pod1)["server_count"] == 1 << 20
     assert zt.proc.poll() is None
     assert zt.stop() == 0
+
+
+def field(num: int, payload: bytes) -> bytes:
+    assert len(payload) < 128
+    return bytes([num << 3 | 2, len(payload)]) + payload
+
+
+def add_request(uid: str, name: str, sa: str) -> bytes:
+    info = field(1, name.encode()) + field(2, b"shop") + field(3, sa.encode())
+    return field(1, field(1, uid.encode()) + field(2, info))
+
+
+def install_rules(ns) -> None:
+    """The agent's IPv4 rule set (the golden file) and policy routing, by hand: this
+    test plays the agent itself."""
+    golden = HERE.parent / "ztunnel/iptables/testdata/install_ipv4.golden"
+    ns.run("iptables-restore", "--noflush", input=golden.read_text())
+    ns.run("ip", "rule", "add", "fwmark", "0x111/0xfff", "pref", "32764", "lookup", "100")
+    ns.run("ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+
+
+class FakeAgent:
+    """Listens on the ZDS socket like the agent; sends raw requests and reads acks."""
+
+    def __init__(self, path: Path):
+        import socket
+        self.socket = socket
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.srv.bind(str(path))
+        self.srv.listen(1)
+        self.srv.settimeout(10)
+        self.conn = None
+
+    def accept(self) -> None:
+        self.conn, _ = self.srv.accept()
+        self.conn.settimeout(10)
+        assert self.conn.recv(64) == b"\x08\x01"  # ZdsHello{V1}
+
+    def request(self, payload: bytes, fds=()) -> str:
+        self.socket.send_fds(self.conn, [payload], list(fds))
+        ack = self.conn.recv(65536)
+        assert ack[:1] == b"\x0a", ack  # WorkloadResponse.ack
+        inner = ack[2:]
+        return inner[2:].decode() if inner else ""
+
+
+def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
+    node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    for ns in (pod1, pod2):
+        install_rules(ns)
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    agent = FakeAgent(tmp_path / "zds.sock")
+    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
+                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
+                       "node-a", "--inpod", "--inpod-uds", str(tmp_path / "zds.sock"))
+    agent.accept()
+    ns1 = os.open(f"/var/run/netns/{pod1.name}", os.O_RDONLY)
+    ns2 = os.open(f"/var/run/netns/{pod2.name}", os.O_RDONLY)
+    not_ns = os.open("/proc/self/stat", os.O_RDONLY)
+    try:
+        assert agent.request(add_request("shop/pod1", "pod1", "web"), [ns1]) == ""
+        assert agent.request(add_request("shop/pod2", "pod2", "db"), [ns2]) == ""
+        assert agent.request(field(3, b"")) == ""  # SnapshotSent
+        assert send(pod1)["server_count"] == 1 << 20
+
+        # Each bad message gets its own NACK; nothing else changes.
+        bad = {
+            b"\xff\xff\xff": "cannot parse the message as a WorkloadRequest",
+            add_request("shop/x", "x", "web"): "came with 0 file descriptors",
+        }
+        for payload, reason in bad.items():
+            assert reason in agent.request(payload)
+        assert "is not a network namespace" in agent.request(
+            add_request("shop/x", "x", "web"), [not_ns])
+        assert "came with 2 file descriptors" in agent.request(
+            add_request("shop/x", "x", "web"), [ns1, ns2])
+        assert "unknown workload uid shop/nobody" in agent.request(
+            field(2, field(2, b"shop/nobody")))
+        assert "no workload shop/ghost on node" in agent.request(
+            add_request("shop/ghost", "ghost", "web"), [ns1])
+        assert 'runs as service account "intruder"' in agent.request(
+            add_request("shop/pod9", "pod1", "intruder"), [ns1])
+
+        # The enrolled pods never noticed.
+        done = send(pod1, 2 << 20)
+        assert done["server_count"] == 2 << 20 and done["server_sha256"] == done["sha256"]
+        assert zt.proc.poll() is None
+        log = zt.log.read_text()
+        assert log.count("NACK to the ZDS peer") >= 7
+    finally:
+        for fd in (ns1, ns2, not_ns):
+            os.close(fd)
+    assert zt.stop() == 0
