@@ -201,3 +201,46 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
         for fd in (ns1, ns2, not_ns):
             os.close(fd)
     assert zt.stop() == 0
+
+
+def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
+    node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    only_pod2 = "workloads:\n" + CONFIG.split("- ", 2)[2].join(["- ", ""])
+    assert "pod1" not in only_pod2 and "pod2" in only_pod2
+    (tmp_path / "mesh.yaml").write_text(only_pod2)
+    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
+    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
+                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
+                             stderr=subprocess.STDOUT)
+    topo.processes.append(agent)
+    while not control.exists():
+        assert agent.poll() is None
+        time.sleep(0.05)
+    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
+                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
+                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    zt.wait_log("connected to the ZDS socket")
+    outs = []
+    for ns, name, sa in ((pod2, "pod2", "db"), (pod1, "pod1", "web")):
+        r = subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
+                            f"shop/{name}", "--name", name, "--namespace", "shop",
+                            "--service-account", sa, "--control-socket", str(control)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert "node process acknowledged" in outs[0]
+    assert ('node process refused it: no workload shop/pod1 on node "node-a" in the config '
+            "(retrying every 5 s)") in outs[1]
+    # The rules are in, the listeners are not: pod1's traffic is refused, not leaked.
+    assert ":15001" not in listening(pod1)
+
+    # The workload appears in the config: within a retry the pod is served.
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    zt.wait_log("pod shop/pod1 set up after", timeout=12)
+    done = send(pod1)
+    assert done["server_count"] == 1 << 20
+    zt.wait_log("src.identity=spiffe://cluster.local/ns/shop/sa/web")
+    assert zt.stop() == 0

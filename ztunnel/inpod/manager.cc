@@ -26,12 +26,46 @@ InpodManager::~InpodManager() {
   for (auto& [uid, pod] : pods_) Stop(pod);
 }
 
+constexpr std::chrono::seconds kRetryEvery{5};
+
 std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
   if (auto it = pods_.find(info.uid); it != pods_.end()) {
     if (Inode(it->second.netns.get()) == Inode(netns.get())) return "";  // already served
     Stop(it->second);  // the same uid in a new namespace: the pod was recreated
     pods_.erase(it);
   }
+  pending_.erase(info.uid);
+  std::string error = Setup(info, netns);
+  if (error.empty()) return "";
+  // NACKed, but not forgotten: the config may name the workload soon.
+  pending_[info.uid] =
+      Pending{info, std::move(netns), error, std::chrono::steady_clock::now() + kRetryEvery};
+  return error + " (retrying every 5 s)";
+}
+
+void InpodManager::Tick() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    Pending& p = it->second;
+    if (now < p.next_try) {
+      ++it;
+      continue;
+    }
+    std::string error = Setup(p.info, p.netns);
+    if (error.empty()) {
+      ZT_INFO("inpod", "pod {} set up after {} attempt(s)", p.info.uid, p.attempts + 1);
+      it = pending_.erase(it);
+      continue;
+    }
+    if (error != p.error) ZT_WARN("inpod", "pod {} still cannot be set up: {}", p.info.uid, error);
+    p.error = error;
+    ++p.attempts;
+    p.next_try = now + kRetryEvery;
+    ++it;
+  }
+}
+
+std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
   // The pod must be a workload of this node in the config, or it has no identity.
   auto snapshot = state_.Load();
   const state::Workload* workload = nullptr;
@@ -50,8 +84,9 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
     return "pod " + info.namespace_name + "/" + info.name + " runs as service account \"" +
            info.service_account + "\" but the config says \"" + workload->service_account + "\"";
   }
-  Pod pod{info, std::move(netns), {}, {}, {}};
-  const io::ListenOptions options{.backlog = 4096, .mark = mark_, .netns_fd = pod.netns.get()};
+  Pod pod{info, {}, {}, {}, {}};
+  const int netns_fd = netns.get();
+  const io::ListenOptions options{.backlog = 4096, .mark = mark_, .netns_fd = netns_fd};
   struct Want {
     const char* addr;
     io::UniqueFd* into;
@@ -59,18 +94,19 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
   const std::string outbound = "127.0.0.1:" + std::to_string(proxy::kOutboundPort);
   const std::string hbone = "0.0.0.0:" + std::to_string(proxy::kInboundHbonePort);
   const std::string plaintext = "0.0.0.0:" + std::to_string(proxy::kInboundPlaintextPort);
-  for (auto [addr, into] : {Want{outbound.c_str(), &pod.outbound},
-                            Want{hbone.c_str(), &pod.inbound_hbone},
-                            Want{plaintext.c_str(), &pod.inbound_plaintext}}) {
+  for (auto [addr, into] :
+       {Want{outbound.c_str(), &pod.outbound}, Want{hbone.c_str(), &pod.inbound_hbone},
+        Want{plaintext.c_str(), &pod.inbound_plaintext}}) {
     auto l = io::Listen(*io::SocketAddress::Parse(addr), options);
     if (!l) {
-      return std::string("cannot listen on ") + addr + " in the pod's network namespace: " +
-             l.error().Message();
+      return std::string("cannot listen on ") + addr +
+             " in the pod's network namespace: " + l.error().Message();
     }
     *into = std::move(l).value();
   }
   const proxy::PodListeners listeners{pod.outbound.get(), pod.inbound_hbone.get(),
                                       pod.inbound_plaintext.get()};
+  pod.netns = std::move(netns);
   for (proxy::Worker* w : workers_) w->AddPod(info.uid, listeners);
   ZT_INFO("inpod", "serving pod {} ({}/{}, {}) in its network namespace", info.uid,
           info.namespace_name, info.name, workload->uid);
@@ -79,10 +115,11 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
 }
 
 std::string InpodManager::KeepPod(const std::string& uid) {
-  return pods_.count(uid) != 0 ? "" : "unknown workload uid " + uid;
+  return pods_.count(uid) != 0 || pending_.count(uid) != 0 ? "" : "unknown workload uid " + uid;
 }
 
 std::string InpodManager::DelPod(const std::string& uid) {
+  if (pending_.erase(uid) != 0) return "";  // never set up: nothing to stop
   auto it = pods_.find(uid);
   if (it == pods_.end()) return "unknown workload uid " + uid;
   Stop(it->second);
@@ -95,6 +132,9 @@ std::string InpodManager::DelPod(const std::string& uid) {
 void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
   std::vector<std::string> gone;
   for (const auto& [uid, pod] : pods_) {
+    if (uids.count(uid) == 0) gone.push_back(uid);
+  }
+  for (const auto& [uid, pod] : pending_) {
     if (uids.count(uid) == 0) gone.push_back(uid);
   }
   for (const std::string& uid : gone) {

@@ -3,6 +3,7 @@
 // the pod's rules let them be, served by every worker.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,8 +30,13 @@ class InpodManager : public ZdsHandler {
   std::string DelPod(const std::string& uid) override;
   void SnapshotDone(const std::set<std::string>& uids) override;
 
+  void Tick() override;
+
   /// pods counts the pods being served.
   size_t pods() const { return pods_.size(); }
+  /// pending counts pods the agent enrolled that could not be set up yet: they are
+  /// retried every 5 s (and keep readiness pending).
+  size_t pending() const { return pending_.size(); }
 
  private:
   struct Pod {
@@ -40,12 +46,23 @@ class InpodManager : public ZdsHandler {
   };
   // Stop removes the pod from every worker and waits until they let go of it.
   void Stop(Pod& pod);
+  // Setup serves the pod, or says why it cannot.
+  std::string Setup(const PodInfo& info, io::UniqueFd& netns);
+
+  struct Pending {
+    PodInfo info;
+    io::UniqueFd netns;
+    std::string error;
+    std::chrono::steady_clock::time_point next_try;
+    int attempts = 1;
+  };
 
   std::vector<proxy::Worker*> workers_;
   const state::StateStore& state_;
   std::string node_;
   uint32_t mark_;
   std::map<std::string, Pod> pods_;
+  std::map<std::string, Pending> pending_;
 };
 
 }  // namespace zt::inpod

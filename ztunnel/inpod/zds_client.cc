@@ -100,6 +100,14 @@ bool ZdsClient::Serve(int sock) {
   std::set<std::string> seen;  // uids added or kept during this connection's snapshot
   bool snapshot_done = false;
   for (;;) {
+    // Wake up every second for the handler's retries, also while the agent is quiet.
+    pollfd p{sock, POLLIN, 0};
+    const int ready = ::poll(&p, 1, 1000);
+    if (stop_.load(std::memory_order_acquire)) return true;
+    if (ready == 0 || (ready < 0 && errno == EINTR)) {
+      handler_.Tick();
+      continue;
+    }
     Datagram d;
     const Receive got = ReceiveDatagram(sock, &d, &error);
     if (stop_.load(std::memory_order_acquire)) return true;
@@ -150,15 +158,15 @@ std::string ZdsClient::Handle(Datagram& d, std::set<std::string>& seen, bool* sn
       }
       PodInfo pod{a.uid(), a.workload_info().name(), a.workload_info().namespace_(),
                   a.workload_info().service_account()};
-      std::string err = handler_.AddPod(pod, std::move(d.fds[0]));
-      if (err.empty() && !*snapshot_done) seen.insert(pod.uid);
-      return err;
+      // In the snapshot whether or not it could be set up: the agent has it enrolled.
+      if (!*snapshot_done) seen.insert(pod.uid);
+      return handler_.AddPod(pod, std::move(d.fds[0]));
     }
     case zds::WorkloadRequest::kKeep: {
       if (request.keep().uid().empty()) return "KeepWorkload without a uid";
       std::string err = handler_.KeepPod(request.keep().uid());
       if (err.empty() && !*snapshot_done) seen.insert(request.keep().uid());
-      return err;
+      return err;  // an unknown uid cannot be kept: it is not in the set
     }
     case zds::WorkloadRequest::kDel:
       if (request.del().uid().empty()) return "DelWorkload without a uid";

@@ -34,6 +34,8 @@ class ZdsHandler {
   /// SnapshotDone: `uids` (added or kept since this connection began) are all the
   /// enrolled pods; any other pod is to be drained.
   virtual void SnapshotDone(const std::set<std::string>& uids) = 0;
+  /// Tick runs about once a second on the client's thread, for retries.
+  virtual void Tick() {}
 };
 
 /// ZdsClient runs on its own thread (Run) until Stop.
