@@ -244,3 +244,58 @@ def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
     assert done["server_count"] == 1 << 20
     zt.wait_log("src.identity=spiffe://cluster.local/ns/shop/sa/web")
     assert zt.stop() == 0
+
+
+def no_answer(ns, ip: str, port: int) -> str:
+    """Connects from `ns`, sends a byte, half-closes; returns what came back: '' for a
+    reset or a close without data."""
+    probe = ns.run(PY, "-c", (
+        "import socket\n"
+        "try:\n"
+        "  s=socket.socket();s.settimeout(5)\n"
+        f"  s.connect(({ip!r},{port}));s.sendall(b'x');s.shutdown(socket.SHUT_WR)\n"
+        "  print(repr(s.recv(100)))\n"
+        "except OSError as e:\n  print('error', e.errno)\n"), check=False)
+    out = probe.stdout.strip()
+    return "" if out in ("b''", "error 104", "error 111") else out
+
+
+def test_proxy_ports_seen_from_a_pod_lead_nowhere(topo, tmp_path):
+    node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
+    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
+                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
+                             stderr=subprocess.STDOUT)
+    topo.processes.append(agent)
+    while not control.exists():
+        time.sleep(0.05)
+    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
+                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
+                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
+        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
+                        f"shop/{name}", "--name", name, "--namespace", "shop",
+                        "--service-account", sa, "--control-socket", str(control)],
+                       check=True, capture_output=True, timeout=30)
+    zt.wait_log("serving pod shop/pod2")
+
+    # An app in pod1 dialing a proxy port anywhere: its own loopback (the listeners
+    # there, reached without capture), its own address and pod2's (captured to 15001,
+    # which refuses proxy ports: no loop), never gets an answer.
+    results = {}
+    for ip in ("127.0.0.1", POD1_IP, POD2_IP):
+        for port in (15001, 15006, 15008):
+            results[(ip, port)] = no_answer(pod1, ip, port)
+    assert all(v == "" for v in results.values()), results
+    log = zt.log.read_text()
+    for ip, port in results:
+        assert f"dst.addr={ip}:{port} " not in log  # nothing was proxied anywhere
+    assert "targets a proxy port (loop)" in log
+    # The node process is fine and pod traffic still flows.
+    assert zt.proc.poll() is None
+    assert send(pod1)["server_count"] == 1 << 20
+    assert zt.stop() == 0
