@@ -299,3 +299,33 @@ def test_proxy_ports_seen_from_a_pod_lead_nowhere(topo, tmp_path):
     assert zt.proc.poll() is None
     assert send(pod1)["server_count"] == 1 << 20
     assert zt.stop() == 0
+
+
+def test_dedicated_mode_is_a_sidecar_in_the_pod(topo, tmp_path):
+    pod1, pod2 = topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    # One proxy per pod, each on its own "node" as far as the config is concerned.
+    (tmp_path / "mesh.yaml").write_text(CONFIG.replace(
+        f"[{POD2_IP}], protocol: HBONE, node: node-a", f"[{POD2_IP}], protocol: HBONE, node: node-b"))
+    common = ["--proxy-mode", "dedicated", "--local-config", str(tmp_path / "mesh.yaml"),
+              "--ca-dir", str(tmp_path / "ca"), "--pod-namespace", "shop"]
+    zt1 = ztnet.Ztunnel(pod1, tmp_path / "zt1.log", *common, "--ca-generate", "--pod-name",
+                        "pod1", "--service-account", "web")
+    zt2 = ztnet.Ztunnel(pod2, tmp_path / "zt2.log", *common, "--pod-name", "pod2")
+    for ns in (pod1, pod2):
+        assert "ISTIO_OUTPUT" in ns.run("iptables-save").stdout
+    done = send(pod1, 2 << 20)
+    assert done["server_count"] == 2 << 20 and done["server_sha256"] == done["sha256"]
+    zt2.wait_log("src.identity=spiffe://cluster.local/ns/shop/sa/web")
+    assert "direction=outbound" in zt1.wait_log("direction=outbound")
+    # A wrong identity is refused at start, with the reason.
+    bad = pod1.run(ztnet.ztunnel_bin(), *common, "--pod-name", "pod1", "--service-account",
+                   "root", check=False)
+    assert bad.returncode != 0
+    assert 'has service account "web" in the config, not "root"' in bad.stderr + bad.stdout
+    # Each proxy takes its rules with it.
+    assert zt1.stop() == 0 and zt2.stop() == 0
+    for ns in (pod1, pod2):
+        assert "ISTIO" not in ns.run("iptables-save").stdout

@@ -27,6 +27,7 @@
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/probe.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/iptables/capture.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/worker.h"
@@ -137,6 +138,65 @@ struct MeshRuntime {
   }
 };
 
+// DedicatedCapture owns the capture rules of the pod a dedicated proxy serves: installed
+// at start, removed at exit.
+struct DedicatedCapture {
+  io::UniqueFd netns;
+  ~DedicatedCapture() {
+    std::string error;
+    if (iptables::Uninstall(netns.get(), {}, &error)) {
+      ZT_INFO("app", "dedicated mode: capture rules removed");
+    } else {
+      ZT_ERROR("app", "dedicated mode: removing the capture rules failed: {}", error);
+    }
+  }
+};
+
+// CheckDedicated checks the pod is a workload of the config and makes this node's name
+// the pod's node (so it is the workload served here). Before anything is bound.
+void CheckDedicated(config::Options& opts) {
+  if (opts.inpod) Fatal("--proxy-mode dedicated and --inpod exclude each other");
+  if (opts.local_config.empty() || opts.pod_name.empty() || opts.pod_namespace.empty()) {
+    Fatal("--proxy-mode dedicated needs --local-config, --pod-name and --pod-namespace");
+  }
+  std::string error;
+  auto state = config::LoadLocalConfig(opts.local_config, &error);
+  if (!state) Fatal("invalid local config: " + error);
+  const state::Workload* pod = nullptr;
+  for (const state::Workload& w : state->workloads()) {
+    if (w.namespace_name == opts.pod_namespace && w.name == opts.pod_name) pod = &w;
+  }
+  if (pod == nullptr) {
+    Fatal("dedicated mode: no workload " + opts.pod_namespace + "/" + opts.pod_name + " in " +
+          opts.local_config);
+  }
+  if (!opts.service_account.empty() && pod->service_account != opts.service_account) {
+    Fatal("dedicated mode: " + opts.pod_namespace + "/" + opts.pod_name +
+          " has service account \"" + pod->service_account + "\" in the config, not \"" +
+          opts.service_account + "\"");
+  }
+  if (!opts.node_name.empty() && opts.node_name != pod->node) {
+    Fatal("dedicated mode: --node-name \"" + opts.node_name + "\" but the config puts " +
+          opts.pod_namespace + "/" + opts.pod_name + " on \"" + pod->node + "\"");
+  }
+  opts.node_name = pod->node;
+}
+
+// InstallDedicatedRules installs the pod's capture rules in the namespace this process
+// runs in, once its listeners exist.
+std::unique_ptr<DedicatedCapture> InstallDedicatedRules(const config::Options& opts) {
+  std::string error;
+  auto capture = std::make_unique<DedicatedCapture>();
+  capture->netns.reset(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!iptables::Install(capture->netns.get(), {}, {}, &error)) {
+    capture->netns.reset();
+    Fatal("dedicated mode: installing the capture rules failed: " + error);
+  }
+  ZT_INFO("app", "dedicated mode: serving {}/{}, capture rules installed", opts.pod_namespace,
+          opts.pod_name);
+  return capture;
+}
+
 // StartMesh loads the local config, opens the CA, issues the certificates of this
 // node's workloads and opens the HBONE listener; any failure is fatal and named.
 std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
@@ -205,7 +265,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ztunnel: %s\n", err->message.c_str());
     return 2;
   }
-  const config::Options& opts = std::get<config::Options>(parsed);
+  config::Options opts = std::get<config::Options>(parsed);  // dedicated mode adjusts it
   if (opts.help) {
     std::fputs(config::HelpText().c_str(), stdout);
     return 0;
@@ -248,12 +308,14 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Dedicated mode (the sidecar model): this process runs inside one pod's netns and
+  // serves that pod only, with the pod's capture rules installed for its lifetime.
+  if (opts.dedicated) CheckDedicated(opts);
   auto listener = io::Listen(*outbound_addr, io::ListenOptions{});
   if (!listener) {
     Fatal("cannot listen on " + outbound_addr->ToString() +
           " (outbound): " + listener.error().Message());
   }
-
   if (opts.inpod && opts.local_config.empty()) {
     Fatal(
         "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served "
@@ -261,6 +323,8 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<MeshRuntime> mesh;
   if (!opts.local_config.empty()) mesh = StartMesh(opts);
+  std::unique_ptr<DedicatedCapture> dedicated;
+  if (opts.dedicated) dedicated = InstallDedicatedRules(opts);
 
   proxy::WorkerOptions worker_options;
   if (mesh) {
@@ -359,6 +423,7 @@ int main(int argc, char** argv) {
 
   for (auto& t : threads) t.join();
   if (mesh) mesh->Stop();
+  dedicated.reset();  // the pod's traffic flows uncaptured again
   ZT_INFO("app", "drained; exiting");
   return 0;
 }

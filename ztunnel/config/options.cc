@@ -62,6 +62,14 @@ const std::vector<Flag>& Flags() {
       {"ca-generate", "ZTUNNEL_CA_GENERATE",
        "generate a CA in --ca-dir (key mode 0600) if it holds none (default false)", "BOOL"},
       {"cert-ttl", "SECRET_TTL", "lifetime of workload certificates (default 24h)", "DURATION"},
+      {"proxy-mode", "ZTUNNEL_PROXY_MODE",
+       "shared (one node process for every pod, the default) or dedicated (one proxy inside "
+       "one pod's network namespace: the sidecar model; needs --pod-name and --pod-namespace)",
+       "MODE"},
+      {"pod-name", "POD_NAME", "dedicated mode: the name of the pod this proxy serves", "NAME"},
+      {"pod-namespace", "POD_NAMESPACE", "dedicated mode: the pod's namespace", "NS"},
+      {"service-account", "SERVICE_ACCOUNT",
+       "dedicated mode: the pod's service account (checked against the config)", "SA"},
       {"inpod", "INPOD_ENABLED",
        "serve enrolled pods inside their network namespaces, as the ZDS agent enrolls them "
        "(needs --local-config; default false)",
@@ -214,6 +222,20 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       } else {
         return Invalid(f, from_env, value, "true or false");
       }
+    } else if (name == "proxy-mode") {
+      if (value == "shared") {
+        out.dedicated = false;
+      } else if (value == "dedicated") {
+        out.dedicated = true;
+      } else {
+        return Invalid(f, from_env, value, "shared or dedicated");
+      }
+    } else if (name == "pod-name") {
+      out.pod_name = value;
+    } else if (name == "pod-namespace") {
+      out.pod_namespace = value;
+    } else if (name == "service-account") {
+      out.service_account = value;
     } else if (name == "inpod") {
       if (value == "true" || value == "1") {
         out.inpod = true;

@@ -35,6 +35,9 @@ struct Options {
   std::string trust_domain = "cluster.local";
   std::string ca_dir = "/etc/cacerts";
   bool ca_generate = false;
+  /// dedicated: one proxy for one pod, inside its netns (--proxy-mode dedicated).
+  bool dedicated = false;
+  std::string pod_name, pod_namespace, service_account;
   /// inpod: serve pods the ZDS agent enrolls, inside their network namespaces.
   bool inpod = false;
   std::string inpod_uds = "/var/run/ztunnel/ztunnel.sock";
