@@ -329,3 +329,40 @@ def test_dedicated_mode_is_a_sidecar_in_the_pod(topo, tmp_path):
     assert zt1.stop() == 0 and zt2.stop() == 0
     for ns in (pod1, pod2):
         assert "ISTIO" not in ns.run("iptables-save").stdout
+
+
+def test_ipv6_traffic_of_a_dual_stack_pod_is_tunnelled_too(topo, tmp_path):
+    node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    v6 = {pod1: "fd00:81::1", pod2: "fd00:81::2"}
+    for ns, ip in v6.items():
+        dev = ns.run("ip", "-o", "link", "show", "type", "veth").stdout.split(":")[1].strip()
+        ns.run("ip", "-6", "addr", "add", f"{ip}/64", "dev", dev.split("@")[0], "nodad")
+    pod2.spawn(PY, str(TOOLS / "sink.py"), v6[pod2], str(PORT))
+    pod2.wait_listening(PORT)
+    (tmp_path / "mesh.yaml").write_text(
+        CONFIG.replace(f"[{POD1_IP}]", f"[{POD1_IP}, '{v6[pod1]}']")
+              .replace(f"[{POD2_IP}]", f"[{POD2_IP}, '{v6[pod2]}']"))
+    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
+    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
+                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
+                             stderr=subprocess.STDOUT)
+    topo.processes.append(agent)
+    while not control.exists():
+        time.sleep(0.05)
+    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
+                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
+                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
+        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
+                        f"shop/{name}", "--name", name, "--namespace", "shop",
+                        "--service-account", sa, "--control-socket", str(control)],
+                       check=True, capture_output=True, timeout=30)
+    zt.wait_log("serving pod shop/pod2")
+    assert "[::1]:15001" in listening(pod1) and "[::]:15008" in listening(pod2)
+    out = pod1.run(PY, str(TOOLS / "send.py"), v6[pod2], str(PORT), str(1 << 20)).stdout
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["server_count"] == 1 << 20 and done["server_sha256"] == done["sha256"]
+    log = zt.wait_log("direction=inbound")
+    assert f"src.addr=[{v6[pod1]}]" in log and "src.identity=spiffe://cluster.local/ns/shop/sa/web" in log
+    assert zt.stop() == 0

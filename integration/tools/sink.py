@@ -21,7 +21,7 @@ def serve(conn: socket.socket) -> None:
 
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
     srv.listen(128)

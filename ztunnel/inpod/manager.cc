@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -84,28 +85,45 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
     return "pod " + info.namespace_name + "/" + info.name + " runs as service account \"" +
            info.service_account + "\" but the config says \"" + workload->service_account + "\"";
   }
-  Pod pod{info, {}, {}, {}, {}};
+  Pod pod{info, {}, {}};
   const int netns_fd = netns.get();
-  const io::ListenOptions options{.backlog = 4096, .mark = mark_, .netns_fd = netns_fd};
+  proxy::PodListeners listeners;
+  // IPv4 always; IPv6 when the pod has it (its rules capture IPv6 too). V6ONLY lets
+  // [::]:P sit beside 0.0.0.0:P.
   struct Want {
-    const char* addr;
-    io::UniqueFd* into;
+    std::string addr;
+    proxy::Listener kind;
+    bool v6;
   };
-  const std::string outbound = "127.0.0.1:" + std::to_string(proxy::kOutboundPort);
-  const std::string hbone = "0.0.0.0:" + std::to_string(proxy::kInboundHbonePort);
-  const std::string plaintext = "0.0.0.0:" + std::to_string(proxy::kInboundPlaintextPort);
-  for (auto [addr, into] :
-       {Want{outbound.c_str(), &pod.outbound}, Want{hbone.c_str(), &pod.inbound_hbone},
-        Want{plaintext.c_str(), &pod.inbound_plaintext}}) {
-    auto l = io::Listen(*io::SocketAddress::Parse(addr), options);
+  const Want wants[] = {
+      {"127.0.0.1:" + std::to_string(proxy::kOutboundPort), proxy::Listener::kOutbound, false},
+      {"0.0.0.0:" + std::to_string(proxy::kInboundHbonePort), proxy::Listener::kInboundHbone,
+       false},
+      {"0.0.0.0:" + std::to_string(proxy::kInboundPlaintextPort),
+       proxy::Listener::kInboundPlaintext, false},
+      {"[::1]:" + std::to_string(proxy::kOutboundPort), proxy::Listener::kOutbound, true},
+      {"[::]:" + std::to_string(proxy::kInboundHbonePort), proxy::Listener::kInboundHbone, true},
+      {"[::]:" + std::to_string(proxy::kInboundPlaintextPort), proxy::Listener::kInboundPlaintext,
+       true},
+  };
+  bool v6_missing = false;
+  for (const Want& want : wants) {
+    if (want.v6 && v6_missing) continue;
+    const io::ListenOptions options{
+        .backlog = 4096, .mark = mark_, .netns_fd = netns_fd, .v6only = true};
+    auto l = io::Listen(*io::SocketAddress::Parse(want.addr), options);
     if (!l) {
-      return std::string("cannot listen on ") + addr +
+      const int sys = l.error().sys;
+      if (want.v6 && (sys == EADDRNOTAVAIL || sys == EAFNOSUPPORT)) {
+        v6_missing = true;  // no IPv6 in this pod
+        continue;
+      }
+      return "cannot listen on " + want.addr +
              " in the pod's network namespace: " + l.error().Message();
     }
-    *into = std::move(l).value();
+    listeners.push_back({l->get(), want.kind});
+    pod.listeners.push_back(std::move(l).value());
   }
-  const proxy::PodListeners listeners{pod.outbound.get(), pod.inbound_hbone.get(),
-                                      pod.inbound_plaintext.get()};
   pod.netns = std::move(netns);
   for (proxy::Worker* w : workers_) w->AddPod(info.uid, listeners);
   ZT_INFO("inpod", "serving pod {} ({}/{}, {}) in its network namespace", info.uid,
@@ -163,9 +181,7 @@ void InpodManager::Stop(Pod& pod) {
   // ever, but the listeners then stay open (leaked) rather than closed under it.
   if (!wait->cv.wait_for(lock, std::chrono::seconds(10), [&] { return wait->left == 0; })) {
     ZT_ERROR("inpod", "workers did not release pod {} within 10 s", pod.info.uid);
-    (void)pod.outbound.release();
-    (void)pod.inbound_hbone.release();
-    (void)pod.inbound_plaintext.release();
+    for (io::UniqueFd& l : pod.listeners) (void)l.release();
   }
 }
 

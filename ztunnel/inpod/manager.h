@@ -42,7 +42,7 @@ class InpodManager : public ZdsHandler {
   struct Pod {
     PodInfo info;
     io::UniqueFd netns;
-    io::UniqueFd outbound, inbound_hbone, inbound_plaintext;
+    std::vector<io::UniqueFd> listeners;  // what the workers accept on, one per kind and family
   };
   // Stop removes the pod from every worker and waits until they let go of it.
   void Stop(Pod& pod);

@@ -33,6 +33,9 @@ Result<UniqueFd> Listen(const SocketAddress& addr, const ListenOptions& options)
   if (!sock) return sock.error();
   const int fd = sock->get();
   if (auto s = SetInt(fd, SOL_SOCKET, SO_REUSEADDR, 1); !s) return s.error();
+  if (options.v6only && addr.family() == AF_INET6) {
+    if (auto s = SetInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1); !s) return s.error();
+  }
   if (options.reuse_port) {
     if (auto s = SetReusePort(fd); !s) return s.error();
   }

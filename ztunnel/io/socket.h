@@ -21,6 +21,7 @@ struct ListenOptions {
   bool transparent = false;  // IP_TRANSPARENT: accept for non-local addresses (TPROXY)
   uint32_t mark = 0;         // SO_MARK on the listener (0 = leave unset)
   int netns_fd = -1;         // >= 0: create the socket in this network namespace
+  bool v6only = false;       // IPV6_V6ONLY, so [::]:P can sit next to 0.0.0.0:P
 };
 
 /// Listen creates a TCP socket bound to `addr` and listening. A bind conflict is an

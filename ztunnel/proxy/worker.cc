@@ -88,12 +88,7 @@ void Worker::AddPod(const std::string& uid, PodListeners listeners) {
   loop_->Post([this, uid, listeners] {
     if (draining_ || options_.mesh == nullptr || pod_acceptors_.count(uid) != 0) return;
     auto& list = pod_acceptors_[uid];
-    const std::pair<int, Listener> kinds[] = {
-        {listeners.outbound, Listener::kOutbound},
-        {listeners.inbound_hbone, Listener::kInboundHbone},
-        {listeners.inbound_plaintext, Listener::kInboundPlaintext}};
-    for (auto [fd, kind] : kinds) {
-      if (fd < 0) continue;
+    for (const auto [fd, kind] : listeners) {
       list.push_back(std::make_unique<Acceptor>(*loop_, fd, balancer_, index_, kind, "pod",
                                                 [this, kind](int c) { Serve(c, kind); }));
       list.back()->Start();

@@ -36,14 +36,14 @@ struct WorkerOptions {
   int inbound_plaintext_listen_fd = -1;
 };
 
-/// PodListeners are one pod's listening sockets (in-pod mode), created inside the
-/// pod's network namespace by the caller, who keeps them open until every worker's
-/// RemovePod has finished. -1: none.
-struct PodListeners {
-  int outbound = -1;
-  int inbound_hbone = -1;
-  int inbound_plaintext = -1;
+/// PodListener is one of a pod's listening sockets (in-pod mode), created inside the
+/// pod's network namespace by the caller, who keeps it open until every worker's
+/// RemovePod has finished.
+struct PodListener {
+  int fd;
+  Listener kind;
 };
+using PodListeners = std::vector<PodListener>;
 
 /// Worker::Run runs on the worker's own thread until the drain has finished there:
 /// no worker accepts any more, and every connection assigned to this one has ended or
