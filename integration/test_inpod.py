@@ -366,3 +366,52 @@ def test_ipv6_traffic_of_a_dual_stack_pod_is_tunnelled_too(topo, tmp_path):
     log = zt.wait_log("direction=inbound")
     assert f"src.addr=[{v6[pod1]}]" in log and "src.identity=spiffe://cluster.local/ns/shop/sa/web" in log
     assert zt.stop() == 0
+
+
+def test_removing_a_pod_drains_its_connections_only(topo, tmp_path):
+    node, pod1, pod2, pod3 = (topo.netns(n) for n in ("node", "pod1", "pod2", "pod3"))
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    topo.link(pod3, "10.82.0.3", pod2, "10.82.0.2")
+    pod2.spawn(PY, str(TOOLS / "sink.py"), "0.0.0.0", str(PORT))
+    pod2.wait_listening(PORT)
+    (tmp_path / "mesh.yaml").write_text(
+        CONFIG.replace(f"[{POD2_IP}]", f"[{POD2_IP}, 10.82.0.2]") +
+        "- {uid: shop/pod3, name: pod3, namespace: shop, serviceAccount: web,\n"
+        "   workloadIps: [10.82.0.3], protocol: HBONE, node: node-a}\n")
+    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
+    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
+                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
+                             stderr=subprocess.STDOUT)
+    topo.processes.append(agent)
+    while not control.exists():
+        time.sleep(0.05)
+    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
+                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
+                       "node-a", "--inpod", "--inpod-uds", str(zds), "--drain-timeout", "1s")
+    for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db"), (pod3, "pod3", "web")):
+        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
+                        f"shop/{name}", "--name", name, "--namespace", "shop",
+                        "--service-account", sa, "--control-socket", str(control)],
+                       check=True, capture_output=True, timeout=30)
+    zt.wait_log("serving pod shop/pod3")
+    # Two live transfers to pod2, one from pod1 and one from pod3, both paused midway.
+    total = 8 << 20
+    live = {}
+    for ns, dst in ((pod1, POD2_IP), (pod3, "10.82.0.2")):
+        resume = tmp_path / f"resume-{ns.name}"
+        proc = ns.spawn(PY, str(TOOLS / "send.py"), dst, str(PORT), str(total), "--pause-after",
+                        str(total // 2), "--pause-file", str(resume), stdout=subprocess.PIPE)
+        assert "paused_at" in proc.stdout.readline().decode()
+        live[ns.name] = (proc, resume)
+    # pod1 leaves: after its 1 s grace its connection is closed; pod3's is untouched.
+    subprocess.run([AGENT, "unenroll", "--uid", "shop/pod1", "--control-socket", str(control)],
+                   check=True, capture_output=True, timeout=30)
+    zt.wait_log("pod shop/pod1 removed: closed", timeout=5)
+    for proc, resume in live.values():
+        resume.touch()
+    out1, _ = live[pod1.name][0].communicate(timeout=60)
+    out3, _ = live[pod3.name][0].communicate(timeout=60)
+    assert live[pod1.name][0].returncode != 0, out1  # reset mid-transfer
+    done = json.loads(out3.decode().strip().splitlines()[-1])
+    assert done["server_count"] == total and done["server_sha256"] == done["sha256"]
+    assert zt.stop() == 0

@@ -108,7 +108,8 @@ class Topology:
 
     def link(self, a: Netns, a_ip: str, b: Netns, b_ip: str, prefix_len: int = 24) -> None:
         """Joins a and b with a veth pair and gives each end an address."""
-        idx = len(self.namespaces) * 10 + sum(1 for _ in a.name)  # unique enough per topo
+        self._links = getattr(self, "_links", 0) + 1
+        idx = self._links  # unique per topology; the pid part makes it unique per run
         va, vb = f"ztv{os.getpid() % 10000}a{idx}", f"ztv{os.getpid() % 10000}b{idx}"
         sh("ip", "link", "add", va, "netns", a.name, "type", "veth", "peer", "name", vb,
            "netns", b.name)

@@ -393,8 +393,8 @@ int main(int argc, char** argv) {
   if (opts.inpod) {
     std::vector<proxy::Worker*> serving;
     for (auto& w : workers) serving.push_back(w.get());
-    inpod_manager =
-        std::make_unique<inpod::InpodManager>(serving, mesh->state, opts.node_name, opts.mark);
+    inpod_manager = std::make_unique<inpod::InpodManager>(serving, mesh->state, opts.node_name,
+                                                          opts.mark, opts.drain_timeout);
     zds = std::make_unique<inpod::ZdsClient>(opts.inpod_uds, *inpod_manager);
     zds_thread = std::thread([&zds] { zds->Run(); });
     ZT_INFO("app", "in-pod mode: enrolling pods from the ZDS socket {}", opts.inpod_uds);

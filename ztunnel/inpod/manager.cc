@@ -171,7 +171,7 @@ void InpodManager::Stop(Pod& pod) {
   auto wait = std::make_shared<Wait>();
   wait->left = workers_.size();
   for (proxy::Worker* w : workers_) {
-    w->RemovePod(pod.info.uid, [wait] {
+    w->RemovePod(pod.info.uid, Inode(pod.netns.get()), grace_, [wait] {
       std::lock_guard lock(wait->mu);
       if (--wait->left == 0) wait->cv.notify_all();
     });

@@ -20,9 +20,14 @@ class InpodManager : public ZdsHandler {
  public:
   /// `workers` (running) and `state` must outlive this object. `node` is this node's
   /// name: a pod is served only if the config has its workload on this node.
+  /// A removed pod's live connections get `grace` to finish before they are closed.
   InpodManager(std::vector<proxy::Worker*> workers, const state::StateStore& state,
-               std::string node, uint32_t mark)
-      : workers_(std::move(workers)), state_(state), node_(std::move(node)), mark_(mark) {}
+               std::string node, uint32_t mark, std::chrono::milliseconds grace)
+      : workers_(std::move(workers)),
+        state_(state),
+        node_(std::move(node)),
+        mark_(mark),
+        grace_(grace) {}
   ~InpodManager() override;
 
   std::string AddPod(const PodInfo& pod, io::UniqueFd netns) override;
@@ -61,6 +66,7 @@ class InpodManager : public ZdsHandler {
   const state::StateStore& state_;
   std::string node_;
   uint32_t mark_;
+  std::chrono::milliseconds grace_;
   std::map<std::string, Pod> pods_;
   std::map<std::string, Pending> pending_;
 };

@@ -34,4 +34,13 @@ void ConnectionTracker::AbortAll() {
   for (TrackedConnection* c : all) c->Abort();
 }
 
+size_t ConnectionTracker::AbortIf(const std::function<bool(int fd)>& pred) {
+  std::vector<TrackedConnection*> matching;
+  for (TrackedConnection* c = head_; c != nullptr; c = c->next_) {
+    if (pred(c->SocketFd())) matching.push_back(c);
+  }
+  for (TrackedConnection* c : matching) c->Abort();
+  return matching.size();
+}
+
 }  // namespace zt::proxy

@@ -14,6 +14,9 @@ class TrackedConnection {
  public:
   /// Abort ends the connection now (with RST): called at the drain deadline.
   virtual void Abort() = 0;
+  /// SocketFd is the socket that says where the connection lives (its network
+  /// namespace, in in-pod mode), or -1.
+  virtual int SocketFd() const { return -1; }
 
  protected:
   ~TrackedConnection() = default;
@@ -34,6 +37,9 @@ class ConnectionTracker {
   size_t size() const { return size_; }
   /// AbortAll aborts every tracked connection (each removes itself when closed).
   void AbortAll();
+  /// AbortIf aborts the tracked connections whose SocketFd satisfies `pred`; returns
+  /// how many.
+  size_t AbortIf(const std::function<bool(int fd)>& pred);
   /// OnEmpty runs `fn` whenever the last connection is removed.
   void OnEmpty(std::function<void()> fn) { on_empty_ = std::move(fn); }
 

@@ -70,6 +70,7 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   /// Drain sends GOAWAY: no new streams; the connection closes once the live ones end.
   void Drain();
   void Abort() override { Close(h2::kCancel, "aborted"); }
+  int SocketFd() const override { return fd_.get(); }
   void OnBuffersAvailable() override { ArmRecv(); }
 
  private:

@@ -58,6 +58,7 @@ class HboneStream final : public h2::StreamObserver,
   void OnBuffersAvailable() override { ArmRecv(); }
   // TrackedConnection
   void Abort() override;
+  int SocketFd() const override { return tcp_.get(); }
 
   /// on_response (client) hears the CONNECT answer before anything else happens.
   std::function<void(int status)> on_response;

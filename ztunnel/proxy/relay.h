@@ -47,6 +47,7 @@ class Relay final : public TrackedConnection {
 
   /// Abort resets both sides now (drain deadline).
   void Abort() override;
+  int SocketFd() const override { return downstream_.get(); }
 
  private:
   class Half;

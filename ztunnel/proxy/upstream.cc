@@ -12,6 +12,7 @@ class PendingConnect final : public TrackedConnection {
  public:
   PendingConnect(io::Loop& loop, int fd) : loop_(loop), fd_(fd) {}
   void Abort() override { loop_.CancelFd(fd_); }
+  int SocketFd() const override { return fd_; }
 
  private:
   io::Loop& loop_;

@@ -1,6 +1,9 @@
 #include "ztunnel/proxy/worker.h"
 
+#include <sys/stat.h>
+
 #include "ztunnel/core/log.h"
+#include "ztunnel/io/netns.h"
 
 namespace zt::proxy {
 
@@ -16,6 +19,7 @@ Worker::~Worker() {
   // Members that submit to the ring go before the ring.
   acceptors_.clear();
   pod_acceptors_.clear();
+  pod_drains_.clear();
   plaintext_.reset();
   inbound_.reset();
   outbound_.reset();
@@ -96,8 +100,29 @@ void Worker::AddPod(const std::string& uid, PodListeners listeners) {
   });
 }
 
-void Worker::RemovePod(const std::string& uid, std::function<void()> done) {
-  loop_->Post([this, uid, done = std::move(done)]() mutable {
+void Worker::RemovePod(const std::string& uid, uint64_t netns_inode,
+                       std::chrono::milliseconds grace, std::function<void()> done) {
+  loop_->Post([this, uid, netns_inode, grace, done = std::move(done)]() mutable {
+    if (!draining_ && tracker_.size() > 0) {
+      // The node drain, if it starts, has its own deadline; this one is the pod's.
+      auto timer = std::make_unique<io::Timer>(*loop_);
+      timer->Start(grace, [this, uid, netns_inode](bool fired) {
+        if (!fired) return;
+        const size_t closed = tracker_.AbortIf([netns_inode](int fd) {
+          if (fd < 0) return false;
+          auto ns = io::ForeignNetnsOf(fd);
+          if (!ns || !ns->valid()) return false;
+          struct stat st {};
+          return ::fstat(ns->get(), &st) == 0 && st.st_ino == netns_inode;
+        });
+        if (closed > 0) {
+          ZT_INFO("proxy", "pod {} removed: closed {} connection(s) still open after its grace",
+                  uid, closed);
+        }
+        loop_->Post([this, uid] { pod_drains_.erase(uid); });
+      });
+      pod_drains_[uid] = std::move(timer);
+    }
     auto it = pod_acceptors_.find(uid);
     if (it == pod_acceptors_.end() || draining_ || removing_.count(uid) != 0) {
       return done();  // nothing (more) to stop

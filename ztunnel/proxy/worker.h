@@ -67,8 +67,10 @@ class Worker {
   void AddPod(const std::string& uid, PodListeners listeners);
   /// RemovePod stops accepting on them; `done` runs on this worker's thread once the
   /// kernel has released them (at once if the pod is unknown or already stopped).
-  /// Connections already accepted finish on their own.
-  void RemovePod(const std::string& uid, std::function<void()> done);
+  /// The pod's live connections (those whose socket is in the namespace with inode
+  /// `netns_inode`) get `grace` to finish; the rest are then closed. No other pod's.
+  void RemovePod(const std::string& uid, uint64_t netns_inode, std::chrono::milliseconds grace,
+                 std::function<void()> done);
 
  private:
   void Serve(int fd, Listener listener);
@@ -92,6 +94,8 @@ class Worker {
   // Per pod (in-pod mode): its acceptors; stopped ones wait here until released.
   std::map<std::string, std::vector<std::unique_ptr<Acceptor>>> pod_acceptors_;
   std::set<std::string> removing_;  // pods whose acceptors are stopping already
+  // Removed pods' grace periods, by uid; at the end their connections are closed.
+  std::map<std::string, std::unique_ptr<io::Timer>> pod_drains_;
   std::unique_ptr<io::Timer> deadline_;
   std::unique_ptr<io::Timer> pool_wait_;
   size_t acceptors_running_ = 0;
