@@ -53,6 +53,13 @@ def test_bad_listen_address():
     assert "--outbound-listen" in one_line(p.stderr)
 
 
+def test_bad_readiness_address():
+    p = run("--readiness-listen", "everywhere")
+    assert p.returncode == 2
+    assert one_line(p.stderr) == ('ztunnel: invalid value "everywhere" for --readiness-listen: '
+                                  "expected IP:PORT, e.g. 0.0.0.0:15021, or off")
+
+
 def test_bind_conflict_fails_loudly():
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

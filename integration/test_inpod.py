@@ -37,6 +37,19 @@ def listening(ns) -> str:
     return ns.run("ss", "-ltnH").stdout
 
 
+def readiness(ns) -> tuple[int, str]:
+    """GET /healthz/ready on 127.0.0.1:15021 in `ns`: (status, body)."""
+    out = ns.run(PY, "-c", (
+        "import urllib.request, urllib.error\n"
+        "try:\n"
+        "  r = urllib.request.urlopen('http://127.0.0.1:15021/healthz/ready', timeout=5)\n"
+        "  print(r.status, r.read().decode().strip())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "  print(e.code, e.read().decode().strip())\n")).stdout.strip()
+    code, _, body = out.partition(" ")
+    return int(code), body
+
+
 def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
     node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
     topo.link(pod1, POD1_IP, pod2, POD2_IP)
@@ -170,7 +183,9 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
     try:
         assert agent.request(add_request("shop/pod1", "pod1", "web"), [ns1]) == ""
         assert agent.request(add_request("shop/pod2", "pod2", "db"), [ns2]) == ""
+        assert readiness(node) == (500, "not ready: ZDS snapshot")
         assert agent.request(field(3, b"")) == ""  # SnapshotSent
+        assert readiness(node) == (200, "ready")
         assert send(pod1)["server_count"] == 1 << 20
 
         # Each bad message gets its own NACK; nothing else changes.
@@ -234,12 +249,15 @@ def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
     assert "node process acknowledged" in outs[0]
     assert ('node process refused it: no workload shop/pod1 on node "node-a" in the config '
             "(retrying every 5 s)") in outs[1]
-    # The rules are in, the listeners are not: pod1's traffic is refused, not leaked.
+    # The rules are in, the listeners are not: pod1's traffic is refused, not leaked;
+    # and the node process says it is not ready, naming the pod.
     assert ":15001" not in listening(pod1)
+    assert readiness(node) == (500, "not ready: pod shop/pod1 set up")
 
     # The workload appears in the config: within a retry the pod is served.
     (tmp_path / "mesh.yaml").write_text(CONFIG)
     zt.wait_log("pod shop/pod1 set up after", timeout=12)
+    assert readiness(node) == (200, "ready")
     done = send(pod1)
     assert done["server_count"] == 1 << 20
     zt.wait_log("src.identity=spiffe://cluster.local/ns/shop/sa/web")
@@ -290,6 +308,11 @@ def test_proxy_ports_seen_from_a_pod_lead_nowhere(topo, tmp_path):
     for ip in ("127.0.0.1", POD1_IP, POD2_IP):
         for port in (15001, 15006, 15008):
             results[(ip, port)] = no_answer(pod1, ip, port)
+    # The node process's own ports (readiness 15021, and admin 15000 / metrics 15020 to
+    # come) live in its namespace, not the pod's: from the pod there is nothing there.
+    for port in (15000, 15020, 15021):
+        results[("127.0.0.1", port)] = no_answer(pod1, "127.0.0.1", port)
+    assert readiness(node)[0] == 200
     assert all(v == "" for v in results.values()), results
     log = zt.log.read_text()
     for ip, port in results:

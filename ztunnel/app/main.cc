@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "ztunnel/admin/readiness.h"
 #include "ztunnel/config/local_config.h"
 #include "ztunnel/config/local_config_watcher.h"
 #include "ztunnel/config/options.h"
@@ -316,6 +317,19 @@ int main(int argc, char** argv) {
     Fatal("cannot listen on " + outbound_addr->ToString() +
           " (outbound): " + listener.error().Message());
   }
+  // Readiness (15021) answers from now on: 500 naming what is pending until ready.
+  admin::Readiness readiness;
+  readiness.Set("workers", true);
+  std::unique_ptr<admin::ReadinessServer> readiness_server;
+  if (opts.readiness_listen != "off") {
+    auto server =
+        admin::ReadinessServer::Start(*io::SocketAddress::Parse(opts.readiness_listen), readiness);
+    if (!server) {
+      Fatal("cannot listen on " + opts.readiness_listen +
+            " (readiness): " + server.error().Message());
+    }
+    readiness_server = std::move(server).value();
+  }
   if (opts.inpod && opts.local_config.empty()) {
     Fatal(
         "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served "
@@ -393,15 +407,18 @@ int main(int argc, char** argv) {
   if (opts.inpod) {
     std::vector<proxy::Worker*> serving;
     for (auto& w : workers) serving.push_back(w.get());
-    inpod_manager = std::make_unique<inpod::InpodManager>(serving, mesh->state, opts.node_name,
-                                                          opts.mark, opts.drain_timeout);
+    inpod_manager = std::make_unique<inpod::InpodManager>(
+        serving, mesh->state, opts.node_name, opts.mark, opts.drain_timeout, &readiness);
     zds = std::make_unique<inpod::ZdsClient>(opts.inpod_uds, *inpod_manager);
     zds_thread = std::thread([&zds] { zds->Run(); });
     ZT_INFO("app", "in-pod mode: enrolling pods from the ZDS socket {}", opts.inpod_uds);
   }
 
+  readiness.Set("workers", false);
+
   int sig = 0;
   sigwait(&signals, &sig);
+  readiness.Set("draining", true);
   ZT_INFO("app", "received {}: draining (stop accepting, live connections have {})",
           SignalName(sig), FormatDuration(opts.drain_timeout));
   if (zds) {

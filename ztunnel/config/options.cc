@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ztunnel/core/duration.h"
+#include "ztunnel/core/ip_port.h"
 
 namespace zt::config {
 namespace {
@@ -45,6 +46,9 @@ const std::vector<Flag>& Flags() {
        "FILE"},
       {"inbound-listen", "ZTUNNEL_INBOUND_LISTEN",
        "address of the inbound HBONE listener, used with --local-config (default 0.0.0.0:15008)",
+       "IP:PORT"},
+      {"readiness-listen", "ZTUNNEL_READINESS_LISTEN",
+       "address of the readiness endpoint /healthz/ready (default 0.0.0.0:15021; \"off\": none)",
        "IP:PORT"},
       {"inbound-plaintext-listen", "ZTUNNEL_INBOUND_PLAINTEXT_LISTEN",
        "address of the inbound plaintext capture listener, used with --local-config (default "
@@ -202,6 +206,11 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       out.local_config = value;
     } else if (name == "inbound-listen") {
       out.inbound_listen = value;
+    } else if (name == "readiness-listen") {
+      if (value != "off" && !IpPort::Parse(value)) {
+        return Invalid(f, from_env, value, "IP:PORT, e.g. 0.0.0.0:15021, or off");
+      }
+      out.readiness_listen = value;
     } else if (name == "inbound-plaintext-listen") {
       out.inbound_plaintext_listen = value;
     } else if (name == "node-name") {

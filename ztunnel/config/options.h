@@ -28,6 +28,8 @@ struct Options {
   /// outbound connection is a plain passthrough and no HBONE listener opens.
   std::string local_config;
   std::string inbound_listen = "0.0.0.0:15008";
+  /// readiness_listen serves /healthz/ready; "off" disables it.
+  std::string readiness_listen = "0.0.0.0:15021";
   std::string inbound_plaintext_listen = "0.0.0.0:15006";
   std::string node_name;
   std::string network;

@@ -36,8 +36,10 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
     pods_.erase(it);
   }
   pending_.erase(info.uid);
+  SetPending(info.uid, false);
   std::string error = Setup(info, netns);
   if (error.empty()) return "";
+  SetPending(info.uid, true);
   // NACKed, but not forgotten: the config may name the workload soon.
   pending_[info.uid] =
       Pending{info, std::move(netns), error, std::chrono::steady_clock::now() + kRetryEvery};
@@ -55,6 +57,7 @@ void InpodManager::Tick() {
     std::string error = Setup(p.info, p.netns);
     if (error.empty()) {
       ZT_INFO("inpod", "pod {} set up after {} attempt(s)", p.info.uid, p.attempts + 1);
+      SetPending(p.info.uid, false);
       it = pending_.erase(it);
       continue;
     }
@@ -137,7 +140,10 @@ std::string InpodManager::KeepPod(const std::string& uid) {
 }
 
 std::string InpodManager::DelPod(const std::string& uid) {
-  if (pending_.erase(uid) != 0) return "";  // never set up: nothing to stop
+  if (pending_.erase(uid) != 0) {
+    SetPending(uid, false);
+    return "";  // never set up: nothing to stop
+  }
   auto it = pods_.find(uid);
   if (it == pods_.end()) return "unknown workload uid " + uid;
   Stop(it->second);
@@ -159,6 +165,7 @@ void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
     ZT_INFO("inpod", "pod {} is not in the agent's snapshot: draining it", uid);
     (void)DelPod(uid);
   }
+  if (readiness_ != nullptr) readiness_->Set(kSnapshotTask, false);
 }
 
 void InpodManager::Stop(Pod& pod) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ztunnel/admin/readiness.h"
 #include "ztunnel/inpod/zds_client.h"
 #include "ztunnel/io/fd.h"
 #include "ztunnel/proxy/worker.h"
@@ -21,13 +22,21 @@ class InpodManager : public ZdsHandler {
   /// `workers` (running) and `state` must outlive this object. `node` is this node's
   /// name: a pod is served only if the config has its workload on this node.
   /// A removed pod's live connections get `grace` to finish before they are closed.
+  /// Until the first snapshot, and while a pod waits to be set up, `readiness` (may be
+  /// null; must outlive this object) has a pending task.
   InpodManager(std::vector<proxy::Worker*> workers, const state::StateStore& state,
-               std::string node, uint32_t mark, std::chrono::milliseconds grace)
+               std::string node, uint32_t mark, std::chrono::milliseconds grace,
+               admin::Readiness* readiness = nullptr)
       : workers_(std::move(workers)),
         state_(state),
         node_(std::move(node)),
         mark_(mark),
-        grace_(grace) {}
+        grace_(grace),
+        readiness_(readiness) {
+    if (readiness_ != nullptr) readiness_->Set(kSnapshotTask, true);
+  }
+  /// kSnapshotTask is pending until the agent's first snapshot has been applied.
+  static constexpr const char* kSnapshotTask = "ZDS snapshot";
   ~InpodManager() override;
 
   std::string AddPod(const PodInfo& pod, io::UniqueFd netns) override;
@@ -67,6 +76,11 @@ class InpodManager : public ZdsHandler {
   std::string node_;
   uint32_t mark_;
   std::chrono::milliseconds grace_;
+  admin::Readiness* readiness_;
+  // SetPending keeps the readiness task of a pod waiting to be set up.
+  void SetPending(const std::string& uid, bool pending) {
+    if (readiness_ != nullptr) readiness_->Set("pod " + uid + " set up", pending);
+  }
   std::map<std::string, Pod> pods_;
   std::map<std::string, Pending> pending_;
 };
