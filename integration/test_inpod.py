@@ -212,6 +212,15 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
         assert zt.proc.poll() is None
         log = zt.log.read_text()
         assert log.count("NACK to the ZDS peer") >= 7
+
+        # The agent restarts and its snapshot no longer has pod1: pod1 is drained (its
+        # listeners go), pod2 stays served.
+        agent.conn.close()
+        agent.accept()
+        assert agent.request(add_request("shop/pod2", "pod2", "db"), [ns2]) == ""
+        assert agent.request(field(3, b"")) == ""
+        zt.wait_log("pod shop/pod1 is not in the agent's snapshot: draining it")
+        assert ":15001" not in listening(pod1) and "127.0.0.1:15001" in listening(pod2)
     finally:
         for fd in (ns1, ns2, not_ns):
             os.close(fd)
