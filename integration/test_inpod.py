@@ -50,38 +50,54 @@ def readiness(ns) -> tuple[int, str]:
     return int(code), body
 
 
+class Agent:
+    """The real enrollment agent, serving on sockets in `tmp`; the CLI talks to it."""
+
+    def __init__(self, topo, tmp: Path):
+        self.zds, self.control = tmp / "zds.sock", tmp / "agent.sock"
+        self.proc = subprocess.Popen([AGENT, "serve", "--zds-socket", str(self.zds),
+                                      "--control-socket", str(self.control)],
+                                     stdout=open(tmp / "agent.log", "w"),
+                                     stderr=subprocess.STDOUT)
+        topo.processes.append(self.proc)
+        while not self.control.exists():
+            assert self.proc.poll() is None
+            time.sleep(0.05)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([AGENT, *args, "--control-socket", str(self.control)],
+                              capture_output=True, text=True, timeout=30)
+
+    def enroll(self, ns, name: str, sa: str) -> str:
+        """Enrolls pod `name` (namespace shop) and returns the CLI's answer."""
+        r = self.cli("enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid", f"shop/{name}",
+                     "--name", name, "--namespace", "shop", "--service-account", sa)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+def start_node(node, tmp: Path, zds: Path, *extra: str, log: str = "zt.log") -> ztnet.Ztunnel:
+    """The node process in in-pod mode, with tmp/mesh.yaml and a generated CA."""
+    return ztnet.Ztunnel(node, tmp / log, "--local-config", str(tmp / "mesh.yaml"), "--ca-dir",
+                         str(tmp / "ca"), "--ca-generate", "--node-name", "node-a", "--inpod",
+                         "--inpod-uds", str(zds), *extra)
+
+
 def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
     node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
     topo.link(pod1, POD1_IP, pod2, POD2_IP)
     pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
     pod2.wait_listening(PORT)
     (tmp_path / "mesh.yaml").write_text(CONFIG)
-    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
-    agent_log = open(tmp_path / "agent.log", "w")
-    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                              str(control)], stdout=agent_log, stderr=subprocess.STDOUT)
-    topo.processes.append(agent)
-    while not control.exists():
-        assert agent.poll() is None
-        time.sleep(0.05)
-    args = ["--local-config", str(tmp_path / "mesh.yaml"), "--ca-dir", str(tmp_path / "ca"),
-            "--ca-generate", "--node-name", "node-a", "--inpod", "--inpod-uds", str(zds)]
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", *args)
-
-    def cli(*a):
-        r = subprocess.run([AGENT, *a, "--control-socket", str(control)], capture_output=True,
-                           text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
+    agent = Agent(topo, tmp_path)
+    zt = start_node(node, tmp_path, agent.zds)
 
     # Before enrollment: plain TCP straight through, nothing listens in the pods.
     assert send(pod1)["server_count"] == 1 << 20
     assert ":15001" not in listening(pod1)
 
-    for ns, name in ((pod1, "pod1"), (pod2, "pod2")):
-        out = cli("enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid", f"shop/{name}",
-                  "--name", name, "--namespace", "shop", "--service-account",
-                  "web" if name == "pod1" else "db")
+    for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
+        out = agent.enroll(ns, name, sa)
         assert "node process acknowledged" in out, out
     zt.wait_log("serving pod shop/pod2")
     for ns in (pod1, pod2):
@@ -102,7 +118,7 @@ def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
     assert zt.stop() == 0
     for ns in (pod1, pod2):
         assert ":15001" not in listening(ns)
-    zt = ztnet.Ztunnel(node, tmp_path / "zt2.log", *args)
+    zt = start_node(node, tmp_path, agent.zds, log="zt2.log")
     zt.wait_log("serving pod shop/pod2")
     done = send(pod1)
     assert done["server_count"] == 1 << 20
@@ -110,8 +126,9 @@ def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
 
     # Unenroll pod1: its rules and listeners go, its traffic flows uncaptured again
     # (straight to pod2's sink, which pod2's rules still send through 15006).
-    out = cli("unenroll", "--uid", "shop/pod1")
-    assert "capture rules removed" in out
+    r = agent.cli("unenroll", "--uid", "shop/pod1")
+    assert r.returncode == 0, r.stderr
+    assert "capture rules removed" in r.stdout
     zt.wait_log("stopped serving pod shop/pod1")
     assert ":15001" not in listening(pod1)
     assert "ISTIO" not in pod1.run("iptables-save").stdout
@@ -173,9 +190,7 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
         install_rules(ns)
     (tmp_path / "mesh.yaml").write_text(CONFIG)
     agent = FakeAgent(tmp_path / "zds.sock")
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
-                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
-                       "node-a", "--inpod", "--inpod-uds", str(tmp_path / "zds.sock"))
+    zt = start_node(node, tmp_path, tmp_path / "zds.sock")
     agent.accept()
     ns1 = os.open(f"/var/run/netns/{pod1.name}", os.O_RDONLY)
     ns2 = os.open(f"/var/run/netns/{pod2.name}", os.O_RDONLY)
@@ -235,26 +250,10 @@ def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
     only_pod2 = "workloads:\n" + CONFIG.split("- ", 2)[2].join(["- ", ""])
     assert "pod1" not in only_pod2 and "pod2" in only_pod2
     (tmp_path / "mesh.yaml").write_text(only_pod2)
-    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
-    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
-                             stderr=subprocess.STDOUT)
-    topo.processes.append(agent)
-    while not control.exists():
-        assert agent.poll() is None
-        time.sleep(0.05)
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
-                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
-                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    agent = Agent(topo, tmp_path)
+    zt = start_node(node, tmp_path, agent.zds)
     zt.wait_log("connected to the ZDS socket")
-    outs = []
-    for ns, name, sa in ((pod2, "pod2", "db"), (pod1, "pod1", "web")):
-        r = subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
-                            f"shop/{name}", "--name", name, "--namespace", "shop",
-                            "--service-account", sa, "--control-socket", str(control)],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        outs.append(r.stdout)
+    outs = [agent.enroll(pod2, "pod2", "db"), agent.enroll(pod1, "pod1", "web")]
     assert "node process acknowledged" in outs[0]
     assert ('node process refused it: no workload shop/pod1 on node "node-a" in the config '
             "(retrying every 5 s)") in outs[1]
@@ -293,21 +292,10 @@ def test_proxy_ports_seen_from_a_pod_lead_nowhere(topo, tmp_path):
     pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
     pod2.wait_listening(PORT)
     (tmp_path / "mesh.yaml").write_text(CONFIG)
-    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
-    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
-                             stderr=subprocess.STDOUT)
-    topo.processes.append(agent)
-    while not control.exists():
-        time.sleep(0.05)
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
-                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
-                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    agent = Agent(topo, tmp_path)
+    zt = start_node(node, tmp_path, agent.zds)
     for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
-        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
-                        f"shop/{name}", "--name", name, "--namespace", "shop",
-                        "--service-account", sa, "--control-socket", str(control)],
-                       check=True, capture_output=True, timeout=30)
+        agent.enroll(ns, name, sa)
     zt.wait_log("serving pod shop/pod2")
 
     # An app in pod1 dialing a proxy port anywhere: its own loopback (the listeners
@@ -375,21 +363,10 @@ def test_ipv6_traffic_of_a_dual_stack_pod_is_tunnelled_too(topo, tmp_path):
     (tmp_path / "mesh.yaml").write_text(
         CONFIG.replace(f"[{POD1_IP}]", f"[{POD1_IP}, '{v6[pod1]}']")
               .replace(f"[{POD2_IP}]", f"[{POD2_IP}, '{v6[pod2]}']"))
-    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
-    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
-                             stderr=subprocess.STDOUT)
-    topo.processes.append(agent)
-    while not control.exists():
-        time.sleep(0.05)
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
-                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
-                       "node-a", "--inpod", "--inpod-uds", str(zds))
+    agent = Agent(topo, tmp_path)
+    zt = start_node(node, tmp_path, agent.zds)
     for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
-        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
-                        f"shop/{name}", "--name", name, "--namespace", "shop",
-                        "--service-account", sa, "--control-socket", str(control)],
-                       check=True, capture_output=True, timeout=30)
+        agent.enroll(ns, name, sa)
     zt.wait_log("serving pod shop/pod2")
     assert "[::1]:15001" in listening(pod1) and "[::]:15008" in listening(pod2)
     out = pod1.run(PY, str(TOOLS / "send.py"), v6[pod2], str(PORT), str(1 << 20)).stdout
@@ -410,21 +387,10 @@ def test_removing_a_pod_drains_its_connections_only(topo, tmp_path):
         CONFIG.replace(f"[{POD2_IP}]", f"[{POD2_IP}, 10.82.0.2]") +
         "- {uid: shop/pod3, name: pod3, namespace: shop, serviceAccount: web,\n"
         "   workloadIps: [10.82.0.3], protocol: HBONE, node: node-a}\n")
-    zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
-    agent = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                              str(control)], stdout=open(tmp_path / "agent.log", "w"),
-                             stderr=subprocess.STDOUT)
-    topo.processes.append(agent)
-    while not control.exists():
-        time.sleep(0.05)
-    zt = ztnet.Ztunnel(node, tmp_path / "zt.log", "--local-config", str(tmp_path / "mesh.yaml"),
-                       "--ca-dir", str(tmp_path / "ca"), "--ca-generate", "--node-name",
-                       "node-a", "--inpod", "--inpod-uds", str(zds), "--drain-timeout", "1s")
+    agent = Agent(topo, tmp_path)
+    zt = start_node(node, tmp_path, agent.zds, "--drain-timeout", "1s")
     for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db"), (pod3, "pod3", "web")):
-        subprocess.run([AGENT, "enroll", "--netns", f"/var/run/netns/{ns.name}", "--uid",
-                        f"shop/{name}", "--name", name, "--namespace", "shop",
-                        "--service-account", sa, "--control-socket", str(control)],
-                       check=True, capture_output=True, timeout=30)
+        agent.enroll(ns, name, sa)
     zt.wait_log("serving pod shop/pod3")
     # Two live transfers to pod2, one from pod1 and one from pod3, both paused midway.
     total = 8 << 20
@@ -436,8 +402,7 @@ def test_removing_a_pod_drains_its_connections_only(topo, tmp_path):
         assert "paused_at" in proc.stdout.readline().decode()
         live[ns.name] = (proc, resume)
     # pod1 leaves: after its 1 s grace its connection is closed; pod3's is untouched.
-    subprocess.run([AGENT, "unenroll", "--uid", "shop/pod1", "--control-socket", str(control)],
-                   check=True, capture_output=True, timeout=30)
+    assert agent.cli("unenroll", "--uid", "shop/pod1").returncode == 0
     zt.wait_log("pod shop/pod1 removed: closed", timeout=5)
     for proc, resume in live.values():
         resume.touch()

@@ -40,6 +40,17 @@ bool Listen(const std::string& path, io::UniqueFd* out, std::string* error) {
   return true;
 }
 
+// AddRequest is the AddWorkload message for `pod` (its netns travels beside it).
+zds::WorkloadRequest AddRequest(const Pod& pod) {
+  zds::WorkloadRequest add;
+  add.mutable_add()->set_uid(pod.uid);
+  auto* info = add.mutable_add()->mutable_workload_info();
+  info->set_name(pod.name);
+  info->set_namespace_(pod.namespace_name);
+  info->set_service_account(pod.service_account);
+  return add;
+}
+
 bool WaitReadable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   int n;
@@ -127,14 +138,8 @@ void Agent::AcceptNode() {
 
 void Agent::SendSnapshot() {
   for (auto& [uid, pod] : pods_) {
-    zds::WorkloadRequest add;
-    add.mutable_add()->set_uid(uid);
-    auto* info = add.mutable_add()->mutable_workload_info();
-    info->set_name(pod.name);
-    info->set_namespace_(pod.namespace_name);
-    info->set_service_account(pod.service_account);
     std::string nack;
-    if (!Exchange(add, pod.netns.get(), &nack)) {
+    if (!Exchange(AddRequest(pod), pod.netns.get(), &nack)) {
       if (!node_.valid()) return;
       ZT_WARN("agent", "node process refused pod {}: {}", uid, nack);
     }
@@ -238,14 +243,8 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
     *reply += "; no node process connected: it gets the pod in its snapshot";
     return true;
   }
-  zds::WorkloadRequest add;
-  add.mutable_add()->set_uid(uid);
-  auto* info = add.mutable_add()->mutable_workload_info();
-  info->set_name(pods_[uid].name);
-  info->set_namespace_(pods_[uid].namespace_name);
-  info->set_service_account(pods_[uid].service_account);
   std::string nack;
-  if (Exchange(add, pods_[uid].netns.get(), &nack)) {
+  if (Exchange(AddRequest(pods_[uid]), pods_[uid].netns.get(), &nack)) {
     *reply += "; node process acknowledged";
   } else {
     *reply += nack.empty() ? "; node process lost: it gets the pod in its snapshot"

@@ -85,6 +85,13 @@ const std::vector<Flag>& Flags() {
   return flags;
 }
 
+// ParseBool reads true/1 and false/0, as the BOOL flags take them.
+std::optional<bool> ParseBool(const std::string& text) {
+  if (text == "true" || text == "1") return true;
+  if (text == "false" || text == "0") return false;
+  return std::nullopt;
+}
+
 std::optional<uint64_t> ParseUnsigned(const std::string& text) {
   uint64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -224,13 +231,9 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       if (value.empty()) return Invalid(f, from_env, value, "a directory");
       out.ca_dir = value;
     } else if (name == "ca-generate") {
-      if (value == "true" || value == "1") {
-        out.ca_generate = true;
-      } else if (value == "false" || value == "0") {
-        out.ca_generate = false;
-      } else {
-        return Invalid(f, from_env, value, "true or false");
-      }
+      const auto b = ParseBool(value);
+      if (!b) return Invalid(f, from_env, value, "true or false");
+      out.ca_generate = *b;
     } else if (name == "proxy-mode") {
       if (value == "shared") {
         out.dedicated = false;
@@ -246,13 +249,9 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
     } else if (name == "service-account") {
       out.service_account = value;
     } else if (name == "inpod") {
-      if (value == "true" || value == "1") {
-        out.inpod = true;
-      } else if (value == "false" || value == "0") {
-        out.inpod = false;
-      } else {
-        return Invalid(f, from_env, value, "true or false");
-      }
+      const auto b = ParseBool(value);
+      if (!b) return Invalid(f, from_env, value, "true or false");
+      out.inpod = *b;
     } else if (name == "inpod-uds") {
       if (value.empty()) return Invalid(f, from_env, value, "a socket path");
       out.inpod_uds = value;

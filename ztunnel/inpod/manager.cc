@@ -1,7 +1,5 @@
 #include "ztunnel/inpod/manager.h"
 
-#include <sys/stat.h>
-
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -10,19 +8,11 @@
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/address.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/ports.h"
 
 namespace zt::inpod {
-namespace {
-
-ino_t Inode(int fd) {
-  struct stat st {};
-  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
-}
-
-}  // namespace
-
 InpodManager::~InpodManager() {
   for (auto& [uid, pod] : pods_) Stop(pod);
 }
@@ -31,7 +21,8 @@ constexpr std::chrono::seconds kRetryEvery{5};
 
 std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
   if (auto it = pods_.find(info.uid); it != pods_.end()) {
-    if (Inode(it->second.netns.get()) == Inode(netns.get())) return "";  // already served
+    if (io::InodeOf(it->second.netns.get()) == io::InodeOf(netns.get()))
+      return "";       // already served
     Stop(it->second);  // the same uid in a new namespace: the pod was recreated
     pods_.erase(it);
   }
@@ -178,7 +169,7 @@ void InpodManager::Stop(Pod& pod) {
   auto wait = std::make_shared<Wait>();
   wait->left = workers_.size();
   for (proxy::Worker* w : workers_) {
-    w->RemovePod(pod.info.uid, Inode(pod.netns.get()), grace_, [wait] {
+    w->RemovePod(pod.info.uid, io::InodeOf(pod.netns.get()), grace_, [wait] {
       std::lock_guard lock(wait->mu);
       if (--wait->left == 0) wait->cv.notify_all();
     });

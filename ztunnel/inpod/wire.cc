@@ -7,20 +7,25 @@
 
 namespace zt::inpod {
 
-bool SendDatagram(int sock, const std::string& bytes, int fd, std::string* error) {
+bool SendDatagram(int sock, const std::string& bytes, std::span<const int> fds,
+                  std::string* error) {
+  if (fds.size() > kMaxFds) {
+    *error = "more than " + std::to_string(kMaxFds) + " file descriptors";
+    return false;
+  }
   iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
+  if (!fds.empty()) {
     msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   for (;;) {
     const ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);

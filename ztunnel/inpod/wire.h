@@ -2,6 +2,7 @@
 // descriptors alongside (SCM_RIGHTS). Both the agent and the node process use this.
 #pragma once
 
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,9 +27,13 @@ struct Datagram {
 /// Outcome of a receive: kOk, kClosed (the peer hung up), or kBad with a reason.
 enum class Receive { kOk, kClosed, kBad };
 
-/// SendDatagram sends `bytes` with `fd` attached when fd >= 0. False with *error on
-/// failure (the peer gone, the socket full).
-bool SendDatagram(int sock, const std::string& bytes, int fd, std::string* error);
+/// SendDatagram sends `bytes` with `fds` attached (at most kMaxFds). False with *error
+/// on failure (the peer gone, the socket full).
+bool SendDatagram(int sock, const std::string& bytes, std::span<const int> fds, std::string* error);
+/// SendDatagram with one descriptor, or none when fd < 0.
+inline bool SendDatagram(int sock, const std::string& bytes, int fd, std::string* error) {
+  return SendDatagram(sock, bytes, std::span<const int>(&fd, fd >= 0 ? 1 : 0), error);
+}
 
 /// ReceiveDatagram reads one datagram (blocking, unless the socket is non-blocking:
 /// then EAGAIN is kBad with "would block"). Oversized datagrams and truncated

@@ -76,21 +76,8 @@ TEST_CASE("Bad datagrams are refused with a reason", "[zds]") {
   SECTION("two descriptors arrive as two, for the caller to refuse") {
     io::UniqueFd one(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
     io::UniqueFd two(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
-    int fds[2] = {one.get(), two.get()};
-    char byte = 'x';
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(fds))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(fds));
-    std::memcpy(CMSG_DATA(c), fds, sizeof(fds));
-    REQUIRE(::sendmsg(p.a.get(), &msg, 0) == 1);
+    const int fds[2] = {one.get(), two.get()};
+    REQUIRE(SendDatagram(p.a.get(), "x", fds, &error));
     CHECK(ReceiveDatagram(p.b.get(), &d, &error) == Receive::kOk);
     CHECK(d.fds.size() == 2);
   }

@@ -78,23 +78,9 @@ struct FakeAgent {
   }
   // Send sends raw bytes with `fds` and returns the ack's error text.
   std::string Send(const std::string& bytes, std::vector<int> fds = {}) {
-    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    if (!fds.empty()) {
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    REQUIRE(::sendmsg(conn.get(), &msg, 0) == static_cast<ssize_t>(bytes.size()));
-    Datagram d;
     std::string error;
+    REQUIRE(SendDatagram(conn.get(), bytes, fds, &error));
+    Datagram d;
     REQUIRE(ReceiveDatagram(conn.get(), &d, &error) == Receive::kOk);
     zds::WorkloadResponse r;
     REQUIRE(r.ParseFromString(d.bytes));

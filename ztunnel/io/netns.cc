@@ -44,16 +44,38 @@ Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol)
   return UniqueFd(fd);
 }
 
+namespace {
+
+// NetnsCookie is the SO_NETNS_COOKIE of socket `fd`, or 0 where the kernel has none.
+uint64_t NetnsCookie(int fd) {
+#ifndef SO_NETNS_COOKIE
+  constexpr int SO_NETNS_COOKIE = 71;
+#endif
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  return ::getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) == 0 ? cookie : 0;
+}
+
+}  // namespace
+
+uint64_t InodeOf(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
 Result<UniqueFd> ForeignNetnsOf(int fd) {
-  static const ino_t home = [] {
+  static const uint64_t home_cookie = [] {
+    UniqueFd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    return probe.valid() ? NetnsCookie(probe.get()) : 0;
+  }();
+  static const uint64_t home_inode = [] {
     struct stat st {};
     return ::stat("/proc/self/ns/net", &st) == 0 ? st.st_ino : 0;
   }();
+  if (home_cookie != 0 && NetnsCookie(fd) == home_cookie) return UniqueFd();
   UniqueFd ns(::ioctl(fd, SIOCGSKNS));
   if (!ns.valid()) return Error::FromErrno(errno);
-  struct stat st {};
-  if (::fstat(ns.get(), &st) != 0) return Error::FromErrno(errno);
-  if (st.st_ino == home) return UniqueFd();
+  if (InodeOf(ns.get()) == home_inode) return UniqueFd();
   return ns;
 }
 

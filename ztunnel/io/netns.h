@@ -25,6 +25,11 @@ Result<UniqueFd> SocketInNetns(int netns_fd, int domain, int type, int protocol)
 /// an invalid descriptor when that is the process's own: a connection accepted on a
 /// listener inside a pod's namespace yields that pod's namespace, for creating the
 /// upstream sockets there too.
+/// Cheap for the common case: one getsockopt (SO_NETNS_COOKIE) tells a socket of our
+/// own namespace apart without opening anything.
 Result<UniqueFd> ForeignNetnsOf(int fd);
+
+/// InodeOf is the inode of what `fd` refers to (for a namespace: its identity), or 0.
+uint64_t InodeOf(int fd);
 
 }  // namespace zt::io

@@ -31,9 +31,10 @@ ino_t CurrentNetnsInode() {
   return Inode(self.get());
 }
 
-TEST_CASE("SocketInNetns creates the socket in the target namespace and comes back", "[io][root]") {
+// FreshNetns makes a new network namespace from a helper thread, so this thread stays
+// home; it lives as long as the returned descriptor.
+UniqueFd FreshNetns() {
   REQUIRE(geteuid() == 0);  // needs root: fail, never skip
-  // A fresh namespace, made by a helper thread so this thread stays home.
   UniqueFd target;
   std::thread maker([&] {
     REQUIRE(unshare(CLONE_NEWNET) == 0);
@@ -41,6 +42,11 @@ TEST_CASE("SocketInNetns creates the socket in the target namespace and comes ba
   });
   maker.join();
   REQUIRE(target.valid());
+  return target;
+}
+
+TEST_CASE("SocketInNetns creates the socket in the target namespace and comes back", "[io][root]") {
+  UniqueFd target = FreshNetns();
   CHECK(IsNetns(target.get()));
 
   const ino_t home = CurrentNetnsInode();
@@ -90,20 +96,14 @@ TEST_CASE("SO_MARK and IP_TRANSPARENT are set (they need CAP_NET_ADMIN)", "[io][
 }
 
 TEST_CASE("ForeignNetnsOf finds a socket's namespace, and none for our own", "[io][root]") {
-  REQUIRE(geteuid() == 0);
-  UniqueFd target;
-  std::thread maker([&] {
-    REQUIRE(unshare(CLONE_NEWNET) == 0);
-    target.reset(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  });
-  maker.join();
-  REQUIRE(target.valid());
+  UniqueFd target = FreshNetns();
   auto pod_sock = SocketInNetns(target.get(), AF_INET, SOCK_STREAM, 0);
   REQUIRE(pod_sock.ok());
   auto ns = ForeignNetnsOf(pod_sock->get());
   REQUIRE(ns.ok());
   REQUIRE(ns->valid());
   CHECK(Inode(ns->get()) == Inode(target.get()));
+  CHECK(InodeOf(ns->get()) == Inode(target.get()));
   UniqueFd home_sock(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   auto none = ForeignNetnsOf(home_sock.get());
   REQUIRE(none.ok());

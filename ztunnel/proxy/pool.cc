@@ -1,11 +1,10 @@
 #include "ztunnel/proxy/pool.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/fiber.h"
+#include "ztunnel/io/netns.h"
 #include "ztunnel/proxy/upstream.h"
 
 namespace zt::proxy {
@@ -15,10 +14,7 @@ std::string PoolKey::ToString() const {
   for (const auto& id : expected) ids.push_back(id.ToString());
   std::sort(ids.begin(), ids.end());
   std::string out = source.ToString() + "|" + destination.ToString() + "|";
-  if (netns >= 0) {
-    struct stat st {};
-    out += "netns:" + std::to_string(::fstat(netns, &st) == 0 ? st.st_ino : 0) + "|";
-  }
+  if (netns >= 0) out += "netns:" + std::to_string(io::InodeOf(netns)) + "|";
   for (const auto& id : ids) out += id + ",";
   return out;
 }

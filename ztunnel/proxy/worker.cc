@@ -1,7 +1,5 @@
 #include "ztunnel/proxy/worker.h"
 
-#include <sys/stat.h>
-
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/netns.h"
 
@@ -111,9 +109,7 @@ void Worker::RemovePod(const std::string& uid, uint64_t netns_inode,
         const size_t closed = tracker_.AbortIf([netns_inode](int fd) {
           if (fd < 0) return false;
           auto ns = io::ForeignNetnsOf(fd);
-          if (!ns || !ns->valid()) return false;
-          struct stat st {};
-          return ::fstat(ns->get(), &st) == 0 && st.st_ino == netns_inode;
+          return ns && ns->valid() && io::InodeOf(ns->get()) == netns_inode;
         });
         if (closed > 0) {
           ZT_INFO("proxy", "pod {} removed: closed {} connection(s) still open after its grace",
