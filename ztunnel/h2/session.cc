@@ -11,6 +11,9 @@ namespace {
 
 // A stream that has this much queued asks to hear when it drops back below.
 constexpr size_t kLowWater = 64 << 10;
+// A DATA frame header is 9 bytes. Each stream's buffer keeps that much room before the
+// unsent bytes, so a frame goes to the DataSink as one contiguous span without a copy.
+constexpr size_t kFrameHeader = 9;
 
 nghttp2_nv Header(std::string_view name, std::string_view value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
@@ -40,9 +43,9 @@ struct Session::Stream {
   std::string traceparent;
   int status = 0;
   size_t header_bytes = 0;
-  // Outgoing bytes not yet handed to nghttp2.
-  std::string out;
-  size_t out_offset = 0;
+  // Outgoing bytes not yet sent are out[out_offset..]; out_offset >= kFrameHeader.
+  std::string out = std::string(kFrameHeader, '\0');
+  size_t out_offset = kFrameHeader;
   bool out_eof = false;
   bool deferred = false;
   bool wants_writable = false;
@@ -201,21 +204,44 @@ struct Callbacks {
       st->deferred = true;
       return NGHTTP2_ERR_DEFERRED;
     }
+    if (n == st->buffered() && st->out_eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (s->data_sink_ && n > 0) {
+      *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;  // SendData takes the bytes in place
+      return static_cast<ssize_t>(n);
+    }
     std::memcpy(buf, st->out.data() + st->out_offset, n);
+    Taken(s, st, n);
+    return static_cast<ssize_t>(n);
+  }
+
+  // SendData hands one NO_COPY frame to the sink: header in the headroom before the
+  // payload, so header and payload leave as one span (and fill whole TLS records).
+  static int SendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* framehd, size_t length,
+                      nghttp2_data_source* source, void* user_data) {
+    Session* s = S(user_data);
+    auto* st = static_cast<Stream*>(source->ptr);
+    if (frame->data.padlen != 0 || length > st->buffered()) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    char* start = st->out.data() + st->out_offset - kFrameHeader;
+    std::memcpy(start, framehd, kFrameHeader);  // over bytes already sent
+    if (!s->data_sink_({start, kFrameHeader + length})) return NGHTTP2_ERR_WOULDBLOCK;
+    Taken(s, st, length);
+    return 0;
+  }
+
+  // Taken drops `n` sent bytes from the front of the stream's buffer.
+  static void Taken(Session* s, Stream* st, size_t n) {
     st->out_offset += n;
     if (st->buffered() == 0) {
-      st->out.clear();
-      st->out_offset = 0;
-      if (st->out_eof) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      st->out.resize(kFrameHeader);
+      st->out_offset = kFrameHeader;
     } else if (st->out_offset > (1 << 20)) {
-      st->out.erase(0, st->out_offset);  // compact now and then, not per frame
-      st->out_offset = 0;
+      st->out.erase(0, st->out_offset - kFrameHeader);  // compact now and then, not per frame
+      st->out_offset = kFrameHeader;
     }
     if (st->wants_writable && st->buffered() <= kLowWater) {
       st->wants_writable = false;
       s->writable_.push_back(st->id);
     }
-    return static_cast<ssize_t>(n);
   }
 };
 
@@ -244,6 +270,7 @@ bool Session::Init(bool server) {
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, Callbacks::OnFrameSend);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, Callbacks::OnStreamClose);
   nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, Callbacks::DataLength);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, Callbacks::SendData);
   nghttp2_option* opt = nullptr;
   nghttp2_option_new(&opt);
   nghttp2_option_set_no_auto_window_update(opt, 1);  // Consume() drives the windows

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -101,6 +102,12 @@ class ServerHandler {
   ~ServerHandler() = default;
 };
 
+/// DataSink takes one whole DATA frame (9-byte header, then payload) straight from the
+/// stream's buffer, which saves copying the payload into nghttp2's frame buffer. It
+/// returns false to take nothing now; the same frame is offered again on a later
+/// NextOutput. The bytes must be consumed (e.g. encrypted) before it returns.
+using DataSink = std::function<bool(std::span<const char> frame)>;
+
 /// Session is one HTTP/2 connection; use it from one thread.
 class Session {
  public:
@@ -120,6 +127,9 @@ class Session {
   /// NextOutput returns the next bytes to send (empty when none); the view is valid
   /// until the next call on this session.
   std::string_view NextOutput();
+  /// SetDataSink sends DATA frames through `sink` (in NextOutput's order with the other
+  /// frames) instead of returning them from NextOutput.
+  void SetDataSink(DataSink sink) { data_sink_ = std::move(sink); }
   /// alive is false once the connection should be closed (GOAWAY exchanged, error).
   bool alive() const;
   /// failure names why the session failed (flood, protocol error), for logs.
@@ -166,6 +176,7 @@ class Session {
 
   Limits limits_;
   ServerHandler* handler_;
+  DataSink data_sink_;
   nghttp2_session* ng_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
   std::vector<int32_t> writable_;  // streams to tell OnWritable after the next flush

@@ -24,6 +24,7 @@ HboneConnection* HboneConnection::StartServer(io::Loop& loop, io::UniqueFd fd,
   auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events), timeouts);
   c->tls_ = tls::TlsSession::Server(std::move(ctx));
   c->h2_ = h2::Session::Server(h2::ServerLimits(), handler);
+  c->h2_->SetDataSink([c](std::span<const char> frame) { return c->WriteFrame(frame); });
   c->ArmRecv();
   return c;
 }
@@ -36,6 +37,7 @@ HboneConnection* HboneConnection::StartClient(io::Loop& loop, io::UniqueFd fd,
   auto* c = new HboneConnection(loop, std::move(fd), tracker, std::move(events), timeouts);
   c->tls_ = tls::TlsSession::Client(std::move(ctx), std::move(expected));
   c->h2_ = h2::Session::Client(h2::ClientLimits());
+  c->h2_->SetDataSink([c](std::span<const char> frame) { return c->WriteFrame(frame); });
   c->Process();  // the client speaks first: ClientHello
   c->ArmRecv();
   return c;
@@ -189,13 +191,30 @@ void HboneConnection::ScheduleFlush() {
   });
 }
 
+bool HboneConnection::WriteFrame(std::span<const char> frame) {
+  // Called inside NextOutput: only record a failure; Flush acts on it.
+  if (tls_write_failed_ || tls_->PendingCiphertext() >= kSendChunk) return false;
+  if (tls_->Write(frame) != tls::TlsSession::Progress::kDone) {
+    tls_write_failed_ = true;
+    return false;
+  }
+  return true;
+}
+
 void HboneConnection::Flush() {
   if (send_inflight_) return;  // OnSend flushes again
   if (ready_) {
-    while (tls_->PendingCiphertext() < kSendChunk) {
+    while (!tls_write_failed_ && tls_->PendingCiphertext() < kSendChunk) {
       const std::string_view out = h2_->NextOutput();
       if (out.empty()) break;
-      if (tls_->Write({out.data(), out.size()}) != tls::TlsSession::Progress::kDone) break;
+      if (tls_->Write({out.data(), out.size()}) != tls::TlsSession::Progress::kDone) {
+        tls_write_failed_ = true;
+      }
+    }
+    if (tls_write_failed_) {
+      Close(h2::kInternalError,
+            std::string("TLS: ") + tls::TlsErrorName(tls_->error()) + ": " + tls_->error_detail());
+      return;
     }
   }
   if (tls_->PendingCiphertext() == 0 || fd_.get() < 0) return;

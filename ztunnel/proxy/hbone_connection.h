@@ -84,6 +84,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   void OnSend(int32_t res, uint32_t flags);
   void Process();
   void Flush();
+  // WriteFrame is the h2 DataSink: it encrypts a DATA frame in place of nghttp2's copy.
+  bool WriteFrame(std::span<const char> frame);
   // CloseAfterFlush closes once the output queued so far (a GOAWAY) has been sent.
   void CloseAfterFlush(uint32_t code, std::string error);
   void MaybeDestroy();
@@ -113,6 +115,7 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   bool destroy_scheduled_ = false;
   bool peer_eof_ = false;
   bool close_after_flush_ = false;
+  bool tls_write_failed_ = false;
   uint32_t close_code_ = 0;
   std::string error_;
 };
