@@ -38,3 +38,6 @@ set_target_properties(boringssl::ssl PROPERTIES
 
 # ZDS messages (inpod/zds.proto): protoc and the lite runtime from Debian.
 find_package(Protobuf REQUIRED)
+
+# Metrics: prometheus-cpp's core library only (registry + text serializer).
+find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core)

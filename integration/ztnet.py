@@ -106,13 +106,19 @@ class Topology:
         ns.run("ip", "link", "set", "lo", "up")
         return ns
 
-    def link(self, a: Netns, a_ip: str, b: Netns, b_ip: str, prefix_len: int = 24) -> None:
-        """Joins a and b with a veth pair and gives each end an address."""
+    def veth(self, a: Netns, b: Netns) -> tuple[str, str]:
+        """Joins a and b with a veth pair (no addresses, down); returns the two names,
+        unique per run and at most 15 characters."""
         self._links = getattr(self, "_links", 0) + 1
         idx = self._links  # unique per topology; the pid part makes it unique per run
         va, vb = f"ztv{os.getpid() % 10000}a{idx}", f"ztv{os.getpid() % 10000}b{idx}"
         sh("ip", "link", "add", va, "netns", a.name, "type", "veth", "peer", "name", vb,
            "netns", b.name)
+        return va, vb
+
+    def link(self, a: Netns, a_ip: str, b: Netns, b_ip: str, prefix_len: int = 24) -> None:
+        """Joins a and b with a veth pair and gives each end an address."""
+        va, vb = self.veth(a, b)
         a.run("ip", "addr", "add", f"{a_ip}/{prefix_len}", "dev", va)
         b.run("ip", "addr", "add", f"{b_ip}/{prefix_len}", "dev", vb)
         a.run("ip", "link", "set", va, "up")

@@ -58,7 +58,7 @@ packages=(
   libfmt-dev libcxxopts-dev prometheus-cpp-dev libyaml-cpp-dev
   libprotobuf-dev protobuf-compiler
   # tests
-  catch2 python3-pytest python3-h2 python3-cryptography
+  catch2 python3-pytest python3-h2 python3-cryptography python3-prometheus-client
   # network tools used by tests, demo and benchmarks
   iproute2 iptables iperf3 tcpdump tshark haproxy procps psmisc
 )

@@ -1,6 +1,8 @@
 """TCP client for tests: sends N bytes of pseudo-random data to HOST:PORT, half-closes,
 reads the sink's "digest count" answer and prints JSON with both sides' view.
-With --pause-after B --pause-file F it stops after B bytes until F exists."""
+With --pause-after B --pause-file F it stops after B bytes until F exists.
+With --pattern TEXT the data is TEXT repeated instead of pseudo-random bytes (a known
+plaintext marker to look for on the wire)."""
 import argparse
 import hashlib
 import json
@@ -17,10 +19,14 @@ def main() -> None:
     ap.add_argument("nbytes", type=int)
     ap.add_argument("--pause-after", type=int, default=-1)
     ap.add_argument("--pause-file", default="")
+    ap.add_argument("--pattern", default="")
     args = ap.parse_args()
 
     rng = random.Random(1234)
     block = rng.randbytes(1 << 20)
+    if args.pattern:
+        unit = args.pattern.encode()
+        block = (unit * ((1 << 20) // len(unit) + 1))[: 1 << 20]
     s = socket.create_connection((args.host, args.port), timeout=60)
     local_port = s.getsockname()[1]
     h = hashlib.sha256()

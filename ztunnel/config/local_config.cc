@@ -44,6 +44,10 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
   opt("trustDomain", &w.trust_domain);
   opt("network", &w.network);
   opt("node", &w.node);
+  opt("clusterId", &w.cluster_id);
+  opt("workloadName", &w.workload_name);
+  opt("canonicalName", &w.canonical_name);
+  opt("canonicalRevision", &w.canonical_revision);
   if (w.uid.empty()) {
     if (w.name.empty()) Fail(path, "needs a \"uid\" or a \"name\"");
     w.uid = fmt::format("{}/{}", w.namespace_name, w.name);

@@ -36,6 +36,10 @@ const std::vector<Flag>& Flags() {
        "DURATION"},
       {"log-level", "ZTUNNEL_LOG_LEVEL", "trace, debug, info, warn, error or off (default info)",
        "LEVEL"},
+      {"log-format", "ZTUNNEL_LOG_FORMAT",
+       "text (tab-separated, the default) or json (one object per line, access-log fields "
+       "as keys)",
+       "FORMAT"},
       {"buffer-size", "ZTUNNEL_BUFFER_SIZE",
        "bytes per receive buffer, 4096..1048576 (default 32768)", "BYTES"},
       {"buffer-count", "ZTUNNEL_BUFFER_COUNT",
@@ -49,6 +53,14 @@ const std::vector<Flag>& Flags() {
        "IP:PORT"},
       {"readiness-listen", "ZTUNNEL_READINESS_LISTEN",
        "address of the readiness endpoint /healthz/ready (default 0.0.0.0:15021; \"off\": none)",
+       "IP:PORT"},
+      {"admin-listen", "ZTUNNEL_ADMIN_LISTEN",
+       "address of the admin endpoints /config_dump, /logging, /quitquitquit (default "
+       "127.0.0.1:15000; keep it on localhost; \"off\": none)",
+       "IP:PORT"},
+      {"metrics-listen", "ZTUNNEL_METRICS_LISTEN",
+       "address of the Prometheus endpoint /metrics and /stats/prometheus (default "
+       "0.0.0.0:15020; \"off\": none)",
        "IP:PORT"},
       {"inbound-plaintext-listen", "ZTUNNEL_INBOUND_PLAINTEXT_LISTEN",
        "address of the inbound plaintext capture listener, used with --local-config (default "
@@ -197,6 +209,10 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
         return Invalid(f, from_env, value, "one of trace, debug, info, warn, error, off");
       }
       out.log_level = *level;
+    } else if (name == "log-format") {
+      auto format = log::ParseFormat(value);
+      if (!format) return Invalid(f, from_env, value, "text or json");
+      out.log_format = *format;
     } else if (name == "buffer-size") {
       auto n = ParseUnsigned(value);
       if (!n || *n < 4096 || *n > 1048576) {
@@ -213,11 +229,13 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       out.local_config = value;
     } else if (name == "inbound-listen") {
       out.inbound_listen = value;
-    } else if (name == "readiness-listen") {
+    } else if (name == "readiness-listen" || name == "admin-listen" || name == "metrics-listen") {
       if (value != "off" && !IpPort::Parse(value)) {
         return Invalid(f, from_env, value, "IP:PORT, e.g. 0.0.0.0:15021, or off");
       }
-      out.readiness_listen = value;
+      (name == "readiness-listen" ? out.readiness_listen
+       : name == "admin-listen"   ? out.admin_listen
+                                  : out.metrics_listen) = value;
     } else if (name == "inbound-plaintext-listen") {
       out.inbound_plaintext_listen = value;
     } else if (name == "node-name") {

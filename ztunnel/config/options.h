@@ -22,6 +22,7 @@ struct Options {
   /// drain_timeout defaults to TERMINATION_GRACE_PERIOD_SECONDS minus 5 s, else 5 s.
   std::chrono::milliseconds drain_timeout{5'000};
   log::Level log_level = log::Level::kInfo;
+  log::Format log_format = log::Format::kText;
   uint32_t buffer_size = 32 * 1024;
   uint32_t buffer_count = 256;
   /// local_config is the local config YAML (workloads...); empty = no mesh: every
@@ -30,6 +31,10 @@ struct Options {
   std::string inbound_listen = "0.0.0.0:15008";
   /// readiness_listen serves /healthz/ready; "off" disables it.
   std::string readiness_listen = "0.0.0.0:15021";
+  /// admin_listen serves /config_dump, /logging, /quitquitquit (localhost: it can stop
+  /// the process); metrics_listen serves /metrics and /stats/prometheus. "off": none.
+  std::string admin_listen = "127.0.0.1:15000";
+  std::string metrics_listen = "0.0.0.0:15020";
   std::string inbound_plaintext_listen = "0.0.0.0:15006";
   std::string node_name;
   std::string network;

@@ -83,6 +83,24 @@ TEST_CASE("Mesh flags read Istio's variable names", "[config]") {
         "invalid value \"10s\" for --cert-ttl: expected a duration of at least 1m, such as 24h");
 }
 
+TEST_CASE("Observability endpoints and log format have Istio's defaults", "[config]") {
+  Options d = Ok({});
+  CHECK(d.admin_listen == "127.0.0.1:15000");
+  CHECK(d.metrics_listen == "0.0.0.0:15020");
+  CHECK(d.readiness_listen == "0.0.0.0:15021");
+  CHECK(d.log_format == log::Format::kText);
+  Options o = Ok({{"--admin-listen", "127.0.0.1:0", "--metrics-listen=off"},
+                  {{"ZTUNNEL_LOG_FORMAT", "json"}}});
+  CHECK(o.admin_listen == "127.0.0.1:0");
+  CHECK(o.metrics_listen == "off");
+  CHECK(o.log_format == log::Format::kJson);
+  CHECK(Err({{"--log-format", "xml"}}) ==
+        "invalid value \"xml\" for --log-format: expected text or json");
+  CHECK(Err({{}, {{"ZTUNNEL_METRICS_LISTEN", "localhost"}}}) ==
+        "invalid value \"localhost\" for ZTUNNEL_METRICS_LISTEN (for --metrics-listen): expected "
+        "IP:PORT, e.g. 0.0.0.0:15021, or off");
+}
+
 TEST_CASE("Drain timeout follows the termination grace period", "[config]") {
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "30"}}}).drain_timeout == 25s);
   CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "3"}}}).drain_timeout == 0s);

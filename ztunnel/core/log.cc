@@ -11,8 +11,23 @@ namespace zt::log {
 namespace internal {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_format{static_cast<int>(Format::kText)};
 
-void Write(Level level, std::string_view target, std::string_view message) {
+namespace {
+
+// A text value needs quotes when it is empty or has spaces, quotes or '='.
+bool NeedsQuotes(std::string_view v) {
+  if (v.empty()) return true;
+  for (char c : v) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\t' || c == '\n') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Write(Level level, std::string_view target, std::string_view message,
+           std::span<const Field> fields) {
   using namespace std::chrono;
   const auto now = system_clock::now();
   const auto secs = time_point_cast<seconds>(now);
@@ -20,15 +35,84 @@ void Write(Level level, std::string_view target, std::string_view message) {
   const std::time_t t = system_clock::to_time_t(secs);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  // Same shape as ztunnel's default text logs: time, level, target, message.
-  std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\t{}\t{}\t{}\n",
-                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                 tm.tm_min, tm.tm_sec, micros, LevelName(level), target, message);
+  const std::string time =
+      fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  std::string line;
+  if (static_cast<Format>(g_format.load(std::memory_order_relaxed)) == Format::kJson) {
+    line = fmt::format(R"({{"time":"{}","level":"{}","scope":{},"message":{})", time,
+                       LevelName(level), JsonEscape(target), JsonEscape(message));
+    for (const Field& f : fields) {
+      line += ',' + JsonEscape(f.key) + ':' + (f.number ? f.value : JsonEscape(f.value));
+    }
+    line += "}\n";
+  } else {
+    // Same shape as ztunnel's default text logs: time, level, target, message.
+    line = fmt::format("{}\t{}\t{}\t{}", time, LevelName(level), target, message);
+    for (const Field& f : fields) {
+      line += ' ';
+      line += f.key;
+      line += '=';
+      if (!f.number && NeedsQuotes(f.value)) {
+        line += JsonEscape(f.value);  // quoted, inner quotes escaped
+      } else {
+        line += f.value;
+      }
+    }
+    line += '\n';
+  }
   // One write per line; a short write to stderr is not worth retrying here.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
 }  // namespace internal
+
+void SetFormat(Format format) {
+  internal::g_format.store(static_cast<int>(format), std::memory_order_relaxed);
+}
+
+Format GetFormat() {
+  return static_cast<Format>(internal::g_format.load(std::memory_order_relaxed));
+}
+
+std::optional<Format> ParseFormat(std::string_view text) {
+  if (text == "text" || text == "TEXT") return Format::kText;
+  if (text == "json" || text == "JSON") return Format::kJson;
+  return std::nullopt;
+}
+
+std::string JsonEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
 
 void SetLevel(Level level) {
   internal::g_level.store(static_cast<int>(level), std::memory_order_relaxed);

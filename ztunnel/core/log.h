@@ -4,7 +4,10 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <initializer_list>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace zt::log {
@@ -12,10 +15,30 @@ namespace zt::log {
 /// Level orders log severities; kOff disables logging.
 enum class Level : int { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
+/// Format is the shape of log lines: text (tab-separated, ztunnel's default) or one
+/// JSON object per line (`--log-format json`).
+enum class Format : int { kText, kJson };
+
+/// Field is one key=value of a structured line; numbers are unquoted in JSON.
+struct Field {
+  std::string_view key;
+  std::string value;
+  bool number = false;
+};
+
 namespace internal {
 extern std::atomic<int> g_level;
-void Write(Level level, std::string_view target, std::string_view message);
+void Write(Level level, std::string_view target, std::string_view message,
+           std::span<const Field> fields = {});
 }  // namespace internal
+
+/// SetFormat chooses text or JSON lines for every thread (set it at start-up).
+void SetFormat(Format format);
+Format GetFormat();
+/// ParseFormat reads "text|json".
+std::optional<Format> ParseFormat(std::string_view text);
+/// JsonEscape returns `text` as a JSON string literal, quotes included.
+std::string JsonEscape(std::string_view text);
 
 /// SetLevel changes the level for every thread at once.
 void SetLevel(Level level);
@@ -36,6 +59,18 @@ template <typename... Args>
 void Log(Level level, std::string_view target, fmt::format_string<Args...> format, Args&&... args) {
   if (!Enabled(level)) return;
   internal::Write(level, target, fmt::format(format, std::forward<Args>(args)...));
+}
+
+/// LogFields writes a message with structured fields: `message k=v k="v w"` as text,
+/// or JSON keys next to "message".
+inline void LogFields(Level level, std::string_view target, std::string_view message,
+                      std::span<const Field> fields) {
+  if (!Enabled(level)) return;
+  internal::Write(level, target, message, fields);
+}
+inline void LogFields(Level level, std::string_view target, std::string_view message,
+                      std::initializer_list<Field> fields) {
+  LogFields(level, target, message, std::span<const Field>(fields.begin(), fields.size()));
 }
 
 }  // namespace zt::log

@@ -1,6 +1,9 @@
 #include "ztunnel/core/log.h"
 
 #include <catch2/catch.hpp>
+#include <string>
+
+#include "ztunnel/core/testing.h"
 
 namespace zt::log {
 namespace {
@@ -28,6 +31,42 @@ TEST_CASE("The level changes at run time and gates formatting", "[core]") {
   SetLevel(Level::kOff);
   CHECK_FALSE(Enabled(Level::kError));
   SetLevel(saved);
+}
+
+using testing::CaptureStderr;
+
+TEST_CASE("Structured fields come out as key=value text, quoted when needed", "[core]") {
+  REQUIRE(GetFormat() == Format::kText);
+  const std::string line = CaptureStderr([] {
+    LogFields(Level::kInfo, "access", "connection complete",
+              {{"src.addr", "10.0.0.1:5000"},
+               {"bytes_sent", "42", true},
+               {"error", "connection reset \"by\" peer"},
+               {"empty", ""}});
+  });
+  CHECK(line.find("\tinfo\taccess\tconnection complete src.addr=10.0.0.1:5000 bytes_sent=42 "
+                  "error=\"connection reset \\\"by\\\" peer\" empty=\"\"\n") != std::string::npos);
+}
+
+TEST_CASE("JSON format writes one object per line with the fields as keys", "[core]") {
+  SetFormat(Format::kJson);
+  const std::string line = CaptureStderr([] {
+    LogFields(Level::kWarn, "access", "connection denied",
+              {{"src.addr", "10.0.0.1:5000"},
+               {"bytes_sent", "42", true},
+               {"reason", "line\nbreak \"q\" \\ \x01"}});
+    ZT_INFO("proxy", "plain {}", "message");
+  });
+  SetFormat(Format::kText);
+  const auto first = line.substr(0, line.find('\n'));
+  CHECK(first.starts_with("{\"time\":\""));
+  CHECK(first.find(R"("level":"warn","scope":"access","message":"connection denied",)"
+                   R"("src.addr":"10.0.0.1:5000","bytes_sent":42,)"
+                   R"("reason":"line\nbreak \"q\" \\ \u0001"})") != std::string::npos);
+  CHECK(line.find(R"("scope":"proxy","message":"plain message"})") != std::string::npos);
+  CHECK(ParseFormat("json") == Format::kJson);
+  CHECK(ParseFormat("text") == Format::kText);
+  CHECK_FALSE(ParseFormat("yaml").has_value());
 }
 
 }  // namespace

@@ -32,6 +32,12 @@ struct Workload {
   std::string network;
   /// node names the node that runs the workload; its ztunnel serves it.
   std::string node;
+  /// Telemetry labels (Istio's clusterId, workloadName, canonicalName and
+  /// canonicalRevision: the app and version labels); empty = unknown.
+  std::string cluster_id;
+  std::string workload_name;
+  std::string canonical_name;
+  std::string canonical_revision;
   std::vector<IpAddr> ips;
   Protocol protocol = Protocol::kTcp;
   /// authorization_policies names WorkloadSelector policies that select this

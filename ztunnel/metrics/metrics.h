@@ -1,0 +1,49 @@
+// Metrics is the process' Prometheus registry: Istio's TCP metrics, pod enrollment and
+// config reload counters, and the standard process_* metrics, rendered in the text
+// exposition format for 15020 /metrics (and /stats/prometheus).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ztunnel/metrics/tcp.h"
+
+namespace prometheus {
+class Gauge;
+class Registry;
+}  // namespace prometheus
+
+namespace zt::metrics {
+
+/// Metrics owns the registry. Thread-safe; it must outlive everything that reports.
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  /// tcp reports connections (istio_tcp_*).
+  TcpMetrics& tcp() { return *tcp_; }
+
+  /// ProxyStarted / ProxyStopped track enrolled pods (Istio's workload_manager_*).
+  void ProxyStarted();
+  void ProxyStopped();
+  /// ConfigReload counts a local-config reload that was applied or rejected.
+  void ConfigReload(bool applied);
+
+  /// Render returns every metric in the Prometheus text format (version 0.0.4).
+  std::string Render() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<class ProcessCollector> process_;
+  std::unique_ptr<TcpMetrics> tcp_;
+  prometheus::Gauge* active_proxies_ = nullptr;
+  prometheus::Counter* proxies_started_ = nullptr;
+  prometheus::Counter* proxies_stopped_ = nullptr;
+  prometheus::Counter* reloads_applied_ = nullptr;
+  prometheus::Counter* reloads_rejected_ = nullptr;
+};
+
+}  // namespace zt::metrics
