@@ -22,7 +22,21 @@
   in as YAML text. Pod a3 is out of the mesh: not enrolled, not in the config.
 
 Usable from pytest (`Cluster(topo, tmp_path, policies_yaml=...)`) and from scripts
-(`with Cluster() as c:` makes its own Topology and temporary directory).
+(`with Cluster() as c:` makes its own Topology and temporary directory; `python3
+cluster.py --hold` builds one and keeps it up until Ctrl-C). Start-up takes about a second.
+
+The helpers, in short:
+  c.pod("a1") / c.node("node-a") / c.node("a1")      lookups (a pod name gives its node)
+  c.start_sink("b1", 8080); c.sink_log("b1")         sink.py with a JSON line per connection
+  c.send("a1", "b1" | ip, port, nbytes, pattern=)   send.py's JSON (sha256 both sides)
+  c.spawn_send(...); c.probe("a1", "b1")            background send; refused-or-not probe
+  with c.capture("node-a") as pcap: ...             tcpdump on the node's bridge link
+  tls_handshakes(pcap), read_pcap(pcap)             what crossed the wire (no tshark needed)
+  node.log(); node.mark(); node.wait_log(text)      the node process's log
+  node.access("complete", direction="inbound")      parsed access records (text or JSON)
+  node.stop() / node.kill() / node.start()          SIGTERM, kill -9, start (new log file)
+  c.write_config(text); c.set_policies(yaml)        atomic rewrite; the nodes reload it
+  c.enroll("a1") / c.unenroll("a1")                 through the node's agent CLI
 """
 
 from __future__ import annotations
@@ -229,7 +243,8 @@ class Node:
         return "".join(p.read_text() for p in paths if p.exists())
 
     def mark(self) -> int:
-        """An offset into the current log: lines after it are what happens next."""
+        """An offset into the current log: lines after it are what happens next. A
+        restart starts a new log, so a mark is only good until then."""
         return len(self.log())
 
     def lines(self, *needles: str, since: int = 0) -> list[str]:
@@ -255,6 +270,37 @@ class Node:
     def wait_log(self, text: str, since: int = 0, timeout: float = 10.0) -> str:
         return self.wait_line(text, since=since, timeout=timeout)[0]
 
+    def access(self, outcome: str | None = None, since: int = 0, **fields) -> list[dict]:
+        """Access log records (parse_access) of the current log after `since` whose
+        outcome ("complete", "denied", "failed", ...) and fields match. A field is matched
+        by equality with str(value), or by a callable given the value ('' if absent).
+        Dotted names go through a dict: access("complete", **{"dst.workload": "b1"})."""
+        out = []
+        for line in self.log()[since:].splitlines():
+            rec = parse_access(line)
+            if rec is None or (outcome is not None and rec["outcome"] != outcome):
+                continue
+            if all(want(rec.get(k, "")) if callable(want) else rec.get(k) == str(want)
+                   for k, want in fields.items()):
+                out.append(rec)
+        return out
+
+    def wait_access(self, outcome: str | None = None, since: int = 0, count: int = 1,
+                    timeout: float = 10.0, **fields) -> list[dict]:
+        """Waits until `count` access records match (see access); returns them all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.access(outcome, since, **fields)
+            if len(found) >= count:
+                return found
+            if self.zt is not None and self.zt.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.zt.proc.returncode}) while "
+                                   f"waiting for access {outcome} {fields}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} x access {outcome} {fields} not in {self.name}'s "
+                                   f"log (found {len(found)}):\n{self.log()[since:][-6000:]}")
+            time.sleep(0.05)
+
 
 class Cluster:
     """The simulated cluster. Builds everything in the constructor (start=True) and is
@@ -263,13 +309,17 @@ class Cluster:
     def __init__(self, topo: ztnet.Topology | None = None, tmp_path: Path | None = None,
                  policies_yaml: str = "", *, pods: list[Pod] | None = None,
                  workload_policies: dict[str, list[str]] | None = None, workers: int = 2,
-                 node_args: tuple[str, ...] = (), start: bool = True):
+                 node_args: tuple[str, ...] = (), start: bool = True, keep_tmp: bool = False):
         self._own_topo = topo is None
         self.topo = topo or ztnet.Topology("cl")
         self._own_tmp = tmp_path is None
         self.tmp = Path(tmp_path or tempfile.mkdtemp(prefix="zt-cluster-"))
-        # Unix socket paths are limited to 107 bytes: keep them short.
-        self.sockdir = Path(tempfile.mkdtemp(prefix="ztc-", dir="/tmp"))
+        # Unix socket paths are limited to 107 bytes: keep them short. Removed with the
+        # topology (also when a caller only closes the topology).
+        self.sockdir = Path(tempfile.mkdtemp(prefix=f"ztc-{os.getpid()}-", dir="/tmp"))
+        self.topo.cleanups.append(lambda: shutil.rmtree(self.sockdir, ignore_errors=True))
+        if self._own_tmp and not keep_tmp:
+            self.topo.cleanups.append(lambda: shutil.rmtree(self.tmp, ignore_errors=True))
         self.config_path = self.tmp / "mesh.yaml"
         self.ca_dir = self.tmp / "ca"
         self.workers = workers
@@ -520,8 +570,7 @@ class Cluster:
             return
         self._closed = True
         if self._own_topo:
-            self.topo.close()
-        shutil.rmtree(self.sockdir, ignore_errors=True)
+            self.topo.close()  # runs the cleanups: socket dir, own temporary dir
 
     def __enter__(self):
         return self
@@ -708,7 +757,72 @@ def pcap_has_port(pcap: Path, port: int) -> int:
     return sum(1 for s in read_pcap(pcap) if port in (s.sport, s.dport))
 
 
+_FIELD = re.compile(r'(?:^|\s)([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_access(line: str) -> dict | None:
+    """An access log line ("connection <outcome> k=v ...", target `access`) as a dict:
+    "outcome" plus every field, values as strings (quoted ones unescaped). Reads text
+    lines (time TAB level TAB target TAB message) and `--log-format json` lines. None for
+    any other line."""
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return None
+        msg = str(obj.get("message", ""))
+        if obj.get("scope", obj.get("target")) != "access" or not msg.startswith("connection "):
+            return None
+        out = {k: str(v) for k, v in obj.items() if k not in ("time", "level", "scope", "message")}
+        out["outcome"] = msg[len("connection "):]
+        return out
+    parts = line.split("\t", 3)
+    if len(parts) != 4 or parts[2] != "access" or not parts[3].startswith("connection "):
+        return None
+    text = parts[3][len("connection "):]
+    first = _FIELD.search(text)
+    out = {"outcome": (text[:first.start()] if first else text).strip()}
+    for m in _FIELD.finditer(text):
+        value = m.group(2)
+        out[m.group(1)] = json.loads(value) if value.startswith('"') else value
+    return out
+
+
 def access_field(line: str, name: str) -> str:
-    """The value of `name=` in an access log line ('' when absent); quoted values whole."""
-    m = re.search(rf'(?:^|\s){re.escape(name)}=("[^"]*"|\S+)', line)
-    return m.group(1).strip('"') if m else ""
+    """The value of `name` in an access log line ('' when absent)."""
+    parsed = parse_access(line)
+    return (parsed or {}).get(name, "")
+
+
+def main() -> int:
+    """Builds the cluster, sends across it once, prints where everything is; with
+    --hold keeps it up until Ctrl-C (for poking at it by hand), then tears it down."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--hold", action="store_true")
+    args = ap.parse_args()
+    t0 = time.monotonic()
+    with Cluster(keep_tmp=args.hold) as c:
+        print(f"cluster up in {time.monotonic() - t0:.2f} s; files in {c.tmp}")
+        for n in c.nodes.values():
+            print(f"  {n.name}: netns {n.ns.name}, {n.ip}, log {n.log_path}")
+        for p in c.pods:
+            state = "enrolled" if p.enrolled else "out of the mesh"
+            print(f"  {p.name}: netns {p.ns.name}, {p.ip}, {p.identity} ({state})")
+        c.start_sink("b1")
+        r = c.send("a1", "b1")
+        print(f"a1 -> b1: {r['server_count']} bytes, sha256 "
+              f"{'matches' if r['sha256'] == r['server_sha256'] else 'DIFFERS'}")
+        if args.hold:
+            print("holding; Ctrl-C tears everything down")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

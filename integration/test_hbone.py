@@ -322,6 +322,8 @@ def test_out_of_mesh_client_reaches_a_mesh_workload_through_15006(topo, tmp_path
     mesh.config.write_text(CONFIG + ALLOW_MESH_ONLY)
     mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 1 policies")
     assert_refused(mesh.a, SERVER_IP, PORT)
-    denied = mesh.zt_b.wait_log("protocol=TCP reason=")
+    log_b = mesh.zt_b.wait_log("connection denied")
+    denied = next(l for l in log_b.splitlines() if "connection denied" in l)
+    assert "direction=inbound protocol=TCP" in denied
     assert 'reason="no ALLOW policy matched"' in denied
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

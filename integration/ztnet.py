@@ -84,6 +84,7 @@ class Topology:
         self.prefix = f"zt-{tag}-{os.getpid()}"
         self.namespaces: list[Netns] = []
         self.processes: list[subprocess.Popen] = []
+        self.cleanups: list = []  # callables run by close(), after the namespaces are gone
         self._closed = False
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -139,6 +140,11 @@ class Topology:
         # Deleting a namespace removes its veth ends and every iptables rule inside it.
         for ns in reversed(self.namespaces):
             sh("ip", "netns", "del", ns.name, check=False)
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception:  # cleanup must go on
+                pass
 
 
 def ztunnel_bin() -> str:

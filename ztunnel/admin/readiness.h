@@ -3,15 +3,12 @@
 // pending). Thread-safe.
 #pragma once
 
-#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "ztunnel/core/result.h"
-#include "ztunnel/io/address.h"
+#include "ztunnel/admin/http_server.h"
 
 namespace zt::admin {
 
@@ -28,28 +25,8 @@ class Readiness {
   std::set<std::string> pending_;
 };
 
-/// ReadinessServer answers GET /healthz/ready on its own thread, one short connection
-/// at a time (kubelet probes; each read has a 1 s deadline). Anything else is 404.
-class ReadinessServer {
- public:
-  /// Start binds `addr` (errors name it) and starts serving `readiness`, which must
-  /// outlive the server.
-  static Result<std::unique_ptr<ReadinessServer>> Start(const io::SocketAddress& addr,
-                                                        const Readiness& readiness);
-  ~ReadinessServer();
-  /// port is the bound port (tests bind port 0).
-  uint16_t port() const { return port_; }
-
- private:
-  ReadinessServer() = default;
-  void Serve();
-  void Answer(int conn);
-
-  const Readiness* readiness_ = nullptr;
-  int listen_fd_ = -1;
-  int stop_fd_ = -1;  // eventfd: written by the destructor
-  uint16_t port_ = 0;
-  std::thread thread_;
-};
+/// ReadinessHandler answers GET /healthz/ready from `readiness` (which must outlive
+/// it): 200 "ready", or 500 "not ready: a; b" naming what is pending. Anything else 404.
+HttpHandler ReadinessHandler(const Readiness& readiness);
 
 }  // namespace zt::admin

@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include "ztunnel/admin/config_dump.h"
+#include "ztunnel/admin/http_server.h"
 #include "ztunnel/admin/readiness.h"
 #include "ztunnel/config/local_config.h"
 #include "ztunnel/config/local_config_watcher.h"
@@ -29,6 +31,7 @@
 #include "ztunnel/io/probe.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/iptables/capture.h"
+#include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/worker.h"
@@ -60,6 +63,7 @@ const char* SignalName(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; 
 // and reloads the local config when the file changes.
 struct MeshRuntime {
   state::StateStore state;
+  metrics::Metrics* metrics = nullptr;
   std::unique_ptr<config::LocalConfigWatcher> watcher;
   std::unique_ptr<identity::CertManager> certs;
   proxy::Mesh mesh;
@@ -99,11 +103,13 @@ struct MeshRuntime {
         return;
       case config::LocalConfigWatcher::Outcome::kRejected:
         ZT_ERROR("config", "rejected the new local config, keeping the previous one: {}", error);
+        metrics->ConfigReload(false);
         return;
       case config::LocalConfigWatcher::Outcome::kReloaded:
         break;
     }
     state.Publish(next);
+    metrics->ConfigReload(true);
     {
       std::lock_guard lock(mu);
       if (on_publish) on_publish();
@@ -200,8 +206,10 @@ std::unique_ptr<DedicatedCapture> InstallDedicatedRules(const config::Options& o
 
 // StartMesh loads the local config, opens the CA, issues the certificates of this
 // node's workloads and opens the HBONE listener; any failure is fatal and named.
-std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
+std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts, metrics::Metrics& metrics) {
   auto rt = std::make_unique<MeshRuntime>();
+  rt->metrics = &metrics;
+  rt->mesh.tcp_metrics = &metrics.tcp();
   std::string error;
   // Watch from before the first read, so a change during start-up is not missed.
   rt->watcher = std::make_unique<config::LocalConfigWatcher>(opts.local_config);
@@ -257,6 +265,90 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts) {
   return rt;
 }
 
+// AdminContext is what the admin endpoints read; the main thread fills it in as the
+// pieces start and clears it before they go (the HTTP thread reads it under mu).
+struct AdminContext {
+  std::mutex mu;
+  MeshRuntime* mesh = nullptr;
+  inpod::InpodManager* inpod = nullptr;
+};
+
+std::string Rfc3339(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string ConfigDump(AdminContext& ctx) {
+  std::lock_guard lock(ctx.mu);
+  std::shared_ptr<const state::State> snapshot;
+  std::vector<admin::CertSummary> certs;
+  if (ctx.mesh != nullptr) {
+    snapshot = ctx.mesh->state.Load();
+    for (const auto& [id, st] : ctx.mesh->certs->Status()) {
+      using S = identity::CertStatus::State;
+      certs.push_back({id.ToString(),
+                       st.state == S::kValid     ? "valid"
+                       : st.state == S::kPending ? "pending"
+                                                 : "refresh failing",
+                       st.state == S::kPending ? "" : Rfc3339(st.not_after), st.failures,
+                       st.last_error});
+    }
+  } else {
+    snapshot = state::StateStore().Load();
+  }
+  std::vector<admin::PodSummary> pods;
+  if (ctx.inpod != nullptr) pods = ctx.inpod->Summary();
+  return admin::ConfigDumpJson(*snapshot, certs, pods);
+}
+
+// AdminHandler serves 15000 (DESIGN.md §4 "Ports"), bound to localhost.
+admin::HttpHandler AdminHandler(AdminContext& ctx) {
+  return [&ctx](const admin::HttpRequest& req) -> admin::HttpResponse {
+    if (req.path == "/config_dump") return {200, "application/json", ConfigDump(ctx)};
+    if (req.path == "/logging") {
+      if (req.method == "POST" && !req.query.empty()) {
+        const std::string text = req.Param("level");
+        auto level = log::ParseLevel(text);
+        if (!level) {
+          return {400, "text/plain",
+                  "unknown level \"" + text +
+                      "\": expected level=trace, debug, info, warn, error or off (one level for "
+                      "every scope)\n"};
+        }
+        log::SetLevel(*level);
+        ZT_INFO("admin", "log level set to {} through /logging", log::LevelName(*level));
+      }
+      return {200, "text/plain",
+              "current log level is " + std::string(log::LevelName(log::GetLevel())) + "\n"};
+    }
+    if (req.path == "/quitquitquit") {
+      if (req.method != "POST") return {405, "text/plain", "use POST\n"};
+      ZT_INFO("admin", "POST /quitquitquit: shutting down as on SIGTERM");
+      ::kill(::getpid(), SIGTERM);  // the main thread's sigwait takes it
+      return {200, "text/plain", "OK\n"};
+    }
+    if (req.path == "/") {
+      return {200, "text/plain",
+              "ztunnel admin: /config_dump, /logging[?level=...] (POST), /quitquitquit (POST)\n"};
+    }
+    return {404, "text/plain", "not found\n"};
+  };
+}
+
+// MetricsHandler serves 15020: Prometheus text on /metrics and /stats/prometheus.
+admin::HttpHandler MetricsHandler(const metrics::Metrics& m) {
+  return [&m](const admin::HttpRequest& req) -> admin::HttpResponse {
+    if (req.path != "/metrics" && req.path != "/stats/prometheus") {
+      return {404, "text/plain", "not found\n"};
+    }
+    return {200, "text/plain; version=0.0.4; charset=utf-8", m.Render()};
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -276,6 +368,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::SetLevel(opts.log_level);
+  log::SetFormat(opts.log_format);
   if (!opts.check_config.empty()) {
     // Like nginx -t / haproxy -c: validate without starting anything.
     std::string error;
@@ -317,18 +410,24 @@ int main(int argc, char** argv) {
     Fatal("cannot listen on " + outbound_addr->ToString() +
           " (outbound): " + listener.error().Message());
   }
-  // Readiness (15021) answers from now on: 500 naming what is pending until ready.
+  // Readiness (15021), metrics (15020) and admin (15000) answer from now on;
+  // readiness says 500, naming what is pending, until everything is up.
   admin::Readiness readiness;
   readiness.Set("workers", true);
-  std::unique_ptr<admin::ReadinessServer> readiness_server;
-  if (opts.readiness_listen != "off") {
-    auto server =
-        admin::ReadinessServer::Start(*io::SocketAddress::Parse(opts.readiness_listen), readiness);
-    if (!server) {
-      Fatal("cannot listen on " + opts.readiness_listen +
-            " (readiness): " + server.error().Message());
-    }
-    readiness_server = std::move(server).value();
+  metrics::Metrics metrics;
+  AdminContext admin_ctx;
+  std::vector<admin::HttpEndpoint> endpoints;
+  auto endpoint = [&](const std::string& listen, const char* name, admin::HttpHandler h) {
+    if (listen != "off") endpoints.push_back({name, *io::SocketAddress::Parse(listen), h});
+  };
+  endpoint(opts.readiness_listen, "readiness", admin::ReadinessHandler(readiness));
+  endpoint(opts.metrics_listen, "metrics", MetricsHandler(metrics));
+  endpoint(opts.admin_listen, "admin", AdminHandler(admin_ctx));
+  std::unique_ptr<admin::HttpServer> http;
+  if (!endpoints.empty()) {
+    std::string error;
+    http = admin::HttpServer::Start(std::move(endpoints), &error);
+    if (!http) Fatal(error);
   }
   if (opts.inpod && opts.local_config.empty()) {
     Fatal(
@@ -336,7 +435,11 @@ int main(int argc, char** argv) {
         "as the workloads the config names");
   }
   std::unique_ptr<MeshRuntime> mesh;
-  if (!opts.local_config.empty()) mesh = StartMesh(opts);
+  if (!opts.local_config.empty()) mesh = StartMesh(opts, metrics);
+  {
+    std::lock_guard lock(admin_ctx.mu);
+    admin_ctx.mesh = mesh.get();
+  }
   std::unique_ptr<DedicatedCapture> dedicated;
   if (opts.dedicated) dedicated = InstallDedicatedRules(opts);
 
@@ -409,6 +512,11 @@ int main(int argc, char** argv) {
     for (auto& w : workers) serving.push_back(w.get());
     inpod_manager = std::make_unique<inpod::InpodManager>(
         serving, mesh->state, opts.node_name, opts.mark, opts.drain_timeout, &readiness);
+    inpod_manager->set_metrics(&metrics);
+    {
+      std::lock_guard lock(admin_ctx.mu);
+      admin_ctx.inpod = inpod_manager.get();
+    }
     zds = std::make_unique<inpod::ZdsClient>(opts.inpod_uds, *inpod_manager);
     zds_thread = std::thread([&zds] { zds->Run(); });
     ZT_INFO("app", "in-pod mode: enrolling pods from the ZDS socket {}", opts.inpod_uds);
@@ -425,6 +533,10 @@ int main(int argc, char** argv) {
     // No more enrollments; pods' listeners close now, their live connections drain.
     zds->Stop();
     zds_thread.join();
+    {
+      std::lock_guard lock(admin_ctx.mu);
+      admin_ctx.inpod = nullptr;
+    }
     inpod_manager.reset();
   }
   drain.Start(opts.drain_timeout);
@@ -439,6 +551,7 @@ int main(int argc, char** argv) {
   second.detach();
 
   for (auto& t : threads) t.join();
+  http.reset();  // before what its handlers read goes away
   if (mesh) mesh->Stop();
   dedicated.reset();  // the pod's traffic flows uncaptured again
   ZT_INFO("app", "drained; exiting");

@@ -19,7 +19,25 @@ InpodManager::~InpodManager() {
 
 constexpr std::chrono::seconds kRetryEvery{5};
 
+std::vector<admin::PodSummary> InpodManager::Summary() const {
+  std::lock_guard lock(summary_mu_);
+  return summary_;
+}
+
+void InpodManager::Publish() {
+  std::vector<admin::PodSummary> out;
+  for (const auto& [uid, pod] : pods_) {
+    out.push_back({uid, pod.info.name, pod.info.namespace_name, "serving", ""});
+  }
+  for (const auto& [uid, p] : pending_) {
+    out.push_back({uid, p.info.name, p.info.namespace_name, "pending", p.error});
+  }
+  std::lock_guard lock(summary_mu_);
+  summary_ = std::move(out);
+}
+
 std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
+  PublishOnExit publish{this};
   if (auto it = pods_.find(info.uid); it != pods_.end()) {
     if (io::InodeOf(it->second.netns.get()) == io::InodeOf(netns.get()))
       return "";       // already served
@@ -38,6 +56,7 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
 }
 
 void InpodManager::Tick() {
+  PublishOnExit publish{this};
   const auto now = std::chrono::steady_clock::now();
   for (auto it = pending_.begin(); it != pending_.end();) {
     Pending& p = it->second;
@@ -120,6 +139,7 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
   }
   pod.netns = std::move(netns);
   for (proxy::Worker* w : workers_) w->AddPod(info.uid, listeners);
+  if (metrics_ != nullptr) metrics_->ProxyStarted();
   ZT_INFO("inpod", "serving pod {} ({}/{}, {}) in its network namespace", info.uid,
           info.namespace_name, info.name, workload->uid);
   pods_.emplace(info.uid, std::move(pod));
@@ -131,6 +151,7 @@ std::string InpodManager::KeepPod(const std::string& uid) {
 }
 
 std::string InpodManager::DelPod(const std::string& uid) {
+  PublishOnExit publish{this};
   if (pending_.erase(uid) != 0) {
     SetPending(uid, false);
     return "";  // never set up: nothing to stop
@@ -145,6 +166,7 @@ std::string InpodManager::DelPod(const std::string& uid) {
 }
 
 void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
+  PublishOnExit publish{this};
   std::vector<std::string> gone;
   for (const auto& [uid, pod] : pods_) {
     if (uids.count(uid) == 0) gone.push_back(uid);
@@ -160,6 +182,7 @@ void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
 }
 
 void InpodManager::Stop(Pod& pod) {
+  if (metrics_ != nullptr) metrics_->ProxyStopped();
   // Shared: a worker answering after the timeout below must find it alive.
   struct Wait {
     std::mutex mu;

@@ -5,18 +5,21 @@
 
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "ztunnel/admin/config_dump.h"
 #include "ztunnel/admin/readiness.h"
 #include "ztunnel/inpod/zds_client.h"
 #include "ztunnel/io/fd.h"
+#include "ztunnel/metrics/metrics.h"
 #include "ztunnel/proxy/worker.h"
 #include "ztunnel/state/state.h"
 
 namespace zt::inpod {
 
-/// InpodManager is called from the ZDS client's thread only.
+/// InpodManager is called from the ZDS client's thread only (Summary: from any).
 class InpodManager : public ZdsHandler {
  public:
   /// `workers` (running) and `state` must outlive this object. `node` is this node's
@@ -51,6 +54,10 @@ class InpodManager : public ZdsHandler {
   /// pending counts pods the agent enrolled that could not be set up yet: they are
   /// retried every 5 s (and keep readiness pending).
   size_t pending() const { return pending_.size(); }
+  /// set_metrics reports pods started and stopped to `m` (must outlive this object).
+  void set_metrics(metrics::Metrics* m) { metrics_ = m; }
+  /// Summary lists served and pending pods for the config dump; thread-safe.
+  std::vector<admin::PodSummary> Summary() const;
 
  private:
   struct Pod {
@@ -83,6 +90,15 @@ class InpodManager : public ZdsHandler {
   }
   std::map<std::string, Pod> pods_;
   std::map<std::string, Pending> pending_;
+  metrics::Metrics* metrics_ = nullptr;
+  // A copy of pods_ and pending_ for other threads, refreshed after every change.
+  struct PublishOnExit {
+    InpodManager* self;
+    ~PublishOnExit() { self->Publish(); }
+  };
+  void Publish();
+  mutable std::mutex summary_mu_;
+  std::vector<admin::PodSummary> summary_;
 };
 
 }  // namespace zt::inpod

@@ -56,8 +56,7 @@ TEST_CASE("With --log-format json the access log is one JSON object", "[metrics]
   CHECK(line.starts_with("{\"time\":"));
   CHECK(line.find(R"("scope":"access","message":"connection complete",)"
                   R"("src.addr":"10.0.0.1:40000",)") != std::string::npos);
-  CHECK(line.find(R"("bytes_sent":1000,"bytes_recv":20,"duration":"15ms"})") !=
-        std::string::npos);
+  CHECK(line.find(R"("bytes_sent":1000,"bytes_recv":20,"duration":"15ms"})") != std::string::npos);
 }
 
 }  // namespace

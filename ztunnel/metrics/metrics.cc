@@ -1,17 +1,17 @@
 #include "ztunnel/metrics/metrics.h"
 
 #include <dirent.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <fstream>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -76,8 +76,8 @@ class ProcessCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     using prometheus::MetricType;
     return {
-        Family("process_resident_memory_bytes", "Resident memory size in bytes.",
-               MetricType::Gauge, ResidentBytes()),
+        Family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+               ResidentBytes()),
         Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
                VirtualBytes()),
         Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
@@ -85,15 +85,13 @@ class ProcessCollector : public prometheus::Collectable {
         Family("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
                OpenFds()),
         Family("process_start_time_seconds",
-               "Start time of the process since unix epoch in seconds.", MetricType::Gauge,
-               start_),
+               "Start time of the process since unix epoch in seconds.", MetricType::Gauge, start_),
     };
   }
 
  private:
-  const double start_ = std::chrono::duration<double>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+  const double start_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 };
 
 Metrics::Metrics()

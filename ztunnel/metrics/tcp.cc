@@ -71,10 +71,10 @@ struct TcpMetrics::Cache {
 };
 
 TcpMetrics::TcpMetrics(prometheus::Registry& registry)
-    : opened_(Counter(registry, "istio_tcp_connections_opened_total",
-                      "Total TCP connections opened")),
-      closed_(Counter(registry, "istio_tcp_connections_closed_total",
-                      "Total TCP connections closed")),
+    : opened_(
+          Counter(registry, "istio_tcp_connections_opened_total", "Total TCP connections opened")),
+      closed_(
+          Counter(registry, "istio_tcp_connections_closed_total", "Total TCP connections closed")),
       sent_(Counter(registry, "istio_tcp_sent_bytes_total",
                     "Bytes sent during response in case of a TCP connection")),
       received_(Counter(registry, "istio_tcp_received_bytes_total",

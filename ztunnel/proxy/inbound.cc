@@ -9,6 +9,7 @@
 #include "ztunnel/io/netns.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/hbone_stream.h"
+#include "ztunnel/proxy/report.h"
 #include "ztunnel/proxy/upstream.h"
 #include "ztunnel/state/authz.h"
 
@@ -39,6 +40,14 @@ class Inbound::Handler final : public h2::ServerHandler,
     auto snapshot = inbound_->view_.Get();
     const state::Workload* target =
         snapshot->FindWorkload(inbound_->mesh_.network, request.authority.ip());
+    auto report = std::make_shared<ConnectionReport>(
+        inbound_->mesh_.tcp_metrics, metrics::Reporter::kDestination, "inbound", "HBONE");
+    report->MutualTls();
+    report->Source(peer_addr_,
+                   peer_ip_ ? snapshot->FindWorkload(inbound_->mesh_.network, *peer_ip_) : nullptr,
+                   peer_id);
+    report->Destination(request.authority.ToString(), target,
+                        target != nullptr ? WorkloadIdentity(*target).ToString() : "");
     std::string why;
     if (target == nullptr || target->node != inbound_->mesh_.node) {
       why = "it is not the address of a workload on this node";
@@ -51,6 +60,7 @@ class Inbound::Handler final : public h2::ServerHandler,
     if (!why.empty()) {
       ZT_WARN("proxy", "rejected CONNECT {} from {} ({}) with 400: {}",
               request.authority.ToString(), peer_addr_, peer_id, why);
+      report->Failed(why, 400);
       (void)conn->h2().Respond(stream, 400, nullptr);
       conn->ScheduleFlush();
       return;
@@ -70,21 +80,19 @@ class Inbound::Handler final : public h2::ServerHandler,
               peer_id, request.authority.ToString());
     }
     if (!decision.allowed) {
-      ZT_INFO("access",
-              "connection denied src.addr={} src.identity={} dst.addr={} dst.workload={} "
-              "direction=inbound response=401 reason=\"{}\"",
-              peer_addr_, peer_id, request.authority.ToString(), name_, decision.reason);
+      report->Denied(decision.reason, 401);
       (void)conn->h2().Respond(stream, 401, nullptr);
       conn->ScheduleFlush();
       return;
     }
     // Connect on a fiber; by the time it finishes, the connection may be gone.
     const bool spawned = io::Fiber::Spawn(
-        inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id,
-                          info] { self->OpenTunnel(stream, target, peer_id, info); });
+        inbound_->loop_,
+        [self = shared_from_this(), stream, target = request.authority, peer_id, info, report] {
+          self->OpenTunnel(stream, target, peer_id, info, report);
+        });
     if (!spawned) {
-      ZT_WARN("proxy", "answering CONNECT {} with 503: out of memory for a fiber stack",
-              request.authority.ToString());
+      report->Failed("out of memory for a fiber stack", 503);
       (void)conn->h2().Respond(stream, 503, nullptr);
       conn->ScheduleFlush();
     }
@@ -95,8 +103,7 @@ class Inbound::Handler final : public h2::ServerHandler,
 
  private:
   void OpenTunnel(int32_t stream, IpPort target, const std::string& peer_id,
-                  const state::Connection& info) {
-    const auto start = Clock::now();
+                  const state::Connection& info, std::shared_ptr<ConnectionReport> report) {
     Inbound& in = *inbound_;
     const auto dst = io::SocketAddress::FromIpPort(target);
     auto up = ConnectUpstream(
@@ -105,12 +112,9 @@ class Inbound::Handler final : public h2::ServerHandler,
         &in.tracker_);
     const Status connected = up ? Status::Ok() : Status(up.error());
     HboneConnection* conn = conn_;
-    if (conn == nullptr) return;
+    if (conn == nullptr) return report->Failed("the HBONE connection closed during set-up");
     if (!connected) {
-      ZT_INFO("access",
-              "connection failed src.addr={} src.identity={} dst.addr={} dst.workload={} "
-              "direction=inbound error=\"{}\" response=503",
-              peer_addr_, peer_id, target.ToString(), name_, connected.error().Message());
+      report->Failed(connected.error().Message(), 503);
       (void)conn->h2().Respond(stream, 503, nullptr);
       conn->ScheduleFlush();
       return;
@@ -118,20 +122,12 @@ class Inbound::Handler final : public h2::ServerHandler,
     std::weak_ptr<int> life = in.life_;
     // The stream's own address, known once it exists: its key in tunnels_.
     auto key = std::make_shared<HboneStream*>(nullptr);
+    report->Opened();
     HboneStream* hs = HboneStream::Create(
-        conn, std::move(up).value(), &in.tracker_,
-        [&in, life, key, peer = peer_addr_, peer_id, target, name = name_, ns = namespace_,
-         start](const StreamResult& r) {
+        conn, std::move(up).value(), &in.tracker_, [&in, life, key, report](const StreamResult& r) {
           if (!life.expired()) in.tunnels_.erase(*key);
-          const auto ms =
-              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-          // sent = towards the destination workload, as on the outbound side.
-          ZT_INFO("access",
-                  "connection complete src.addr={} src.identity={} dst.addr={} dst.workload={} "
-                  "dst.namespace={} direction=inbound bytes_sent={} bytes_recv={} "
-                  "duration={}ms{}",
-                  peer, peer_id, target.ToString(), name, ns, r.bytes_from_stream,
-                  r.bytes_to_stream, ms, r.ok ? std::string() : " error=\"" + r.error + "\"");
+          // Towards the destination workload is what the stream delivered to it.
+          report->Closed(r.bytes_from_stream, r.bytes_to_stream, r.ok ? std::string() : r.error);
         });
     if (!conn->h2().Respond(stream, 200, hs)) return hs->Refuse("stream gone");
     *key = hs;

@@ -7,6 +7,7 @@
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
+#include "ztunnel/proxy/report.h"
 #include "ztunnel/proxy/upstream.h"
 
 namespace zt::proxy {
@@ -52,7 +53,6 @@ void InboundPlaintext::Serve(int fd) {
 }
 
 void InboundPlaintext::ServeFiber(io::UniqueFd down) {
-  const auto start = Clock::now();
   bool handed_off = false;
   struct EndGuard {
     InboundPlaintext* self;
@@ -77,11 +77,17 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
   const IpPort target = *dst->ToIpPort();
   auto snapshot = view_.Get();
   const state::Workload* w = mesh_.LocalWorkload(*snapshot, target.ip());
+  auto report = std::make_shared<ConnectionReport>(
+      mesh_.tcp_metrics, metrics::Reporter::kDestination, "inbound", "TCP");
+  // A plaintext peer presents no identity; its workload is known if the config has it.
+  const auto peer_ip = peer ? peer->ToIpPort() : std::nullopt;
+  report->Source(src, peer_ip ? snapshot->FindWorkload(mesh_.network, peer_ip->ip()) : nullptr, "");
+  report->Destination(target.ToString(), w,
+                      w != nullptr && w->protocol == state::Protocol::kHbone
+                          ? WorkloadIdentity(*w).ToString()
+                          : "");
   if (w == nullptr) {
-    ZT_INFO("access",
-            "connection failed src.addr={} dst.addr={} direction=inbound protocol=TCP "
-            "error=\"not a workload on this node\"",
-            src, target.ToString());
+    report->Failed("not a workload on this node");
     return Reset(std::move(down));
   }
   // A plaintext peer has no identity: positive identity matches never admit it.
@@ -95,10 +101,7 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
             target.ToString());
   }
   if (!d.allowed) {
-    ZT_INFO("access",
-            "connection denied src.addr={} dst.addr={} dst.workload={} direction=inbound "
-            "protocol=TCP reason=\"{}\"",
-            src, target.ToString(), w->name, d.reason);
+    report->Denied(d.reason, 0);
     return Reset(std::move(down));
   }
   io::UniqueFd netns;  // the pod's namespace in in-pod mode: connect to the app from there
@@ -108,10 +111,7 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
       &tracker_);
   const Status connected = up ? Status::Ok() : Status(up.error());
   if (!connected) {
-    ZT_INFO("access",
-            "connection failed src.addr={} dst.addr={} dst.workload={} direction=inbound "
-            "protocol=TCP error=\"{}\"",
-            src, target.ToString(), w->name, connected.error().Message());
+    report->Failed(connected.error().Message());
     return Reset(std::move(down));
   }
   (void)io::SetNoDelay(down.get());
@@ -119,21 +119,16 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
   handed_off = true;
   std::weak_ptr<int> life = life_;
   auto key = std::make_shared<Relay*>(nullptr);
-  Relay* relay = Relay::Start(
-      loop_, std::move(down), std::move(up).value(), &tracker_,
-      [this, life, key, src, target, name = w->name, start](const RelayResult& r) {
-        if (life.expired()) return;
-        live_.erase(*key);
-        const auto ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-        ZT_INFO("access",
-                "connection complete src.addr={} dst.addr={} dst.workload={} direction=inbound "
-                "protocol=TCP bytes_sent={} bytes_recv={} duration={}ms{}",
-                src, target.ToString(), name, r.bytes_downstream_to_upstream,
-                r.bytes_upstream_to_downstream, ms,
-                r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
-        ConnectionEnded();
-      });
+  report->Opened();
+  Relay* relay =
+      Relay::Start(loop_, std::move(down), std::move(up).value(), &tracker_,
+                   [this, life, key, report](const RelayResult& r) {
+                     report->Closed(r.bytes_downstream_to_upstream, r.bytes_upstream_to_downstream,
+                                    r.ok ? std::string() : r.error.Message());
+                     if (life.expired()) return;
+                     live_.erase(*key);
+                     ConnectionEnded();
+                   });
   *key = relay;
   live_[relay] = Live{w->uid, info, src};
 }

@@ -9,6 +9,7 @@
 #include "ztunnel/core/result.h"
 #include "ztunnel/h2/session.h"
 #include "ztunnel/identity/cert_manager.h"
+#include "ztunnel/metrics/tcp.h"
 #include "ztunnel/state/state.h"
 #include "ztunnel/tls/spiffe.h"
 
@@ -22,6 +23,8 @@ struct Mesh {
   std::string node;
   /// network is the network this node's workloads live in ("" by default).
   std::string network;
+  /// tcp_metrics receives every proxied connection (null: no metrics).
+  metrics::TcpMetrics* tcp_metrics = nullptr;
 
   /// LocalWorkload is the workload at `ip` that this node serves, or null.
   const state::Workload* LocalWorkload(const state::State& s, const IpAddr& ip) const;

@@ -10,6 +10,7 @@
 #include "ztunnel/proxy/hbone_stream.h"
 #include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/relay.h"
+#include "ztunnel/proxy/report.h"
 #include "ztunnel/proxy/upstream.h"
 #include "ztunnel/state/route.h"
 
@@ -25,10 +26,6 @@ void Refuse(io::UniqueFd downstream) {
   downstream.reset();
 }
 
-int64_t MillisSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
 }  // namespace
 
 // Conn is one captured connection while it is being set up.
@@ -40,7 +37,8 @@ struct Outbound::Conn {
   io::SocketAddress src;
   io::SocketAddress dst;
   std::string src_text;
-  Clock::time_point start = Clock::now();
+  // What the access log and metrics will say; shared with the completion callback.
+  std::shared_ptr<ConnectionReport> report;
   // Every way out of set-up counts the connection as ended, unless the relay took it.
   bool handed_off = false;
 };
@@ -104,20 +102,35 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
   (void)io::SetNoDelay(c.downstream.get());
   (void)io::SetKeepalive(c.downstream.get(), options_.keepalive);
   if (auto ns = io::ForeignNetnsOf(c.downstream.get())) c.netns = std::move(ns).value();
+  c.report = std::make_shared<ConnectionReport>(mesh_ != nullptr ? mesh_->tcp_metrics : nullptr,
+                                                metrics::Reporter::kSource, "outbound", "TCP");
 
   if (mesh_ != nullptr && view_ != nullptr && pool_ != nullptr) {
     auto snapshot = view_->Get();
+    const auto src_ip = c.src.ToIpPort();
+    const state::Workload* src_workload =
+        src_ip ? mesh_->LocalWorkload(*snapshot, src_ip->ip()) : nullptr;
+    c.report->Source(c.src_text, src_workload,
+                     src_workload != nullptr && src_workload->protocol == state::Protocol::kHbone
+                         ? WorkloadIdentity(*src_workload).ToString()
+                         : "");
     const state::Route route =
         state::ResolveRoute(*snapshot, mesh_->network, *dst->ToIpPort(), round_robin_);
+    c.report->Service(route.service);
     if (!route.error.empty()) {
-      ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
-              c.src_text, c.dst.ToString(), route.error);
+      c.report->Destination(c.dst.ToString(), nullptr, "");
+      c.report->Failed(route.error);
       return Refuse(std::move(c.downstream));
     }
     c.dst = io::SocketAddress::FromIpPort(route.target);
-    if (route.workload != nullptr && route.workload->protocol == state::Protocol::kHbone) {
-      return Tunnel(c, *snapshot, *route.workload, route.service);
-    }
+    const bool hbone =
+        route.workload != nullptr && route.workload->protocol == state::Protocol::kHbone;
+    c.report->Destination(c.dst.ToString(), route.workload,
+                          hbone ? WorkloadIdentity(*route.workload).ToString() : "");
+    if (hbone) return Tunnel(c, *snapshot, *route.workload, route.service);
+  } else {
+    c.report->Source(c.src_text, nullptr, "");
+    c.report->Destination(c.dst.ToString(), nullptr, "");
   }
   Passthrough(c);
 }
@@ -127,20 +140,16 @@ void Outbound::Passthrough(Conn& c) {
       loop_, c.dst, {options_.mark, options_.connect_timeout, options_.keepalive, c.netns.get()},
       &tracker_);
   if (!upstream) {
-    ZT_INFO("access", "connection failed src.addr={} dst.addr={} direction=outbound error=\"{}\"",
-            c.src_text, c.dst.ToString(), upstream.error().Message());
+    c.report->Failed(upstream.error().Message());
     return Refuse(std::move(c.downstream));
   }
   ZT_DEBUG("proxy", "outbound {} -> {} connected", c.src_text, c.dst.ToString());
   c.handed_off = true;
+  c.report->Opened();
   Relay::Start(loop_, std::move(c.downstream), std::move(upstream).value(), &tracker_,
-               [this, src = c.src_text, dst = c.dst, start = c.start](const RelayResult& r) {
-                 ZT_INFO("access",
-                         "connection complete src.addr={} dst.addr={} direction=outbound "
-                         "bytes_sent={} bytes_recv={} duration={}ms{}",
-                         src, dst.ToString(), r.bytes_downstream_to_upstream,
-                         r.bytes_upstream_to_downstream, MillisSince(start),
-                         r.ok ? std::string() : " error=\"" + r.error.Message() + "\"");
+               [this, report = c.report](const RelayResult& r) {
+                 report->Closed(r.bytes_downstream_to_upstream, r.bytes_upstream_to_downstream,
+                                r.ok ? std::string() : r.error.Message());
                  ConnectionEnded();
                });
 }
@@ -148,11 +157,10 @@ void Outbound::Passthrough(Conn& c) {
 void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload& dst_workload,
                       const state::Service* service) {
   const IpPort dst_ip = *c.dst.ToIpPort();
+  c.report->SetProtocol("HBONE");
+  c.report->MutualTls();
   const auto fail = [&](const std::string& why) {
-    ZT_INFO("access",
-            "connection failed src.addr={} dst.addr={} dst.workload={} direction=outbound "
-            "protocol=HBONE error=\"{}\"",
-            c.src_text, c.dst.ToString(), dst_workload.name, why);
+    c.report->Failed(why);
     Refuse(std::move(c.downstream));
   };
   // The tunnel speaks for the source workload, so it must be one this node serves.
@@ -187,20 +195,21 @@ void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload&
   auto conn = pool_->Acquire(key, cert->client, &error);
   if (!conn) return fail(error);
 
-  const std::string src_id = cert->id.ToString();
-  HboneStream* hs = HboneStream::Create(
-      *conn, std::move(c.downstream), &tracker_,
-      [this, src = c.src_text, src_id, dst = c.dst, dst_name = dst_workload.name,
-       dst_id = key.expected.front().ToString(), start = c.start](const StreamResult& r) {
-        ZT_INFO("access",
-                "connection complete src.addr={} src.identity={} dst.addr={} dst.workload={} "
-                "dst.identity={} direction=outbound protocol=HBONE bytes_sent={} bytes_recv={} "
-                "duration={}ms{}",
-                src, src_id, dst.ToString(), dst_name, dst_id, r.bytes_to_stream,
-                r.bytes_from_stream, MillisSince(start),
-                r.ok ? std::string() : " error=\"" + r.error + "\"");
-        ConnectionEnded();
-      });
+  auto status = std::make_shared<int>(0);  // the CONNECT answer, once it came
+  HboneStream* hs = HboneStream::Create(*conn, std::move(c.downstream), &tracker_,
+                                        [this, report = c.report, status](const StreamResult& r) {
+                                          if (report->opened()) {
+                                            report->Closed(r.bytes_to_stream, r.bytes_from_stream,
+                                                           r.ok ? std::string() : r.error);
+                                          } else {
+                                            report->Failed(r.error, *status);
+                                          }
+                                          ConnectionEnded();
+                                        });
+  hs->on_response = [report = c.report, status](int code) {
+    *status = code;
+    if (code == 200) report->Opened();
+  };
   c.handed_off = true;  // the stream's callback ends the connection from here on
   auto id = (*conn)->h2().Connect(MakeConnectRequest(src_workload, *src_ip, dst_ip), hs);
   if (!id) return hs->Refuse("cannot open a stream: " + id.error().Message());
