@@ -85,18 +85,25 @@ std::string ConfigDumpJson(const state::State& state, const std::vector<CertSumm
   out += "  \"workloads\": " + List(state.workloads(), Workload) + ",\n";
   out += "  \"services\": " + List(state.services(), Service) + ",\n";
   out += "  \"policies\": " + List(state.policies(), Policy) + ",\n";
-  out += "  \"certificates\": " + List(certs, [](const CertSummary& c) {
-           return fmt::format(
-               R"({{"identity":{},"state":{},"expiration":{},"failures":{},"lastError":{}}})",
-               JsonEscape(c.identity), JsonEscape(c.state),
-               c.not_after.empty() ? "null" : JsonEscape(c.not_after), c.failures,
-               JsonEscape(c.last_error));
-         }) + ",\n";
-  out += "  \"pods\": " + List(pods, [](const PodSummary& p) {
-           return fmt::format(R"({{"uid":{},"name":{},"namespace":{},"state":{},"error":{}}})",
-                              JsonEscape(p.uid), JsonEscape(p.name), JsonEscape(p.namespace_name),
-                              JsonEscape(p.state), JsonEscape(p.error));
-         }) + "\n";
+  out += "  \"certificates\": " +
+         List(certs,
+              [](const CertSummary& c) {
+                return fmt::format(
+                    R"({{"identity":{},"state":{},"expiration":{},"failures":{},"lastError":{}}})",
+                    JsonEscape(c.identity), JsonEscape(c.state),
+                    c.not_after.empty() ? "null" : JsonEscape(c.not_after), c.failures,
+                    JsonEscape(c.last_error));
+              }) +
+         ",\n";
+  out +=
+      "  \"pods\": " +
+      List(pods,
+           [](const PodSummary& p) {
+             return fmt::format(R"({{"uid":{},"name":{},"namespace":{},"state":{},"error":{}}})",
+                                JsonEscape(p.uid), JsonEscape(p.name), JsonEscape(p.namespace_name),
+                                JsonEscape(p.state), JsonEscape(p.error));
+           }) +
+      "\n";
   return out + "}\n";
 }
 

@@ -77,8 +77,8 @@ std::string HttpRequest::Param(const std::string& name) const {
   size_t pos = 0;
   while (pos <= query.size()) {
     const size_t amp = query.find('&', pos);
-    const std::string_view kv =
-        std::string_view(query).substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+    const std::string_view kv = std::string_view(query).substr(
+        pos, amp == std::string::npos ? std::string::npos : amp - pos);
     const size_t eq = kv.find('=');
     if (kv.substr(0, eq) == name) {
       return eq == std::string_view::npos ? "" : std::string(kv.substr(eq + 1));
@@ -117,12 +117,13 @@ std::unique_ptr<HttpServer> HttpServer::Start(std::vector<HttpEndpoint> endpoint
     if (!l) {
       for (Listener& done : s->listeners_) ::close(done.fd);
       s->listeners_.clear();
-      *error = "cannot listen on " + e.address.ToString() + " (" + e.name +
-               "): " + l.error().Message();
+      *error =
+          "cannot listen on " + e.address.ToString() + " (" + e.name + "): " + l.error().Message();
       return nullptr;
     }
     auto local = io::LocalAddress(l->get());
-    s->listeners_.push_back({l->release(), local ? local->port() : uint16_t{0}, std::move(e.handler)});
+    s->listeners_.push_back(
+        {l->release(), local ? local->port() : uint16_t{0}, std::move(e.handler)});
   }
   s->stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (s->stop_fd_ < 0) {

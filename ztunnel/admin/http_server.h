@@ -54,8 +54,7 @@ class HttpServer {
 
   /// Start binds every endpoint and starts the thread; on failure it returns null and
   /// `*error` names the endpoint, the address and the reason.
-  static std::unique_ptr<HttpServer> Start(std::vector<HttpEndpoint> endpoints,
-                                           std::string* error);
+  static std::unique_ptr<HttpServer> Start(std::vector<HttpEndpoint> endpoints, std::string* error);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -23,10 +23,11 @@ int Connect(uint16_t port) {
 std::string Exchange(int fd, const std::string& request) {
   if (!request.empty())
     REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(request.size()));
+            static_cast<ssize_t>(request.size()));
   std::string out;
   char buf[512];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
+    out.append(buf, static_cast<size_t>(n));
   ::close(fd);
   return out;
 }
@@ -37,8 +38,9 @@ std::string Get(uint16_t port, const std::string& request) {
 
 // Echo answers with what it was asked, so tests see the parse.
 HttpResponse Echo(const HttpRequest& r) {
-  return {200, "text/plain", r.method + " " + r.path + " q=" + r.query +
-                                 " level=" + r.Param("level") + " body=" + r.body};
+  return {
+      200, "text/plain",
+      r.method + " " + r.path + " q=" + r.query + " level=" + r.Param("level") + " body=" + r.body};
 }
 
 std::unique_ptr<HttpServer> Start(std::vector<HttpEndpoint> endpoints) {
@@ -55,16 +57,19 @@ TEST_CASE("Requests are parsed: method, path, query parameters, body", "[admin]"
   CHECK(resp.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(resp.find("Content-Length: 32\r\n") != std::string::npos);
   CHECK(resp.ends_with("\r\n\r\nGET /config_dump q= level= body="));
-  resp = Get(s->port(0),
-             "POST /logging?x=1&level=debug HTTP/1.1\r\ncontent-LENGTH: 5\r\n\r\nhello");
+  resp =
+      Get(s->port(0), "POST /logging?x=1&level=debug HTTP/1.1\r\ncontent-LENGTH: 5\r\n\r\nhello");
   CHECK(resp.ends_with("POST /logging q=x=1&level=debug level=debug body=hello"));
 }
 
 TEST_CASE("Each endpoint has its own handler; a taken port names the endpoint", "[admin]") {
   auto s = Start({{"one", *io::SocketAddress::Parse("127.0.0.1:0"),
-                   [](const HttpRequest&) { return HttpResponse{200, "text/plain", "one"}; }},
-                  {"two", *io::SocketAddress::Parse("127.0.0.1:0"),
-                   [](const HttpRequest&) { return HttpResponse{404, "text/plain", "two"}; }}});
+                   [](const HttpRequest&) {
+                     return HttpResponse{200, "text/plain", "one"};
+                   }},
+                  {"two", *io::SocketAddress::Parse("127.0.0.1:0"), [](const HttpRequest&) {
+                     return HttpResponse{404, "text/plain", "two"};
+                   }}});
   CHECK(Get(s->port(0), "GET / HTTP/1.1\r\n\r\n").ends_with("\r\n\r\none"));
   CHECK(Get(s->port(1), "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 Not Found"));
 

@@ -14,12 +14,6 @@
 #include "ztunnel/state/authz.h"
 
 namespace zt::proxy {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-}  // namespace
-
 // Handler answers the CONNECTs of one HBONE connection, for one local workload.
 class Inbound::Handler final : public h2::ServerHandler,
                                public std::enable_shared_from_this<Handler> {

@@ -13,8 +13,6 @@
 namespace zt::proxy {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 void Reset(io::UniqueFd fd) {
   (void)io::SetLingerZero(fd.get());
   fd.reset();

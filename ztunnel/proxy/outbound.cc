@@ -17,8 +17,6 @@
 namespace zt::proxy {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // Refuse reports a failed connection to the client with a reset, as a direct
 // connection to a closed port would.
 void Refuse(io::UniqueFd downstream) {
