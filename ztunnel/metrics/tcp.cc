@@ -86,15 +86,31 @@ TcpMetrics::TcpMetrics(prometheus::Registry& registry)
 TcpMetrics::~TcpMetrics() = default;
 
 ConnectionCounters* TcpMetrics::Series(const ConnectionLabels& labels) {
-  const prometheus::Labels l = ToLabels(labels);
+  // The cache key is the raw values, joined: building the label map (27 entries) is
+  // left for the first connection of a label set.
   std::string key;
-  for (const auto& [k, v] : l) {
+  key.reserve(512);
+  auto add = [&key](const std::string& v) {
     key += v;
     key += '\x1f';  // a separator no label value contains
+  };
+  for (const PeerLabels* p : {&labels.source, &labels.destination}) {
+    for (const std::string* v : {&p->workload, &p->workload_namespace, &p->principal, &p->app,
+                                 &p->version, &p->cluster, &p->canonical_service,
+                                 &p->canonical_revision}) {
+      add(*v);
+    }
   }
+  add(labels.destination_service);
+  add(labels.destination_service_namespace);
+  add(labels.destination_service_name);
+  add(labels.response_flags);
+  key += labels.reporter == Reporter::kSource ? 's' : 'd';
+  key += labels.mutual_tls ? 'm' : 'u';
   std::lock_guard<std::mutex> lock(cache_->mu);
   auto& slot = cache_->series[key];
   if (!slot) {
+    const prometheus::Labels l = ToLabels(labels);
     slot = std::make_unique<ConnectionCounters>();
     slot->opened = &opened_.Add(l);
     slot->closed = &closed_.Add(l);
