@@ -30,7 +30,7 @@ integration: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -L integration
 
 demo: build
-	@/usr/bin/python3 scripts/demo.py --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+	@/usr/bin/python3 scripts/demo.py --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent
 
 bench: build
 	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel

@@ -35,6 +35,8 @@ The helpers, in short:
   node.log(); node.mark(); node.wait_log(text)      the node process's log
   node.access("complete", direction="inbound")      parsed access records (text or JSON)
   node.stop() / node.kill() / node.start()          SIGTERM, kill -9, start (new log file)
+  node.http("/config_dump") / node.http("/metrics", port=15020)   (status, body) from the
+                                                    node's netns; http_request(ns, ...) from any
   c.write_config(text); c.set_policies(yaml)        atomic rewrite; the nodes reload it
   c.enroll("a1") / c.unenroll("a1")                 through the node's agent CLI
 """
@@ -129,6 +131,31 @@ def default_pods() -> list[Pod]:
     ]
 
 
+_HTTP_CLIENT = """
+import json, sys, urllib.request, urllib.error
+url, method, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+try:
+    r = urllib.request.urlopen(req, timeout=timeout)
+    out = [r.status, r.read().decode(errors="replace")]
+except urllib.error.HTTPError as e:
+    out = [e.code, e.read().decode(errors="replace")]
+except Exception as e:  # refused, reset, timeout: no HTTP answer
+    out = [0, f"{type(e).__name__}: {e}"]
+print(json.dumps(out))
+"""
+
+
+def http_request(ns: ztnet.Netns, host: str, port: int, path: str, method: str = "GET",
+                 timeout: float = 5.0) -> tuple[int, str]:
+    """One HTTP request (urllib) from inside `ns` (a node's or a pod's netns): (status,
+    body); status 0 when no HTTP answer came (refused, reset, timeout), body says why."""
+    out = ns.run(PY, "-c", _HTTP_CLIENT, f"http://{host}:{port}{path}", method,
+                 str(timeout)).stdout
+    code, body = json.loads(out.strip().splitlines()[-1])
+    return int(code), body
+
+
 class Node:
     """A node: its netns, its agent and its node process (restartable)."""
 
@@ -204,6 +231,13 @@ class Node:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} not ready: {code} {body}\n{self.log()}")
             time.sleep(0.1)
+
+    def http(self, path: str, method: str = "GET", port: int = 15000,
+             host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[int, str]:
+        """One HTTP request from inside the node's netns (admin 15000 by default; 15020
+        metrics, 15021 readiness): (status, body). Status 0 when no HTTP answer came
+        (refused, reset, timeout); the body then says why."""
+        return http_request(self.ns, host, port, path, method, timeout)
 
     def readiness(self) -> tuple[int, str]:
         out = self.ns.run(PY, "-c", (

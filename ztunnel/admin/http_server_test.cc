@@ -62,7 +62,7 @@ TEST_CASE("Requests are parsed: method, path, query parameters, body", "[admin]"
   CHECK(resp.ends_with("POST /logging q=x=1&level=debug level=debug body=hello"));
 }
 
-TEST_CASE("Each endpoint has its own handler; a taken port names the endpoint", "[admin]") {
+TEST_CASE("Each endpoint has its own handler and a taken port names the endpoint", "[admin]") {
   auto s = Start({{"one", *io::SocketAddress::Parse("127.0.0.1:0"),
                    [](const HttpRequest&) {
                      return HttpResponse{200, "text/plain", "one"};

@@ -95,9 +95,9 @@ ConnectionCounters* TcpMetrics::Series(const ConnectionLabels& labels) {
     key += '\x1f';  // a separator no label value contains
   };
   for (const PeerLabels* p : {&labels.source, &labels.destination}) {
-    for (const std::string* v : {&p->workload, &p->workload_namespace, &p->principal, &p->app,
-                                 &p->version, &p->cluster, &p->canonical_service,
-                                 &p->canonical_revision}) {
+    for (const std::string* v :
+         {&p->workload, &p->workload_namespace, &p->principal, &p->app, &p->version, &p->cluster,
+          &p->canonical_service, &p->canonical_revision}) {
       add(*v);
     }
   }
