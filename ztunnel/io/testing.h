@@ -2,7 +2,9 @@
 // there and wait for it from the test thread. For tests only.
 #pragma once
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <memory>
@@ -37,7 +39,7 @@ inline Listener ListenLoopback(int backlog = 128) {
 inline UniqueFd BlockingConnect(const SocketAddress& addr) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid() || ::connect(fd.get(), addr.sa(), addr.len()) != 0) {
-    throw std::runtime_error("connect to " + addr.ToString() + " failed");
+    throw std::runtime_error("connect to " + addr.ToString() + " failed: " + std::strerror(errno));
   }
   return fd;
 }
