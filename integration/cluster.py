@@ -97,6 +97,7 @@ class Pod:
     ns: ztnet.Netns | None = None
     veth: str = ""            # the pod's end of its link
     enrolled: bool = False
+    sidecar: ztnet.Ztunnel | None = None  # its dedicated proxy (mode="sidecar")
 
     @property
     def uid(self) -> str:
@@ -343,7 +344,10 @@ class Cluster:
     def __init__(self, topo: ztnet.Topology | None = None, tmp_path: Path | None = None,
                  policies_yaml: str = "", *, pods: list[Pod] | None = None,
                  workload_policies: dict[str, list[str]] | None = None, workers: int = 2,
-                 node_args: tuple[str, ...] = (), start: bool = True, keep_tmp: bool = False):
+                 node_args: tuple[str, ...] = (), start: bool = True, keep_tmp: bool = False,
+                 mode: str = "ambient"):
+        assert mode in ("ambient", "sidecar", "direct"), mode
+        self.mode = mode
         self._own_topo = topo is None
         self.topo = topo or ztnet.Topology("cl")
         self._own_tmp = tmp_path is None
@@ -412,8 +416,13 @@ class Cluster:
                     node.ns.run("ip", "route", "add", f"{other.pod_net}.0/24", "via", other.ip)
 
     def start(self) -> None:
-        """Agents, node processes (node-a first: it generates the CA), then enrollment of
-        every mesh pod through the agent CLI."""
+        """Ambient mode: agents, node processes (node-a first: it generates the CA), then
+        enrollment of every mesh pod through the agent CLI. Sidecar mode: one dedicated
+        proxy per mesh pod instead (start_sidecars). Direct mode: no mesh at all."""
+        if self.mode == "direct":
+            return
+        if self.mode == "sidecar":
+            return self.start_sidecars()
         for node in self.nodes.values():
             node.start_agent()
         for node in self.nodes.values():
@@ -424,6 +433,22 @@ class Cluster:
                 assert "node process acknowledged" in out, out
         for node in self.nodes.values():
             node.wait_served()
+
+    def start_sidecars(self, *extra: str) -> None:
+        """Sidecar mode (the comparison DESIGN §7 makes): no node process and no agent; each
+        mesh pod runs its own `ztunnel --proxy-mode dedicated` inside its netns (same
+        binary, same mTLS, one worker), which installs the pod's capture rules for its
+        lifetime and removes them at exit. Readiness/metrics/admin are per pod."""
+        for pod in self.pods:
+            if not pod.mesh:
+                continue
+            args = ["--proxy-mode", "dedicated", "--pod-name", pod.name, "--pod-namespace",
+                    pod.namespace, "--service-account", pod.service_account,
+                    "--local-config", str(self.config_path), "--ca-dir", str(self.ca_dir),
+                    "--workers", "1", *self.node_args, *extra]
+            if not (self.ca_dir / "ca-cert.pem").exists():
+                args.append("--ca-generate")  # the first proxy creates the shared root
+            pod.sidecar = ztnet.Ztunnel(pod.ns, self.tmp / f"sidecar-{pod.name}.log", *args)
 
     # --- lookups -----------------------------------------------------------------------
     def pod(self, name: str) -> Pod:

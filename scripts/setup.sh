@@ -50,6 +50,31 @@ install_boringssl() {
   echo "setup: BoringSSL installed"
 }
 
+# fortio (Istio's load generator, DESIGN.md §5) for the mesh benchmark, built from the
+# Go module proxy. v1.66.5: newer releases need grol.io/grol, which the proxy refuses.
+FORTIO_VERSION=v1.66.5
+FORTIO_BIN=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/fortio-${FORTIO_VERSION}/fortio
+
+install_fortio() {
+  [ -x "$FORTIO_BIN" ] && return 0
+  local go=go
+  command -v go >/dev/null || go=/usr/local/go/bin/go
+  if ! command -v "$go" >/dev/null; then
+    echo "setup: the go command is needed to build fortio $FORTIO_VERSION (install Go 1.22 or newer)" >&2
+    exit 1
+  fi
+  echo "setup: building fortio $FORTIO_VERSION into $(dirname "$FORTIO_BIN")"
+  local staging
+  staging=$(mktemp -d /tmp/ztunnel-fortio.XXXXXX)
+  trap 'rm -rf "$staging"' RETURN
+  GOBIN=$staging "$go" install "fortio.org/fortio@$FORTIO_VERSION" || {
+    echo "setup: building fortio $FORTIO_VERSION failed (see above)" >&2
+    exit 1
+  }
+  mkdir -p "$(dirname "$FORTIO_BIN")"
+  mv "$staging/fortio" "$FORTIO_BIN.tmp.$$" && mv "$FORTIO_BIN.tmp.$$" "$FORTIO_BIN"
+}
+
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
@@ -71,6 +96,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   install_boringssl
+  install_fortio
   exit 0
 fi
 
@@ -86,3 +112,4 @@ apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done"
 install_boringssl
+install_fortio
