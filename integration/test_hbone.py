@@ -4,6 +4,7 @@ HBONE (mutual TLS 1.3 + HTTP/2 CONNECT) to the server node's 15008, and delivere
 Also: peers with a bad certificate or a bad CONNECT are refused with a log line while
 other tunnels keep flowing."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ class Mesh:
         self.b.spawn(PY, str(TOOLS / "sink.py"), SERVER_IP, str(PORT))
         self.b.wait_listening(PORT)
         self.config = tmp_path / "mesh.yaml"
-        self.config.write_text(CONFIG + policies)
+        write_atomic(self.config, CONFIG + policies)
         self.ca = tmp_path / "ca"
         common = ["--local-config", str(self.config), "--ca-dir", str(self.ca), "--workers", "2",
                   *extra]
@@ -73,6 +74,14 @@ class Mesh:
                           "--connect", f"{SERVER_IP}:15008", "--authority", authority,
                           "--bytes", str(nbytes), check=False)
 
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replaces the config the way Kubernetes updates a mounted ConfigMap (write, then
+    rename): the node process polls the file and could otherwise read half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 def assert_refused(ns, ip: str, port: int, bind: str = "") -> None:
     """A connection from `ns` to ip:port must end without an answer: reset (at connect
@@ -224,13 +233,13 @@ def test_config_reload_applies_good_files_and_keeps_state_on_bad_ones(topo, tmp_
     r = mesh.send(1 << 20)
     assert r["server_count"] == 1 << 20
     # A bad file: rejected with the field named, traffic keeps flowing.
-    mesh.config.write_text(CONFIG.replace(SERVER_IP, "10.78.0.300", 1))
+    write_atomic(mesh.config, CONFIG.replace(SERVER_IP, "10.78.0.300", 1))
     log_b = mesh.zt_b.wait_log("rejected the new local config")
     assert "is not an IP address" in log_b
     r = mesh.send(1 << 20)
     assert r["server_count"] == 1 << 20 and r["server_sha256"] == r["sha256"]
     # A good file with a DENY policy for port 9000: new tunnels are refused.
-    mesh.config.write_text(CONFIG + DENY_9001.replace("9001", "9000"))
+    write_atomic(mesh.config, CONFIG + DENY_9001.replace("9001", "9000"))
     mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 2 policies")
     assert_refused(mesh.a, SERVER_IP, PORT)
     assert 'reason="denied by backend/deny-9000"' in mesh.zt_b.wait_log("connection denied")
@@ -252,7 +261,7 @@ def test_service_vip_spreads_over_endpoints_on_both_nodes(topo, tmp_path):
     cfg = CONFIG.replace("  node: node-a\n", "  node: node-a\n  services: {backend/echo.backend.svc.cluster.local: {}}\n")
     cfg = cfg.replace("  node: node-b\n", "  node: node-b\n  services: {backend/echo.backend.svc.cluster.local: {}}\n")
     mesh = Mesh(topo, tmp_path, policies=SERVICE)
-    mesh.config.write_text(cfg + SERVICE)
+    write_atomic(mesh.config, cfg + SERVICE)
     mesh.zt_a.wait_log("reloaded the local config: 2 workloads")
     mesh.zt_b.wait_log("reloaded the local config: 2 workloads")
     mesh.a.spawn(PY, str(TOOLS / "sink.py"), CLIENT_IP, str(PORT))
@@ -280,7 +289,7 @@ def test_new_deny_policy_closes_a_live_tunnel_within_a_second(topo, tmp_path):
                         stdout=subprocess.PIPE)
     assert "paused_at" in live.stdout.readline().decode()
     t0 = time.monotonic()
-    mesh.config.write_text(CONFIG + DENY_9001.replace("9001", str(PORT)))
+    write_atomic(mesh.config, CONFIG + DENY_9001.replace("9001", str(PORT)))
     mesh.zt_b.wait_log("connection closed by a policy change", timeout=5)
     elapsed = time.monotonic() - t0
     assert elapsed < 1.0, f"the live tunnel was closed {elapsed:.2f} s after the change"
@@ -319,7 +328,7 @@ def test_out_of_mesh_client_reaches_a_mesh_workload_through_15006(topo, tmp_path
     assert f"src.addr={CLIENT_IP}:" in line and f"dst.addr={SERVER_IP}:{PORT}" in line
     assert f"bytes_sent={4 << 20}" in line and "direction=inbound" in line
     # An ALLOW policy that needs an identity shuts plaintext peers out.
-    mesh.config.write_text(CONFIG + ALLOW_MESH_ONLY)
+    write_atomic(mesh.config, CONFIG + ALLOW_MESH_ONLY)
     mesh.zt_b.wait_log("reloaded the local config: 2 workloads, 1 policies")
     assert_refused(mesh.a, SERVER_IP, PORT)
     log_b = mesh.zt_b.wait_log("connection denied")
