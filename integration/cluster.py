@@ -73,6 +73,17 @@ SERVICE_NAME, SERVICE_NS = "echo", "shop"
 SERVICE_HOST = f"{SERVICE_NAME}.{SERVICE_NS}.svc.cluster.local"
 SERVICE_KEY = f"{SERVICE_NS}/{SERVICE_HOST}"
 CLUSTER_ID = "cluster1"
+# A policy that refuses shop/web (pod a1's account); attach it to a pod with
+# workload_policies={"<pod>": ["backend/deny-web"]} (tests, demo).
+DENY_WEB = """\
+policies:
+- name: deny-web
+  namespace: backend
+  scope: WorkloadSelector
+  action: Deny
+  rules:
+  - - - serviceAccounts: [{namespace: shop, serviceAccount: web}]
+"""
 
 
 def agent_bin() -> str:

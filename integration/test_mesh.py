@@ -191,19 +191,10 @@ def test_out_of_mesh_pod_reaches_mesh_pods_through_15006(mesh):
     assert "ISTIO" not in a3.ns.run("iptables-save").stdout
 
 
-DENY_WEB_TO_B1 = """
-policies:
-- name: deny-web
-  namespace: backend
-  scope: WorkloadSelector
-  action: Deny
-  rules:
-  - - - serviceAccounts: [{namespace: shop, serviceAccount: web}]
-"""
 
 
 def test_deny_policy_refuses_with_401_and_other_pairs_keep_working(mesh):
-    c = mesh(DENY_WEB_TO_B1, workload_policies={"b1": ["backend/deny-web"]})
+    c = mesh(cluster.DENY_WEB, workload_policies={"b1": ["backend/deny-web"]})
     a1, a2, b1 = c.pod("a1"), c.pod("a2"), c.pod("b1")
     node_a, node_b = c.node("node-a"), c.node("node-b")
     for p in ("b1", "b3"):

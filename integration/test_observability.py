@@ -22,16 +22,6 @@ from test_mesh import assert_exact, mesh, nothing_left_behind  # noqa: F401
 
 METRICS_PORT, ADMIN_PORT = 15020, 15000
 
-# b3 refuses shop/web (a1): the denied connection of the metrics test.
-DENY_WEB_TO_B3 = """
-policies:
-- name: deny-web
-  namespace: backend
-  scope: WorkloadSelector
-  action: Deny
-  rules:
-  - - - serviceAccounts: [{namespace: shop, serviceAccount: web}]
-"""
 
 # Every workload of namespace backend (b1, b3) refuses shop/web (a1).
 DENY_WEB_IN_BACKEND = """
@@ -96,7 +86,7 @@ def pair_labels(src: cluster.Pod, dst: cluster.Pod, reporter: str) -> dict:
 # --- 1. metrics ------------------------------------------------------------------------------
 
 def test_metrics_count_exactly_what_crossed_at_both_reporters(mesh):
-    c = mesh(DENY_WEB_TO_B3, workload_policies={"b3": ["backend/deny-web"]})
+    c = mesh(cluster.DENY_WEB, workload_policies={"b3": ["backend/deny-web"]})
     a1, a2, b1, b2, b3 = (c.pod(n) for n in ("a1", "a2", "b1", "b2", "b3"))
     node_a, node_b = c.node("node-a"), c.node("node-b")
     for p in ("b1", "a2", "b2", "b3"):
@@ -423,7 +413,7 @@ def test_sigterm_drains_a_live_1gib_transfer_and_refuses_new_connections(mesh, t
 # --- 5. JSON logs ------------------------------------------------------------------------------
 
 def test_json_log_format_every_line_is_an_object_with_the_access_fields(mesh):
-    c = mesh(DENY_WEB_TO_B3, workload_policies={"b3": ["backend/deny-web"]},
+    c = mesh(cluster.DENY_WEB, workload_policies={"b3": ["backend/deny-web"]},
              node_args=("--log-format", "json"))
     a1, b1 = c.pod("a1"), c.pod("b1")
     node_a, node_b = c.node("node-a"), c.node("node-b")

@@ -34,15 +34,6 @@ import cluster  # noqa: E402
 import ztnet  # noqa: E402
 
 MARKER = "SECRET-ORDER-4242;"   # what the apps send, to look for on the wire
-DENY_POLICY = """\
-policies:
-- name: deny-web
-  namespace: backend
-  scope: WorkloadSelector
-  action: Deny
-  rules:
-  - - - serviceAccounts: [{namespace: shop, serviceAccount: web}]
-"""
 DEADLINE_S = 150             # the whole demo; it normally takes a few seconds
 WIDTH = 100
 
@@ -335,10 +326,10 @@ def run(c: cluster.Cluster, logs_dir: Path, t0: float) -> dict:
          "We add a DENY policy to the cluster's config file and attach it to b1; both "
          "nodes reload it live. Policies are checked on the destination's node against the "
          "verified certificate of the caller, so a1 cannot talk its way around it.")
-    for l in DENY_POLICY.splitlines():
+    for l in cluster.DENY_WEB.splitlines():
         say("  " + l)
     b1.policies = ["backend/deny-web"]
-    c.set_policies(DENY_POLICY)
+    c.set_policies(cluster.DENY_WEB)
     say("both nodes: reloaded the local config")
     since_b = node_b.mark()
     sink_before = len(c.sink_log("b1"))

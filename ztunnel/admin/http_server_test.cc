@@ -1,40 +1,19 @@
 #include "ztunnel/admin/http_server.h"
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "ztunnel/admin/testing.h"
+
 namespace zt::admin {
 namespace {
 
-int Connect(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  return fd;
-}
-
-std::string Exchange(int fd, const std::string& request) {
-  if (!request.empty())
-    REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(request.size()));
-  std::string out;
-  char buf[512];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
-    out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-std::string Get(uint16_t port, const std::string& request) {
-  return Exchange(Connect(port), request);
-}
+using testing::Connect;
+using testing::Exchange;
+using testing::Get;
 
 // Echo answers with what it was asked, so tests see the parse.
 HttpResponse Echo(const HttpRequest& r) {

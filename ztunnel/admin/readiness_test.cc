@@ -1,32 +1,14 @@
 #include "ztunnel/admin/readiness.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <string>
+
+#include "ztunnel/admin/testing.h"
 
 namespace zt::admin {
 namespace {
 
-// Get sends `request` to 127.0.0.1:port and returns the whole response.
-std::string Get(uint16_t port, const std::string& request) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(request.size()));
-  std::string out;
-  char buf[512];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)
-    out.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return out;
-}
+using testing::Get;
 
 TEST_CASE("Readiness answers 500 naming what is pending, then 200", "[admin]") {
   Readiness r;

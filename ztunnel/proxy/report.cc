@@ -56,19 +56,19 @@ void ConnectionReport::Closed(uint64_t to_destination, uint64_t from_destination
 }
 
 void ConnectionReport::Failed(const std::string& error, int response) {
-  record_.outcome = "failed";
   record_.error = error;
-  record_.response = response;
-  labels_.response_flags = "CONNECT";
-  if (metrics_ != nullptr) metrics_->Failed(labels_);
-  End();
+  NeverOpened("failed", "CONNECT", response);
 }
 
 void ConnectionReport::Denied(const std::string& reason, int response) {
-  record_.outcome = "denied";
   record_.reason = reason;
+  NeverOpened("denied", "DENY", response);
+}
+
+void ConnectionReport::NeverOpened(const char* outcome, const char* flags, int response) {
+  record_.outcome = outcome;
   record_.response = response;
-  labels_.response_flags = "DENY";
+  labels_.response_flags = flags;
   if (metrics_ != nullptr) metrics_->Failed(labels_);
   End();
 }

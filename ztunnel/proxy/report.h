@@ -44,6 +44,8 @@ class ConnectionReport {
 
  private:
   void End();
+  // NeverOpened counts a connection that failed set-up and logs it.
+  void NeverOpened(const char* outcome, const char* flags, int response);
 
   metrics::TcpMetrics* metrics_;
   metrics::ConnectionCounters* counters_ = nullptr;
