@@ -4,7 +4,7 @@ ASAN_DIR ?= build-asan
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test unit integration demo bench bench-hbone bench-quick asan format clean
+.PHONY: all setup configure build test unit integration demo bench bench-hbone bench-quick bench-relay asan format clean
 
 all: build
 
@@ -32,14 +32,18 @@ integration: build
 demo: build
 	@/usr/bin/python3 scripts/demo.py --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent
 
+# The mesh benchmark (direct vs ambient vs sidecar), about 15 minutes; see docs/BENCHMARKS.md.
 bench: build
-	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent
 
 bench-hbone: build
 	@/usr/bin/python3 bench/hbone --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
 
 bench-quick: build
-	@/usr/bin/python3 bench/run --quick --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
+	@/usr/bin/python3 bench/run --quick --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent --out /tmp/ztunnel-bench-quick
+
+bench-relay: build
+	@/usr/bin/python3 bench/relay --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build (asserts on) running the unit tests.
 asan: setup

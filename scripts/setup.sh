@@ -84,6 +84,8 @@ packages=(
   libprotobuf-dev protobuf-compiler
   # tests
   catch2 python3-pytest python3-h2 python3-cryptography python3-prometheus-client
+  # benchmark plots
+  python3-matplotlib
   # network tools used by tests, demo and benchmarks
   iproute2 iptables iperf3 tcpdump tshark haproxy procps psmisc
 )
