@@ -11,8 +11,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 # upstream BoringSSL on this machine (docs/ARCHITECTURE.md, "BoringSSL"). We build
 # upstream BoringSSL, as vendored by the boring-sys crate (pinned in
 # scripts/boringssl/Cargo.lock), into a versioned prefix once per machine.
+# The prefix names the crate version and our build revision (2: one section per
+# function, so the linker's --gc-sections drops the unused code; see CMakeLists.txt).
 BORINGSSL_CRATE_VERSION=5.4.0
-BORINGSSL_PREFIX=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/boringssl-${BORINGSSL_CRATE_VERSION}
+BORINGSSL_BUILD_REVISION=2
+BORINGSSL_PREFIX=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/boringssl-${BORINGSSL_CRATE_VERSION}-${BORINGSSL_BUILD_REVISION}
 
 install_boringssl() {
   [ -f "$BORINGSSL_PREFIX/lib/libssl.a" ] && [ -f "$BORINGSSL_PREFIX/lib/libcrypto.a" ] && return 0
@@ -34,7 +37,9 @@ install_boringssl() {
   build=$(mktemp -d /tmp/ztunnel-boringssl.XXXXXX)
   trap 'rm -rf "$build"' RETURN
   cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_TESTING=OFF >"$build/configure.log"
+    -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DBUILD_TESTING=OFF \
+    -DCMAKE_C_FLAGS="-ffunction-sections -fdata-sections" \
+    -DCMAKE_CXX_FLAGS="-ffunction-sections -fdata-sections" >"$build/configure.log"
   cmake --build "$build" -j "${JOBS:-2}" --target crypto ssl >"$build/build.log" || {
     tail -20 "$build/build.log" >&2
     exit 1
