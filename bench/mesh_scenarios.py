@@ -76,7 +76,11 @@ class ProxyUsage:
         self._cpu0, self._t0 = sum(proc_cpu(p) for p in self.pids), time.monotonic()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            # Interrupted or failed: the processes may be gone already; let the error
+            # through rather than hide it behind a missing /proc entry.
+            return False
         self.cpu_seconds = sum(proc_cpu(p) for p in self.pids) - self._cpu0
         self.wall_seconds = time.monotonic() - self._t0
         return False
