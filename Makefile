@@ -32,7 +32,7 @@ integration: build
 demo: build
 	@/usr/bin/python3 scripts/demo.py --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent
 
-# The mesh benchmark (direct vs ambient vs sidecar), about 15 minutes; see docs/BENCHMARKS.md.
+# The mesh benchmark (direct vs ambient vs sidecar), about 13 minutes; see docs/BENCHMARKS.md.
 bench: build
 	@/usr/bin/python3 bench/run --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel --agent $(BUILD_DIR)/ztunnel/agent/ztunnel-agent
 

@@ -42,8 +42,10 @@ def summarize(traffic: dict, scale: dict) -> dict:
                                   for p in PERCENTILES},
         "vcpu_per_1000rps_per_proxy": per_mode(lambda r: r["vcpu_per_1000rps_per_proxy"],
                                                PROXY_MODES),
+        # Direct mode's runs also carry the reference relay's load.
         "errors": per_mode(lambda r: r["latency_1000"]["errors"] + r["latency_max"]["errors"] +
-                           r["churn"]["errors"]),
+                           r["churn"]["errors"] +
+                           r.get("relay_latency_1000", {}).get("errors", 0)),
     }
     ratios = {}
     for n in (1, 4):
