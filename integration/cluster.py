@@ -211,9 +211,11 @@ class Node:
     def log_path(self) -> Path:
         return self.logs[-1]
 
-    def start(self, *extra: str, wait_pods: bool = True) -> ztnet.Ztunnel:
+    def start(self, *extra: str, wait_pods: bool = True,
+              wrap: tuple[str, ...] = ()) -> ztnet.Ztunnel:
         """Starts the node process (a new log file per start); with wait_pods, waits
-        until the agent's snapshot is applied and every enrolled pod is served."""
+        until the agent's snapshot is applied and every enrolled pod is served. `wrap`
+        runs it under a command that execs it (prlimit --nofile=64 --)."""
         assert self.zt is None or self.zt.proc.poll() is not None, f"{self.name} is running"
         self.starts += 1
         log = self.cluster.tmp / f"{self.name}.{self.starts}.log"
@@ -224,7 +226,7 @@ class Node:
                 "--workers", str(c.workers), *c.node_args, *extra]
         if not (c.ca_dir / "ca-cert.pem").exists():
             args.append("--ca-generate")  # the first process creates the one shared root
-        self.zt = ztnet.Ztunnel(self.ns, log, *args)
+        self.zt = ztnet.Ztunnel(self.ns, log, *args, wrap=wrap)
         if wait_pods:
             self.wait_served()
         return self.zt

@@ -157,10 +157,13 @@ def ztunnel_bin() -> str:
 class Ztunnel:
     """A ztunnel process running inside a namespace, its log in a file."""
 
-    def __init__(self, ns: Netns, log: Path, *args: str, env: dict | None = None):
+    def __init__(self, ns: Netns, log: Path, *args: str, env: dict | None = None,
+                 wrap: tuple[str, ...] = ()):
+        """`wrap` is a command that execs the binary (e.g. prlimit ... --), so the
+        process keeps the pid we started."""
         self.ns = ns
         self.log = log
-        self.proc = ns.spawn(ztunnel_bin(), *args, log=log, env=env)
+        self.proc = ns.spawn(*wrap, ztunnel_bin(), *args, log=log, env=env)
         self.wait_log("ready:", timeout=10)
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:

@@ -457,6 +457,7 @@ int main(int argc, char** argv) {
   worker_options.loop.buffer_count = opts.buffer_count;
   worker_options.outbound.mark = opts.mark;
   worker_options.outbound.connect_timeout = opts.connect_timeout;
+  worker_options.overload = &metrics.overload();
 
   DrainTrigger drain;
   proxy::Balancer balancer(opts.workers);

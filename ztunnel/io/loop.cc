@@ -77,6 +77,8 @@ Loop::~Loop() {
   // The buffer ring must be unregistered while the ring still exists.
   buffers_.reset();
   if (ring_ready_) io_uring_queue_exit(&ring_);
+  // The ring is gone, so no CQE can reach these any more.
+  for (OrphanableCompletion* c : orphans_) delete c;
 }
 
 Loop* Loop::Current() { return t_current; }
@@ -101,6 +103,13 @@ void Loop::CancelOp(Completion* completion) {
 
 void Loop::CancelFd(int fd) {
   io_uring_prep_cancel_fd(Prepare(nullptr), fd, IORING_ASYNC_CANCEL_ALL);
+}
+
+void Loop::Orphan(OrphanableCompletion* c) { orphans_.insert(c); }
+
+void Loop::Reap(OrphanableCompletion* c) {
+  orphans_.erase(c);
+  delete c;
 }
 
 void Loop::Run() {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 #include <vector>
 
 #include "ztunnel/core/result.h"
@@ -32,6 +33,15 @@ class Completion {
 
  protected:
   ~Completion() = default;
+};
+
+/// OrphanableCompletion is a Completion whose owner may be destroyed while its
+/// operation is still in flight: the owner hands it to Loop::Orphan, and the loop
+/// keeps it (and frees it at loop exit if its last CQE never came). The completion
+/// itself calls Loop::Reap at its last CQE.
+class OrphanableCompletion : public Completion {
+ public:
+  virtual ~OrphanableCompletion() = default;
 };
 
 /// MemberCompletion forwards CQEs to a member function of its owner: how an object
@@ -77,6 +87,11 @@ class Loop {
   void CancelOp(Completion* completion);
   /// CancelFd cancels every operation on `fd`. Fire-and-forget.
   void CancelFd(int fd);
+  /// Orphan takes ownership of `c`, whose operation is still in flight and whose owner
+  /// is going away; `c` must call Reap at its last CQE.
+  void Orphan(OrphanableCompletion* c);
+  /// Reap frees an orphaned completion (called by it, at its last CQE).
+  void Reap(OrphanableCompletion* c);
 
   /// Run processes completions until Stop() is called.
   void Run();
@@ -104,6 +119,8 @@ class Loop {
   std::unique_ptr<StackPool> stacks_;
   std::unique_ptr<Waker> waker_;
   std::vector<std::function<void()>> deferred_;
+  // Completions whose owners died with their operation in flight (see Orphan).
+  std::unordered_set<OrphanableCompletion*> orphans_;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
 };

@@ -124,15 +124,32 @@ void MultishotAccept::Arm() {
   armed_ = true;
 }
 
+namespace {
+
+// ResourceExhausted is an accept failure that says the process or the system is out
+// of file descriptors or memory: retrying at once fails the same way.
+bool ResourceExhausted(int32_t res) {
+  return res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS;
+}
+
+}  // namespace
+
 void MultishotAccept::OnComplete(int32_t res, uint32_t flags) {
   if (!(flags & IORING_CQE_F_MORE)) {
     armed_ = false;
-    // The kernel ends a multishot accept on some errors; re-arm unless stopping or the
-    // socket no longer listens (EINVAL after shutdown, EBADF after close).
-    if (!stopped_ && res != -ECANCELED && res != -EINVAL && res != -EBADF) Arm();
+    // The kernel ends a multishot accept on errors; re-arm unless stopping, the socket
+    // no longer listens (EINVAL after shutdown, EBADF after close), or resources ran
+    // out: re-arming then only fails again at once, so Next() re-arms when the caller
+    // asks for the next connection, after its back-off.
+    if (!stopped_ && res != -ECANCELED && res != -EINVAL && res != -EBADF &&
+        !ResourceExhausted(res)) {
+      Arm();
+    }
   }
   if (res == -ECANCELED && stopped_) {
     // no fd; the waiter learns about the stop below
+  } else if (res < 0 && !ready_.empty() && ready_.back() < 0) {
+    // At most one pending error: a burst of failures must not grow the queue.
   } else {
     ready_.push_back(res);
   }
@@ -143,6 +160,7 @@ Result<UniqueFd> MultishotAccept::Next() {
   while (ready_.empty()) {
     // After Stop, wait for the final CQE so the caller may destroy this object.
     if (stopped_ && !armed_) return Error{Errc::kCancelled};
+    if (!stopped_ && !armed_) Arm();  // after a resource error: the caller backed off
     waiter_ = Fiber::Current();
     waiter_->Suspend();
   }
@@ -233,23 +251,70 @@ void MultishotRecv::Stop() {
 
 // --- Timer -----------------------------------------------------------------------
 
+// Op is what the kernel's timeout completes into. It outlives its Timer when the Timer
+// is destroyed while pending (then the loop owns it) or from inside its callback.
+class Timer::Op final : public OrphanableCompletion {
+ public:
+  explicit Op(Loop& loop, Timer* owner) : loop_(loop), owner_(owner) {}
+
+  void Start(std::chrono::nanoseconds delay, std::function<void(bool)> fn) {
+    assert(!pending_ && "Timer::Start on a pending timer");
+    fn_ = std::move(fn);
+    ts_ = ToTimespec(delay);
+    io_uring_prep_timeout(loop_.Prepare(this), &ts_, 0, 0);
+    pending_ = true;
+  }
+  void Cancel() {
+    if (pending_) loop_.CancelOp(this);
+  }
+  bool pending() const { return pending_; }
+
+  // Detach is the Timer going away: from now on nothing is called back, and the op
+  // frees itself once the kernel is done with it.
+  void Detach() {
+    owner_ = nullptr;
+    fn_ = nullptr;
+    if (pending_) {
+      loop_.CancelOp(this);
+      loop_.Orphan(this);
+    } else if (!running_) {
+      delete this;
+    }
+    // else: inside our own callback; OnComplete frees us when it returns.
+  }
+
+  void OnComplete(int32_t res, uint32_t /*flags*/) override {
+    pending_ = false;
+    if (owner_ == nullptr) return loop_.Reap(this);  // orphaned: nobody to tell
+    auto fn = std::move(fn_);
+    fn_ = nullptr;
+    running_ = true;
+    if (fn) fn(res == -ETIME);  // may restart the timer, or destroy it
+    running_ = false;
+    // Destroyed from inside the callback: if it restarted first, Detach orphaned us
+    // and the next CQE reaps; otherwise nothing refers to us any more.
+    if (owner_ == nullptr && !pending_) delete this;
+  }
+
+ private:
+  Loop& loop_;
+  Timer* owner_;
+  __kernel_timespec ts_{};
+  std::function<void(bool)> fn_;
+  bool pending_ = false;
+  bool running_ = false;
+};
+
+Timer::Timer(Loop& loop) : op_(new Op(loop, this)) {}
+
+Timer::~Timer() { op_->Detach(); }
+
 void Timer::Start(std::chrono::nanoseconds delay, std::function<void(bool)> fn) {
-  assert(!pending_ && "Timer::Start on a pending timer");
-  fn_ = std::move(fn);
-  ts_ = ToTimespec(delay);
-  io_uring_prep_timeout(loop_.Prepare(this), &ts_, 0, 0);
-  pending_ = true;
+  op_->Start(delay, std::move(fn));
 }
 
-void Timer::Cancel() {
-  if (pending_) loop_.CancelOp(this);
-}
+void Timer::Cancel() { op_->Cancel(); }
 
-void Timer::OnComplete(int32_t res, uint32_t /*flags*/) {
-  pending_ = false;
-  auto fn = std::move(fn_);
-  fn_ = nullptr;
-  if (fn) fn(res == -ETIME);
-}
+bool Timer::pending() const { return op_->pending(); }
 
 }  // namespace zt::io

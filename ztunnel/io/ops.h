@@ -54,7 +54,10 @@ Result<int> CancelFdAndWait(Loop& loop, int fd);
 
 /// MultishotAccept keeps one multishot accept armed on a listener; Next() awaits the
 /// next connection. Stop() cancels it: Next() returns kCancelled once the kernel has
-/// released the operation, after which the object may be destroyed.
+/// released the operation, after which the object may be destroyed. When accepting
+/// fails for want of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS) it
+/// is not re-armed until the next Next(), so the caller can back off first, and at
+/// most one error waits in its queue.
 class MultishotAccept final : public Completion {
  public:
   MultishotAccept(Loop& loop, int listen_fd);
@@ -105,23 +108,26 @@ class MultishotRecv final : public Completion, public BufferWaiter {
   Fiber* waiter_ = nullptr;
 };
 
-/// Timer calls a function after a delay, on the loop thread. Cancel() stops it;
-/// the object must live until the callback ran or `pending()` is false.
-class Timer final : public Completion {
+/// Timer calls a function after a delay, on the loop thread. Cancel() stops it.
+/// Destroying a Timer is always safe, also while it is pending or from inside its own
+/// callback: the kernel's operation completes into a separate object that the loop
+/// keeps until its CQE arrives, and the callback of a destroyed Timer never runs.
+class Timer {
  public:
-  explicit Timer(Loop& loop) : loop_(loop) {}
+  explicit Timer(Loop& loop);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
   /// Start arms the timer, which must not be pending; `fn` runs with true if it fired,
   /// false if it was cancelled.
   void Start(std::chrono::nanoseconds delay, std::function<void(bool fired)> fn);
+  /// Cancel asks the kernel to stop the timer; `fn(false)` runs when it has.
   void Cancel();
-  bool pending() const { return pending_; }
-  void OnComplete(int32_t res, uint32_t flags) override;
+  bool pending() const;
 
  private:
-  Loop& loop_;
-  __kernel_timespec ts_{};
-  std::function<void(bool)> fn_;
-  bool pending_ = false;
+  class Op;
+  Op* op_;  // owned by this Timer, or by the loop once this Timer died with it pending
 };
 
 }  // namespace zt::io

@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <future>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -146,6 +149,78 @@ TEST_CASE("Sleep waits at least its duration and Timer can be cancelled", "[io]"
     timer.Cancel();
   });
   CHECK(cancelled.get_future().get() == false);
+}
+
+TEST_CASE("A Timer may be destroyed while pending, and its callback never runs", "[io]") {
+  // Regression (issue 15, defect 1): a pending Timer freed by its owner used to
+  // leave the kernel's timeout completing into freed memory.
+  LoopThread lt;
+  int calls = 0;
+  lt.Run([&] {
+    for (int i = 0; i < 100; ++i) {
+      auto t = std::make_unique<Timer>(lt.loop());
+      t->Start(std::chrono::milliseconds(1 + i % 3), [&](bool) { ++calls; });
+    }  // each destroyed pending
+  });
+  // Overwrite a pending timer in a map slot, the shape of the original crash.
+  std::map<int, std::unique_ptr<Timer>> slots;
+  std::promise<void> survivor_fired;
+  lt.Run([&] {
+    for (int i = 0; i < 10; ++i) {
+      auto t = std::make_unique<Timer>(lt.loop());
+      t->Start(5ms, [&, i](bool) {
+        ++calls;
+        if (i == 9) survivor_fired.set_value();
+      });
+      slots[0] = std::move(t);
+    }
+  });
+  survivor_fired.get_future().get();
+  std::this_thread::sleep_for(20ms);          // time for a wrongly surviving callback to run
+  CHECK(lt.Run([&] { return calls; }) == 1);  // only the one still in the map fired
+  lt.Run([&] { slots.clear(); });
+}
+
+TEST_CASE("A Timer may be destroyed or restarted from inside its own callback", "[io]") {
+  LoopThread lt;
+  std::promise<void> done;
+  auto t = std::make_unique<Timer>(lt.loop());
+  Timer* raw = t.get();
+  int fires = 0;
+  lt.Run([&] {
+    raw->Start(1ms, [&](bool fired) {
+      REQUIRE(fired);
+      ++fires;
+      // Restart, then destroy the timer while the restarted timeout is pending.
+      raw->Start(1ms, [&](bool) { ++fires; });
+      t.reset();
+      lt.loop().Defer([&] { done.set_value(); });
+    });
+  });
+  done.get_future().get();
+  std::this_thread::sleep_for(10ms);
+  CHECK(lt.Run([&] { return fires; }) == 1);
+
+  std::promise<void> done2;
+  auto t2 = std::make_unique<Timer>(lt.loop());
+  lt.Run([&] {
+    t2->Start(1ms, [&](bool) {
+      t2.reset();  // destroyed inside its callback, not restarted
+      done2.set_value();
+    });
+  });
+  done2.get_future().get();
+}
+
+TEST_CASE("A loop destroyed with an orphaned Timer pending frees it", "[io]") {
+  // LeakSanitizer (make asan) fails this test if the orphan is not freed.
+  auto loop = Loop::Create({});
+  REQUIRE(loop.ok());
+  {
+    Timer t(**loop);
+    t.Start(10s, [](bool) {});
+  }
+  loop->reset();
 }
 
 TEST_CASE("Close closes through the ring", "[io]") {

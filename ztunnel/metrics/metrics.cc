@@ -98,6 +98,7 @@ Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       process_(std::make_shared<ProcessCollector>()) {
   tcp_ = std::make_unique<TcpMetrics>(*registry_);
+  overload_ = std::make_unique<OverloadMetrics>(*registry_);
   active_proxies_ = &prometheus::BuildGauge()
                          .Name("workload_manager_active_proxy_count")
                          .Help("The total number of pods the node process serves")

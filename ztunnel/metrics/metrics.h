@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "ztunnel/metrics/overload.h"
 #include "ztunnel/metrics/tcp.h"
 
 namespace prometheus {
@@ -25,6 +26,9 @@ class Metrics {
 
   /// tcp reports connections (istio_tcp_*).
   TcpMetrics& tcp() { return *tcp_; }
+  /// overload reports back-offs and refusals past a bound (ztunnel_accept_backoffs_total,
+  /// ztunnel_overload_refused_total).
+  OverloadMetrics& overload() { return *overload_; }
 
   /// ProxyStarted / ProxyStopped track enrolled pods (Istio's workload_manager_*).
   void ProxyStarted();
@@ -39,6 +43,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<class ProcessCollector> process_;
   std::unique_ptr<TcpMetrics> tcp_;
+  std::unique_ptr<OverloadMetrics> overload_;
   prometheus::Gauge* active_proxies_ = nullptr;
   prometheus::Counter* proxies_started_ = nullptr;
   prometheus::Counter* proxies_stopped_ = nullptr;

@@ -3,11 +3,14 @@
 // worker (see Balancer), itself included.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
+#include "ztunnel/core/log_limiter.h"
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/ops.h"
+#include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/balancer.h"
 
 namespace zt::proxy {
@@ -19,9 +22,16 @@ class Acceptor {
   /// balancer already counts it.
   using ServeFn = std::function<void(int fd)>;
 
-  /// `listen_fd` and `balancer` must outlive this object. `name` is for logs.
+  /// `listen_fd` and `balancer` (and `overload`, when given) must outlive this object.
+  /// `name` is for logs.
   Acceptor(io::Loop& loop, int listen_fd, Balancer& balancer, int index, Listener listener,
-           const char* name, ServeFn serve);
+           const char* name, ServeFn serve, metrics::OverloadMetrics* overload = nullptr);
+
+  /// kMinBackoff and kMaxBackoff bound the pause after accept ran out of file
+  /// descriptors or memory: doubling from the first to the second, so a listener is
+  /// back within kMaxBackoff of resources freeing.
+  static constexpr std::chrono::milliseconds kMinBackoff{10};
+  static constexpr std::chrono::milliseconds kMaxBackoff{250};
   ~Acceptor();
 
   /// Start begins accepting.
@@ -32,6 +42,8 @@ class Acceptor {
 
  private:
   void AcceptLoop();
+  // BackOff pauses accepting after a resource error; logs (rate-limited) and counts it.
+  void BackOff(const Error& error);
 
   io::Loop& loop_;
   int listen_fd_;
@@ -42,6 +54,9 @@ class Acceptor {
   ServeFn serve_;
   std::unique_ptr<io::MultishotAccept> accept_;
   std::function<void()> on_stopped_;
+  metrics::OverloadMetrics* overload_;
+  log::LogLimiter log_limiter_;
+  std::chrono::milliseconds backoff_{0};  // 0: the last accept succeeded
   bool done_ = false;
 };
 

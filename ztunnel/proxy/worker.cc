@@ -43,9 +43,9 @@ Status Worker::Run(std::atomic<bool>* ready) {
   }
   outbound_ = std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_,
                                          ended, options_.mesh, view_.get(), pool_.get());
-  acceptors_.push_back(std::make_unique<Acceptor>(*loop_, outbound_listen_fd_, balancer_, index_,
-                                                  Listener::kOutbound, "outbound",
-                                                  [this](int fd) { outbound_->Serve(fd); }));
+  acceptors_.push_back(std::make_unique<Acceptor>(
+      *loop_, outbound_listen_fd_, balancer_, index_, Listener::kOutbound, "outbound",
+      [this](int fd) { outbound_->Serve(fd); }, options_.overload));
   if (options_.mesh != nullptr) {
     // Also without node-level listeners: pods' listeners (in-pod mode) use them.
     inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, *view_, tracker_,
@@ -56,13 +56,13 @@ Status Worker::Run(std::atomic<bool>* ready) {
   if (options_.mesh != nullptr && options_.inbound_listen_fd >= 0) {
     acceptors_.push_back(std::make_unique<Acceptor>(
         *loop_, options_.inbound_listen_fd, balancer_, index_, Listener::kInboundHbone,
-        "inbound HBONE", [this](int fd) { inbound_->Serve(fd); }));
+        "inbound HBONE", [this](int fd) { inbound_->Serve(fd); }, options_.overload));
   }
   if (options_.mesh != nullptr && options_.inbound_plaintext_listen_fd >= 0) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*loop_, options_.inbound_plaintext_listen_fd,
-                                                    balancer_, index_, Listener::kInboundPlaintext,
-                                                    "inbound plaintext",
-                                                    [this](int fd) { plaintext_->Serve(fd); }));
+    acceptors_.push_back(std::make_unique<Acceptor>(
+        *loop_, options_.inbound_plaintext_listen_fd, balancer_, index_,
+        Listener::kInboundPlaintext, "inbound plaintext", [this](int fd) { plaintext_->Serve(fd); },
+        options_.overload));
   }
   deadline_ = std::make_unique<io::Timer>(*loop_);
   pool_wait_ = std::make_unique<io::Timer>(*loop_);
@@ -91,8 +91,9 @@ void Worker::AddPod(const std::string& uid, PodListeners listeners) {
     if (draining_ || options_.mesh == nullptr || pod_acceptors_.count(uid) != 0) return;
     auto& list = pod_acceptors_[uid];
     for (const auto [fd, kind] : listeners) {
-      list.push_back(std::make_unique<Acceptor>(*loop_, fd, balancer_, index_, kind, "pod",
-                                                [this, kind](int c) { Serve(c, kind); }));
+      list.push_back(std::make_unique<Acceptor>(
+          *loop_, fd, balancer_, index_, kind, "pod", [this, kind](int c) { Serve(c, kind); },
+          options_.overload));
       list.back()->Start();
     }
   });
@@ -103,8 +104,10 @@ void Worker::RemovePod(const std::string& uid, uint64_t netns_inode,
   loop_->Post([this, uid, netns_inode, grace, done = std::move(done)]() mutable {
     if (!draining_ && tracker_.size() > 0) {
       // The node drain, if it starts, has its own deadline; this one is the pod's.
-      auto timer = std::make_unique<io::Timer>(*loop_);
-      timer->Start(grace, [this, uid, netns_inode](bool fired) {
+      const uint64_t key = next_pod_drain_++;
+      auto& timer = pod_drains_[key];
+      timer = std::make_unique<io::Timer>(*loop_);
+      timer->Start(grace, [this, key, uid, netns_inode](bool fired) {
         if (!fired) return;
         const size_t closed = tracker_.AbortIf([netns_inode](int fd) {
           if (fd < 0) return false;
@@ -115,9 +118,8 @@ void Worker::RemovePod(const std::string& uid, uint64_t netns_inode,
           ZT_INFO("proxy", "pod {} removed: closed {} connection(s) still open after its grace",
                   uid, closed);
         }
-        loop_->Post([this, uid] { pod_drains_.erase(uid); });
+        pod_drains_.erase(key);  // destroys this timer: safe from its own callback
       });
-      pod_drains_[uid] = std::move(timer);
     }
     auto it = pod_acceptors_.find(uid);
     if (it == pod_acceptors_.end() || draining_ || removing_.count(uid) != 0) {

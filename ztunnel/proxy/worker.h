@@ -11,6 +11,7 @@
 #include "ztunnel/core/result.h"
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/ops.h"
+#include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/acceptor.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/inbound.h"
@@ -34,6 +35,9 @@ struct WorkerOptions {
   int inbound_listen_fd = -1;
   /// inbound_plaintext_listen_fd is the shared 15006 listener (needs `mesh`); -1: none.
   int inbound_plaintext_listen_fd = -1;
+  /// overload, when set, counts accept back-offs and refusals past a bound; it must
+  /// outlive the worker.
+  metrics::OverloadMetrics* overload = nullptr;
 };
 
 /// PodListener is one of a pod's listening sockets (in-pod mode), created inside the
@@ -94,8 +98,10 @@ class Worker {
   // Per pod (in-pod mode): its acceptors; stopped ones wait here until released.
   std::map<std::string, std::vector<std::unique_ptr<Acceptor>>> pod_acceptors_;
   std::set<std::string> removing_;  // pods whose acceptors are stopping already
-  // Removed pods' grace periods, by uid; at the end their connections are closed.
-  std::map<std::string, std::unique_ptr<io::Timer>> pod_drains_;
+  // Removed pods' grace periods, one per removal (a uid removed, re-added and removed
+  // again has two, each for its own namespace); at the end their connections close.
+  std::map<uint64_t, std::unique_ptr<io::Timer>> pod_drains_;
+  uint64_t next_pod_drain_ = 0;
   std::unique_ptr<io::Timer> deadline_;
   std::unique_ptr<io::Timer> pool_wait_;
   size_t acceptors_running_ = 0;
