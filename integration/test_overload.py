@@ -170,3 +170,38 @@ def test_fd_exhaustion_backs_off_and_recovers(mesh):
     # Counted (read now: while fds ran out, no scrape could be accepted either).
     assert metric(node, "ztunnel_accept_backoffs_total", listener="inbound") > 0
     stop_cleanly(node)
+
+
+def test_connect_flood_to_a_silent_address_is_bounded(mesh):
+    """Defect 3: 10,100 connections from one pod to an address that never answers (a3's
+    port 9999 drops SYNs). Each pending upstream connect holds two fds; nothing bounded
+    them, so the process hit EMFILE at the default limit and wedged. Now a source gets
+    at most --max-pending-connects-per-source per worker; the rest are refused at once."""
+    c = mesh(node_args=("--connect-timeout", "4s"))
+    node = c.node("node-a")
+    c.start_sink("b2")
+    c.pod("a3").ns.run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "DROP")
+    pid = node.zt.pid
+    neighbour_ok(c)
+    rss_before, fds_before = rss_kib(pid), open_fds(pid)
+    flood, held = spawn_many(c, "a1", c.pod("a3").ip, 9999, 10_100, "--connect-wait", "15")
+    fds_during = open_fds(pid)
+    # Two workers, 1,024 per source each: at most 2,048 connects pending, three fds
+    # apiece (the client's socket, ours, and the pod's netns while set-up runs).
+    assert fds_during - fds_before < 3 * 2048 + 200, f"fds {fds_before} -> {fds_during}"
+    neighbour_ok(c)  # a2 -> b2 on the same node while a1's connects are pending
+    refused = metric(node, "ztunnel_overload_refused_total", reason="pending_connects_per_source")
+    print(f"connect flood: {held}, fds {fds_before} -> {fds_during}, refused {refused:.0f}, "
+          f"RSS {rss_before} -> {rss_kib(pid)} KiB")
+    assert refused >= 10_100 - 2 * 1024 - 100, refused
+    release_many(flood)
+    # The pending connects time out (4 s); then fds and memory come back.
+    deadline = time.monotonic() + 15
+    while open_fds(pid) > fds_before + 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_fds(pid) <= fds_before + 20, f"fds {fds_before} -> {open_fds(pid)}"
+    rss_after = rss_kib(pid)
+    print(f"after the flood: fds {open_fds(pid)}, RSS {rss_after} KiB")
+    assert rss_after - rss_before < 16 << 10, f"RSS {rss_before} -> {rss_after} KiB"
+    neighbour_ok(c)
+    stop_cleanly(node)

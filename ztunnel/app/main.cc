@@ -458,6 +458,7 @@ int main(int argc, char** argv) {
   worker_options.outbound.mark = opts.mark;
   worker_options.outbound.connect_timeout = opts.connect_timeout;
   worker_options.overload = &metrics.overload();
+  worker_options.connect_limits = {opts.max_pending_connects, opts.max_pending_connects_per_source};
 
   DrainTrigger drain;
   proxy::Balancer balancer(opts.workers);

@@ -93,6 +93,22 @@ const std::vector<Flag>& Flags() {
       {"inpod-uds", "INPOD_UDS",
        "the ZDS socket the enrollment agent listens on (default /var/run/ztunnel/ztunnel.sock)",
        "PATH"},
+      {"max-pending-connects", "ZTUNNEL_MAX_PENDING_CONNECTS",
+       "upstream connects in flight per worker; more are refused at once (default 2048; 0: "
+       "unbounded)",
+       "N"},
+      {"max-pending-connects-per-source", "ZTUNNEL_MAX_PENDING_CONNECTS_PER_SOURCE",
+       "upstream connects in flight per worker for one source workload (default 1024; 0: "
+       "unbounded)",
+       "N"},
+      {"max-handshakes", "ZTUNNEL_MAX_HANDSHAKES",
+       "inbound TLS handshakes in flight per worker; more connections are closed at once "
+       "(default 1024; 0: unbounded)",
+       "N"},
+      {"max-pending-pods", "ZTUNNEL_MAX_PENDING_PODS",
+       "enrolled pods waiting to be set up (not in the config yet); more are NACKed (default "
+       "256; 0: unbounded)",
+       "N"},
   };
   return flags;
 }
@@ -273,6 +289,14 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
     } else if (name == "inpod-uds") {
       if (value.empty()) return Invalid(f, from_env, value, "a socket path");
       out.inpod_uds = value;
+    } else if (name == "max-pending-connects" || name == "max-pending-connects-per-source" ||
+               name == "max-handshakes" || name == "max-pending-pods") {
+      auto n = ParseUnsigned(value);
+      if (!n || *n > 1'000'000) return Invalid(f, from_env, value, "an integer from 0 to 1000000");
+      (name == "max-pending-connects"              ? out.max_pending_connects
+       : name == "max-pending-connects-per-source" ? out.max_pending_connects_per_source
+       : name == "max-handshakes"                  ? out.max_handshakes
+                                  : out.max_pending_pods) = static_cast<uint32_t>(*n);
     } else if (name == "cert-ttl") {
       auto d = ParseDuration(value);
       if (!d || *d < std::chrono::seconds(60)) {

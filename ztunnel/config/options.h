@@ -49,6 +49,12 @@ struct Options {
   bool inpod = false;
   std::string inpod_uds = "/var/run/ztunnel/ztunnel.sock";
   std::chrono::seconds cert_ttl{24 * 3600};
+  /// Overload bounds (0: unbounded). Pending upstream connects per worker and per
+  /// source workload; TLS handshakes in flight per worker; pods waiting to be set up.
+  uint32_t max_pending_connects = 2048;
+  uint32_t max_pending_connects_per_source = 1024;
+  uint32_t max_handshakes = 1024;
+  uint32_t max_pending_pods = 256;
   bool help = false;
   bool version = false;
   /// check_config: validate this local config file, print the verdict, exit.

@@ -24,6 +24,8 @@ const char* ErrcName(Errc code) {
       return "unavailable";
     case Errc::kResourceExhausted:
       return "resource exhausted";
+    case Errc::kOverloaded:
+      return "overloaded: too much pending work, refused at once";
   }
   return "unknown error";
 }

@@ -19,6 +19,7 @@ enum class Errc : uint8_t {
   kLoop,             // the destination is one of our own ports: proxying would loop
   kUnavailable,      // a required kernel feature is missing or blocked
   kResourceExhausted,
+  kOverloaded,  // refused at once: a bound on pending work was reached
 };
 
 /// Error is cheap to copy and carries no heap memory, so it can travel the data path.

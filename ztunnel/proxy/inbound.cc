@@ -100,10 +100,11 @@ class Inbound::Handler final : public h2::ServerHandler,
                   const state::Connection& info, std::shared_ptr<ConnectionReport> report) {
     Inbound& in = *inbound_;
     const auto dst = io::SocketAddress::FromIpPort(target);
-    auto up = ConnectUpstream(
-        in.loop_, dst,
-        {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive, netns_.get()},
-        &in.tracker_);
+    // Bounded per peer identity: the workload on whose behalf the tunnel is opened.
+    auto up = ConnectUpstream(in.loop_, dst,
+                              {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive,
+                               netns_.get(), in.options_.limiter, peer_id},
+                              &in.tracker_);
     const Status connected = up ? Status::Ok() : Status(up.error());
     HboneConnection* conn = conn_;
     if (conn == nullptr) return report->Failed("the HBONE connection closed during set-up");

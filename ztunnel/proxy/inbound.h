@@ -18,6 +18,7 @@
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/proxy/mesh.h"
@@ -32,6 +33,9 @@ struct InboundOptions {
   std::chrono::milliseconds connect_timeout{10'000};
   io::KeepaliveOptions keepalive{};
   HboneTimeouts timeouts{};
+  /// limiter, when set, bounds this worker's pending upstream connects (must outlive
+  /// the Inbound and InboundPlaintext).
+  ConnectLimiter* limiter = nullptr;
 };
 
 /// Inbound runs on one worker's loop; an Acceptor feeds it.

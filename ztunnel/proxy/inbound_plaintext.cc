@@ -104,9 +104,11 @@ void InboundPlaintext::ServeFiber(io::UniqueFd down) {
   }
   io::UniqueFd netns;  // the pod's namespace in in-pod mode: connect to the app from there
   if (auto ns = io::ForeignNetnsOf(down.get())) netns = std::move(ns).value();
-  auto up = ConnectUpstream(
-      loop_, *dst, {options_.mark, options_.connect_timeout, options_.keepalive, netns.get()},
-      &tracker_);
+  auto up =
+      ConnectUpstream(loop_, *dst,
+                      {options_.mark, options_.connect_timeout, options_.keepalive, netns.get(),
+                       options_.limiter, peer ? peer->ToIpPort()->ip().ToString() : std::string()},
+                      &tracker_);
   const Status connected = up ? Status::Ok() : Status(up.error());
   if (!connected) {
     report->Failed(connected.error().Message());

@@ -134,9 +134,12 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
 }
 
 void Outbound::Passthrough(Conn& c) {
-  auto upstream = ConnectUpstream(
-      loop_, c.dst, {options_.mark, options_.connect_timeout, options_.keepalive, c.netns.get()},
-      &tracker_);
+  const auto src_ip = c.src.ToIpPort();
+  auto upstream =
+      ConnectUpstream(loop_, c.dst,
+                      {options_.mark, options_.connect_timeout, options_.keepalive, c.netns.get(),
+                       options_.limiter, src_ip ? src_ip->ip().ToString() : c.src_text},
+                      &tracker_);
   if (!upstream) {
     c.report->Failed(upstream.error().Message());
     return Refuse(std::move(c.downstream));

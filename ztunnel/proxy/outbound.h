@@ -15,6 +15,7 @@
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/pool.h"
@@ -30,6 +31,9 @@ struct OutboundOptions {
   io::KeepaliveOptions keepalive{};
   /// original_dst says where a captured connection was going; SO_ORIGINAL_DST if empty.
   std::function<Result<io::SocketAddress>(int fd)> original_dst;
+  /// limiter, when set, bounds this worker's pending upstream connects (must outlive
+  /// the Outbound).
+  ConnectLimiter* limiter = nullptr;
 };
 
 /// Outbound runs on one worker's loop; an Acceptor feeds it.

@@ -58,9 +58,10 @@ Result<HboneConnection*> Pool::Acquire(const PoolKey& key,
       pending = std::make_shared<Entry>();
       pending->key = k;
       by_key_.emplace(k, pending);
-      auto sock = ConnectUpstream(
-          loop_, key.destination,
-          {options_.mark, options_.connect_timeout, options_.keepalive, key.netns}, nullptr);
+      auto sock = ConnectUpstream(loop_, key.destination,
+                                  {options_.mark, options_.connect_timeout, options_.keepalive,
+                                   key.netns, options_.limiter, key.source.ToString()},
+                                  nullptr);
       const Status connected = sock ? Status::Ok() : Status(sock.error());
       if (!connected) {
         Unlist(pending);

@@ -15,6 +15,7 @@
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/hbone_connection.h"
 #include "ztunnel/tls/context.h"
@@ -48,6 +49,8 @@ struct PoolOptions {
   size_t max_streams = 100;
   io::KeepaliveOptions keepalive{};
   HboneTimeouts timeouts{};
+  /// limiter, when set, bounds this worker's pending connects (must outlive the Pool).
+  ConnectLimiter* limiter = nullptr;
 };
 
 /// Pool is used from fibers on its loop. Destroy it after its loop stopped, or once

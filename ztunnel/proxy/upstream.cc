@@ -23,6 +23,12 @@ class PendingConnect final : public TrackedConnection {
 
 Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& dst,
                                      const UpstreamOptions& options, ConnectionTracker* tracker) {
+  ConnectLimiter::Permit permit;  // held until the connect has finished, either way
+  if (options.limiter != nullptr) {
+    auto p = options.limiter->Acquire(options.source);
+    if (!p) return p.error();
+    permit = std::move(p).value();
+  }
   auto sock = options.netns_fd >= 0 ? io::SocketInNetns(options.netns_fd, dst.family(),
                                                         SOCK_STREAM | SOCK_NONBLOCK, 0)
                                     : io::TcpSocket(dst.family());

@@ -5,12 +5,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 #include "ztunnel/core/result.h"
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/fd.h"
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 
 namespace zt::proxy {
@@ -23,6 +25,10 @@ struct UpstreamOptions {
   /// netns_fd, when >= 0, is the network namespace to create the socket in (the
   /// source pod's, in in-pod mode). Must stay open for the call.
   int netns_fd = -1;
+  /// limiter, when set, bounds connects in flight; `source` names who the connect is
+  /// for (the client's address or identity). Past a bound: kOverloaded at once.
+  ConnectLimiter* limiter = nullptr;
+  std::string source;
 };
 
 /// ConnectUpstream connects to `dst` from a fiber on `loop`. While the connect is in

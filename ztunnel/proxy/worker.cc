@@ -23,6 +23,7 @@ Worker::~Worker() {
   outbound_.reset();
   pool_.reset();
   view_.reset();
+  connect_limiter_.reset();
   pool_wait_.reset();
   deadline_.reset();
   loop_.reset();
@@ -37,6 +38,10 @@ Status Worker::Run(std::atomic<bool>* ready) {
   }
   loop_ = std::move(loop).value();
   const auto ended = [this] { MaybeFinish(); };
+  connect_limiter_ = std::make_unique<ConnectLimiter>(options_.connect_limits, options_.overload);
+  options_.outbound.limiter = connect_limiter_.get();
+  options_.inbound.limiter = connect_limiter_.get();
+  options_.pool.limiter = connect_limiter_.get();
   if (options_.mesh != nullptr) {
     view_ = std::make_unique<SnapshotView>(*options_.mesh->state);
     pool_ = std::make_unique<Pool>(*loop_, options_.pool, &tracker_);

@@ -14,6 +14,7 @@
 #include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/acceptor.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/inbound.h"
 #include "ztunnel/proxy/inbound_plaintext.h"
 #include "ztunnel/proxy/mesh.h"
@@ -38,6 +39,8 @@ struct WorkerOptions {
   /// overload, when set, counts accept back-offs and refusals past a bound; it must
   /// outlive the worker.
   metrics::OverloadMetrics* overload = nullptr;
+  /// connect_limits bound the worker's upstream connects in flight (ConnectLimiter).
+  ConnectLimits connect_limits{};
 };
 
 /// PodListener is one of a pod's listening sockets (in-pod mode), created inside the
@@ -89,6 +92,7 @@ class Worker {
   Balancer& balancer_;
   std::unique_ptr<io::Loop> loop_;
   ConnectionTracker tracker_;
+  std::unique_ptr<ConnectLimiter> connect_limiter_;
   std::unique_ptr<SnapshotView> view_;  // with a mesh: this worker's state snapshot
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
