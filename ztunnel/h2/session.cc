@@ -50,6 +50,7 @@ struct Session::Stream {
   bool deferred = false;
   bool wants_writable = false;
   bool reset_after_response = false;  // a refusal: RST_STREAM(NO_ERROR) once it is sent
+  bool awaiting_answer = false;       // server: handed to OnConnect, not answered yet
 
   size_t buffered() const { return out.size() - out_offset; }
 };
@@ -127,6 +128,16 @@ struct Callbacks {
     }
     Stream* st = s->Find(frame->hd.stream_id);
     if (st == nullptr) return 0;
+    if (frame->hd.type == NGHTTP2_RST_STREAM && st->awaiting_answer) {
+      // Rapid reset: the peer makes us start work (authorize, dial) and walks away.
+      s->pending_resets_.insert(st->id);
+      if (s->pending_resets_.size() > s->limits_.max_pending_resets) {
+        s->Fail("rapid reset: " + std::to_string(s->pending_resets_.size()) +
+                " streams reset before they were answered");
+        s->calm_ = true;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;  // stop reading this peer's frames now
+      }
+    }
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       s->OnRequest(st);
     } else if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
@@ -178,6 +189,7 @@ struct Callbacks {
     if (it == s->streams_.end()) return 0;
     std::unique_ptr<Stream> st = std::move(it->second);
     s->streams_.erase(it);
+    if (st->awaiting_answer && s->handler_ != nullptr) s->handler_->OnStreamReset(stream_id);
     if (st->observer != nullptr) st->observer->OnStreamClosed(error_code);
     return 0;
   }
@@ -325,6 +337,7 @@ void Session::OnRequest(Stream* st) {
   if (!authority || authority->port == 0) return reject(400);
   ConnectRequest request{*authority, std::move(st->baggage), std::move(st->forwarded),
                          std::move(st->traceparent)};
+  st->awaiting_answer = true;
   handler_->OnConnect(st->id, request);
 }
 
@@ -335,7 +348,8 @@ Status Session::Receive(std::span<const char> data) {
   if (rv < 0) {
     Fail(nghttp2_strerror(static_cast<int>(rv)));
     // Tell the peer why, if anything can still be sent.
-    const bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+    const bool flood =
+        calm_ || rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
     nghttp2_session_terminate_session(ng_, flood ? kEnhanceYourCalm : kProtocolError);
     return Error{Errc::kInvalidArgument};
   }
@@ -392,8 +406,10 @@ Result<int32_t> Session::Connect(const ConnectRequest& request, StreamObserver* 
 }
 
 Status Session::Respond(int32_t stream, int status, StreamObserver* observer) {
+  pending_resets_.erase(stream);  // the handler is done with it, reset or not
   Stream* st = Find(stream);
   if (st == nullptr) return Error{Errc::kNotFound};
+  st->awaiting_answer = false;
   const std::string code = std::to_string(status);
   nghttp2_nv nva[] = {Header(":status", code)};
   int rv;
@@ -456,6 +472,7 @@ void Session::CloseAll(uint32_t code) {
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, st] : streams) {
+    if (st->awaiting_answer && handler_ != nullptr) handler_->OnStreamReset(id);
     if (st->observer != nullptr) st->observer->OnStreamClosed(code);
   }
 }

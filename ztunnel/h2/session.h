@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,6 +51,11 @@ struct Limits {
   /// Rapid reset: a token bucket of RST_STREAMs (burst, then per-second refill).
   uint32_t reset_burst = 1000;
   uint32_t reset_rate = 33;
+  /// Rapid reset (CVE-2023-44487), the sharper bound: streams the peer reset before
+  /// the handler answered them, while the handler's work for them (the upstream
+  /// connect) has not finished. One more than this ends the connection with GOAWAY
+  /// ENHANCE_YOUR_CALM. Istio's ztunnel (hyper) allows 20 such pending resets.
+  uint32_t max_pending_resets = 20;
   /// CONTINUATION frames allowed after one HEADERS.
   uint32_t max_continuations = 8;
   /// Consecutive empty DATA frames (without END_STREAM) tolerated.
@@ -93,10 +99,15 @@ class StreamObserver {
 };
 
 /// ServerHandler gets each well-formed CONNECT. It answers with Session::Respond, now
-/// or later (e.g. once the upstream connect finished).
+/// or later (e.g. once the upstream connect finished): exactly once per OnConnect,
+/// also after OnStreamReset, which is how the session learns its work for the stream
+/// is over (until then a reset stream counts against Limits::max_pending_resets).
 class ServerHandler {
  public:
   virtual void OnConnect(int32_t stream, const ConnectRequest& request) = 0;
+  /// OnStreamReset: the peer reset (or the session lost) a stream before it was
+  /// answered; the handler should abandon its work for it (cancel its connect).
+  virtual void OnStreamReset(int32_t /*stream*/) {}
 
  protected:
   ~ServerHandler() = default;
@@ -151,8 +162,9 @@ class Session {
   void Consume(int32_t stream, size_t n);
   /// Goaway stops new streams (drain); live ones continue.
   void Goaway(uint32_t code = kNoError);
-  /// CloseAll ends every stream (observers get OnStreamClosed(code)); for teardown:
-  /// the session does nothing afterwards but get destroyed.
+  /// CloseAll ends every stream (observers get OnStreamClosed(code), the handler
+  /// OnStreamReset for streams not answered yet); for teardown: the session does
+  /// nothing afterwards but get destroyed.
   void CloseAll(uint32_t code);
 
   /// SendPing queues a keepalive PING; PingOutstanding is true until its ack.
@@ -180,6 +192,9 @@ class Session {
   nghttp2_session* ng_ = nullptr;
   std::map<int32_t, std::unique_ptr<Stream>> streams_;
   std::vector<int32_t> writable_;  // streams to tell OnWritable after the next flush
+  // Streams the peer reset before they were answered, until the handler answers them.
+  std::set<int32_t> pending_resets_;
+  bool calm_ = false;  // failed for abuse: the GOAWAY says ENHANCE_YOUR_CALM
   std::string failure_;
   uint32_t empty_frames_ = 0;
   uint64_t window_updates_in_ = 0;

@@ -48,7 +48,10 @@ struct Server : ServerHandler {
   int status = 200;
   bool answer = true;
   std::vector<ConnectRequest> requests;
+  std::vector<int32_t> resets;  // OnStreamReset, in order
   std::map<int32_t, std::unique_ptr<Recorder>> streams;
+
+  void OnStreamReset(int32_t stream) override { resets.push_back(stream); }
 
   void OnConnect(int32_t stream, const ConnectRequest& request) override {
     requests.push_back(request);
@@ -384,6 +387,46 @@ TEST_CASE("A rapid-reset flood closes the connection", "[h2]") {
   auto frames = Drain(*server.session);
   CHECK((closed || !server.session->alive()));
   CHECK(server.requests.size() < 10000);
+}
+
+TEST_CASE("Streams reset before they are answered: the 21st ends the connection", "[h2]") {
+  // Regression (issue 15, defect 6): each CONNECT is authorized and dialed before
+  // its answer; HEADERS+RST_STREAM pairs made the server dial thousands of times.
+  Server server;
+  server.answer = false;  // the handler's upstream connects are still pending
+  Frames f;
+  std::string wire = Frames::Preface();
+  for (int32_t i = 0; i < 10000; ++i) {
+    const int32_t id = 1 + 2 * i;
+    wire += f.Connect(id) + Frames::Rst(id, kCancel);
+  }
+  CHECK_FALSE(server.session->Receive(wire).ok());  // all of it in one read
+  CHECK(server.requests.size() == 21);
+  CHECK(server.resets.size() == 20);  // each told, so its connect can be cancelled
+  CHECK(server.session->failure().find("rapid reset") != std::string::npos);
+  uint32_t code = 0;
+  CHECK(HasGoaway(Drain(*server.session), &code));
+  CHECK(code == kEnhanceYourCalm);
+  server.session->CloseAll(kCancel);  // the connection's teardown: the last one too
+  CHECK(server.resets.size() == 21);
+}
+
+TEST_CASE("Resets the handler has settled do not add up", "[h2]") {
+  // A client that cancels a tunnel now and then (its app gave up) is not an attacker:
+  // once the handler answered the reset stream, it no longer counts.
+  Server server;
+  server.answer = false;
+  Frames f;
+  REQUIRE(server.session->Receive(Frames::Preface()).ok());
+  for (int32_t i = 0; i < 500; ++i) {
+    const int32_t id = 1 + 2 * i;
+    REQUIRE(server.session->Receive(f.Connect(id) + Frames::Rst(id, kCancel)).ok());
+    // The connect was cancelled and its fiber answers the (gone) stream.
+    CHECK(server.session->Respond(id, 503, nullptr).error().code == Errc::kNotFound);
+    Drain(*server.session);
+  }
+  CHECK(server.session->alive());
+  CHECK(server.resets.size() == 500);
 }
 
 TEST_CASE("An endless CONTINUATION sequence closes the connection", "[h2]") {

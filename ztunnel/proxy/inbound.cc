@@ -9,6 +9,7 @@
 #include "ztunnel/io/netns.h"
 #include "ztunnel/io/ops.h"
 #include "ztunnel/proxy/hbone_stream.h"
+#include "ztunnel/proxy/ports.h"
 #include "ztunnel/proxy/report.h"
 #include "ztunnel/proxy/upstream.h"
 #include "ztunnel/state/authz.h"
@@ -43,7 +44,10 @@ class Inbound::Handler final : public h2::ServerHandler,
     report->Destination(request.authority.ToString(), target,
                         target != nullptr ? WorkloadIdentity(*target).ToString() : "");
     std::string why;
-    if (target == nullptr || target->node != inbound_->mesh_.node) {
+    if (IsOwnPort(request.authority.port)) {
+      why = "port " + std::to_string(request.authority.port) +
+            " is one of ztunnel's own ports (a tunnel there would loop into ztunnel)";
+    } else if (target == nullptr || target->node != inbound_->mesh_.node) {
       why = "it is not the address of a workload on this node";
     } else if (target->uid != uid_) {
       // The peer authenticated this connection to one workload; it may not reach another.
@@ -92,6 +96,11 @@ class Inbound::Handler final : public h2::ServerHandler,
     }
   }
 
+  void OnStreamReset(int32_t stream) override {
+    // The peer gave up on this CONNECT (or the connection is going): stop dialing.
+    if (auto it = connecting_.find(stream); it != connecting_.end()) it->second->Cancel();
+  }
+
   HboneConnection* conn_ = nullptr;  // null once the connection is gone
   io::UniqueFd netns_;               // the pod's namespace in in-pod mode, else invalid
 
@@ -101,10 +110,19 @@ class Inbound::Handler final : public h2::ServerHandler,
     Inbound& in = *inbound_;
     const auto dst = io::SocketAddress::FromIpPort(target);
     // Bounded per peer identity: the workload on whose behalf the tunnel is opened.
+    // Cancelled if the stream is reset meanwhile (rapid reset must not keep dialing).
+    auto cancel = std::make_shared<ConnectCancel>();
+    connecting_[stream] = cancel;
     auto up = ConnectUpstream(in.loop_, dst,
                               {in.options_.mark, in.options_.connect_timeout, in.options_.keepalive,
-                               netns_.get(), in.options_.limiter, peer_id},
+                               netns_.get(), in.options_.limiter, peer_id, cancel.get()},
                               &in.tracker_);
+    connecting_.erase(stream);
+    if (cancel->cancelled) {
+      report->Failed("the peer reset the stream before the tunnel was up");
+      if (conn_ != nullptr) (void)conn_->h2().Respond(stream, 503, nullptr);  // settles it
+      return;
+    }
     const Status connected = up ? Status::Ok() : Status(up.error());
     HboneConnection* conn = conn_;
     if (conn == nullptr) return report->Failed("the HBONE connection closed during set-up");
@@ -137,6 +155,8 @@ class Inbound::Handler final : public h2::ServerHandler,
   std::string namespace_;
   std::string peer_addr_;
   std::optional<IpAddr> peer_ip_;  // the TCP peer: the source address policies see
+  // Upstream connects in flight, by stream, so a reset stream can cancel its own.
+  std::unordered_map<int32_t, std::shared_ptr<ConnectCancel>> connecting_;
 };
 
 Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, const SnapshotView& view,

@@ -23,6 +23,7 @@ class PendingConnect final : public TrackedConnection {
 
 Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& dst,
                                      const UpstreamOptions& options, ConnectionTracker* tracker) {
+  if (options.cancel != nullptr && options.cancel->cancelled) return Error{Errc::kCancelled};
   ConnectLimiter::Permit permit;  // held until the connect has finished, either way
   if (options.limiter != nullptr) {
     auto p = options.limiter->Acquire(options.source);
@@ -44,8 +45,14 @@ Result<io::UniqueFd> ConnectUpstream(io::Loop& loop, const io::SocketAddress& ds
   (void)io::SetKeepalive(sock->get(), options.keepalive);
   PendingConnect pending(loop, sock->get());
   if (tracker != nullptr) tracker->Add(&pending);
+  if (options.cancel != nullptr) {
+    options.cancel->fd = sock->get();
+    options.cancel->loop = &loop;
+  }
   const Status connected = io::Connect(loop, sock->get(), dst, options.connect_timeout);
+  if (options.cancel != nullptr) options.cancel->fd = -1;
   if (tracker != nullptr) tracker->Remove(&pending);
+  if (options.cancel != nullptr && options.cancel->cancelled) return Error{Errc::kCancelled};
   if (!connected) return connected.error();
   return std::move(sock).value();
 }

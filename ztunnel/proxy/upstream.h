@@ -17,6 +17,19 @@
 
 namespace zt::proxy {
 
+/// ConnectCancel lets its owner abort one ConnectUpstream while it is in flight (the
+/// HBONE stream it dials for was reset). Shared by the owner and the connecting fiber.
+struct ConnectCancel {
+  /// Cancel makes the connect end with kCancelled (at once if it has not started).
+  void Cancel() {
+    cancelled = true;
+    if (fd >= 0 && loop != nullptr) loop->CancelFd(fd);
+  }
+  bool cancelled = false;
+  int fd = -1;  // the socket being connected, while it is
+  io::Loop* loop = nullptr;
+};
+
 /// UpstreamOptions configure an upstream socket.
 struct UpstreamOptions {
   uint32_t mark = 1337;  // 0: none
@@ -29,6 +42,8 @@ struct UpstreamOptions {
   /// for (the client's address or identity). Past a bound: kOverloaded at once.
   ConnectLimiter* limiter = nullptr;
   std::string source;
+  /// cancel, when set, can abort the connect; it must outlive the call.
+  ConnectCancel* cancel = nullptr;
 };
 
 /// ConnectUpstream connects to `dst` from a fiber on `loop`. While the connect is in
