@@ -205,3 +205,46 @@ def test_connect_flood_to_a_silent_address_is_bounded(mesh):
     assert rss_after - rss_before < 16 << 10, f"RSS {rss_before} -> {rss_after} KiB"
     neighbour_ok(c)
     stop_cleanly(node)
+
+
+def test_half_open_handshake_flood_is_bounded(mesh):
+    """Defect 5: 10,000 TCP connections to a pod's 15008 that send 5 bytes of a TLS
+    record and wait. All were accepted: RSS 21 -> 230 MB and never returned, a
+    neighbour's tunnel stalled, 10,000 warning lines. Now at most --max-handshakes are
+    in flight per worker; the rest are closed at once and counted."""
+    c = mesh()
+    node = c.node("node-a")
+    c.start_sink("b2")
+    pid = node.zt.pid
+    neighbour_ok(c)
+    rss_before = rss_kib(pid)
+    since = node.mark()
+    # A TLS handshake record header announcing 200 bytes that never come.
+    flood, held = spawn_many(c, "a3", c.pod("a1").ip, 15008, 10_000, "--send", "16030100c8",
+                             "--connect-wait", "15")
+    time.sleep(1.0)
+    rss_during, fds_during = rss_kib(pid), open_fds(pid)
+    start = time.monotonic()
+    neighbour_ok(c)  # a2 -> b2 through the same node process, during the flood
+    neighbour_s = time.monotonic() - start
+    refused = metric(node, "ztunnel_overload_refused_total", reason="handshakes_in_flight")
+    out = release_many(flood)
+    print(f"handshake flood: {held}, refused {refused:.0f}, fds {fds_during}, RSS {rss_before} "
+          f"-> {rss_during} KiB, neighbour 256 KiB in {neighbour_s:.2f}s, {out}")
+    # Two workers, 512 in flight each: the rest were refused at once. Each one in
+    # flight holds its socket and the pod's netns (for the connect to the app later).
+    assert refused >= 10_000 - 2 * 512 - 100, refused
+    assert fds_during < 2 * 2 * 512 + 200, fds_during
+    assert rss_during - rss_before < 32 << 10, f"RSS {rss_before} -> {rss_during} KiB"
+    # The closed handshakes give their memory back.
+    deadline = time.monotonic() + 10
+    while rss_kib(pid) - rss_before > 16 << 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rss_after = rss_kib(pid)
+    print(f"after the flood: RSS {rss_after} KiB, fds {open_fds(pid)}")
+    assert rss_after - rss_before < 16 << 10, f"RSS {rss_before} -> {rss_after} KiB after"
+    # Rate-limited: a handful of lines, not one per connection.
+    lines = node.lines("HBONE connection", since=since)
+    assert len(lines) < 50, f"{len(lines)} lines:\n" + "\n".join(lines[:20])
+    neighbour_ok(c)
+    stop_cleanly(node)

@@ -23,6 +23,7 @@
 #include "ztunnel/core/drain.h"
 #include "ztunnel/core/duration.h"
 #include "ztunnel/core/log.h"
+#include "ztunnel/core/memory_reclaim.h"
 #include "ztunnel/identity/ca.h"
 #include "ztunnel/identity/cert_manager.h"
 #include "ztunnel/inpod/manager.h"
@@ -78,6 +79,8 @@ struct MeshRuntime {
   // on_publish runs on the control thread after each published reload (set once the
   // workers serve; guarded by mu).
   std::function<void()> on_publish;
+  // After a burst (a flood of connections), freed heap goes back to the kernel.
+  MemoryReclaimer reclaimer;
 
   // ControlLoop renews certificates when due (half-life, or backoff after failures)
   // and polls the local config four times a second.
@@ -86,6 +89,9 @@ struct MeshRuntime {
     while (!stop) {
       lock.unlock();
       ReloadIfChanged();
+      if (const size_t freed = reclaimer.Tick(); freed > 0) {
+        ZT_DEBUG("app", "gave {} KiB of freed heap back to the kernel", freed >> 10);
+      }
       const auto next = certs->Poll();
       lock.lock();
       // 250 ms: a policy change must reach live connections within a second.
@@ -450,6 +456,7 @@ int main(int argc, char** argv) {
     worker_options.inbound_plaintext_listen_fd = mesh->plaintext_listener.get();
     worker_options.inbound.mark = opts.mark;
     worker_options.inbound.connect_timeout = opts.connect_timeout;
+    worker_options.inbound.max_handshakes = opts.max_handshakes;
     worker_options.pool.mark = opts.mark;
     worker_options.pool.connect_timeout = opts.connect_timeout;
   }

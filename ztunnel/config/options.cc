@@ -103,7 +103,7 @@ const std::vector<Flag>& Flags() {
        "N"},
       {"max-handshakes", "ZTUNNEL_MAX_HANDSHAKES",
        "inbound TLS handshakes in flight per worker; more connections are closed at once "
-       "(default 1024; 0: unbounded)",
+       "(default 512; 0: unbounded)",
        "N"},
       {"max-pending-pods", "ZTUNNEL_MAX_PENDING_PODS",
        "enrolled pods waiting to be set up (not in the config yet); more are NACKed (default "

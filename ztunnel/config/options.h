@@ -53,7 +53,7 @@ struct Options {
   /// source workload; TLS handshakes in flight per worker; pods waiting to be set up.
   uint32_t max_pending_connects = 2048;
   uint32_t max_pending_connects_per_source = 1024;
-  uint32_t max_handshakes = 1024;
+  uint32_t max_handshakes = 512;
   uint32_t max_pending_pods = 256;
   bool help = false;
   bool version = false;

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "ztunnel/core/log.h"
+#include "ztunnel/core/log_limiter.h"
 #include "ztunnel/io/socket.h"
 
 namespace zt::proxy {
@@ -267,7 +268,22 @@ void HboneConnection::Close(uint32_t code, std::string error) {
   if (closing_) return;
   closing_ = true;
   error_ = std::move(error);
-  if (!error_.empty()) ZT_WARN("proxy", "HBONE connection with {} closed: {}", peer_addr_, error_);
+  if (!error_.empty()) {
+    if (ready_) {
+      ZT_WARN("proxy", "HBONE connection with {} closed: {}", peer_addr_, error_);
+    } else {
+      // Failed set-ups come in floods (half-open handshakes, scanners): one line per
+      // worker thread every few seconds says how many.
+      thread_local log::LogLimiter setup_failures;
+      uint64_t held = 0;
+      if (setup_failures.Allow(&held)) {
+        ZT_WARN("proxy",
+                "HBONE connection with {} closed: {} (and {} more failed set-ups since "
+                "the last such line)",
+                peer_addr_, error_, held);
+      }
+    }
+  }
   loop_.buffers().CancelWait(this);
   h2_->CloseAll(code);  // every stream hears it now
   timer_.Cancel();

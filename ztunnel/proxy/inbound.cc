@@ -193,6 +193,21 @@ void Inbound::Serve(int raw_fd) {
     ConnectionEnded();
   };
   if (draining_) return refuse("draining");
+  if (options_.max_handshakes != 0 && handshakes_ >= options_.max_handshakes) {
+    // Past the bound, before any TLS work: a flood of half-open handshakes must not
+    // grow memory without bound or stall the tunnels this worker already carries.
+    if (options_.overload != nullptr) options_.overload->Refused(metrics::Refusal::kHandshakes);
+    uint64_t held = 0;
+    if (refusal_log_.Allow(&held)) {
+      ZT_WARN("proxy",
+              "refused HBONE connection from {}: {} TLS handshakes in flight on this worker, its "
+              "bound (and {} more refused since the last such line)",
+              peer_text, handshakes_, held);
+    }
+    (void)io::SetLingerZero(fd.get());
+    fd.reset();
+    return ConnectionEnded();
+  }
   if (!local) return refuse("no local address: " + local.error().Message());
   auto snapshot = view_.Get();
   const state::Workload* w = mesh_.LocalWorkload(*snapshot, local->ToIpPort()->ip());
@@ -210,19 +225,26 @@ void Inbound::Serve(int raw_fd) {
   // In-pod mode: the listener lives in the destination pod's namespace, and so must
   // the connection to the app.
   if (auto ns = io::ForeignNetnsOf(fd.get())) handler->netns_ = std::move(ns).value();
-  HboneConnection* conn =
-      HboneConnection::StartServer(loop_, std::move(fd), cert->server, handler.get(), &tracker_,
-                                   {.ready = nullptr,
-                                    .closed =
-                                        [this](HboneConnection* c, const std::string&) {
-                                          auto it = live_.find(c);
-                                          if (it != live_.end()) {
-                                            it->second->conn_ = nullptr;
-                                            live_.erase(it);
-                                          }
-                                          ConnectionEnded();
-                                        }},
-                                   options_.timeouts);
+  ++handshakes_;
+  auto handshaking = std::make_shared<bool>(true);
+  HboneConnection* conn = HboneConnection::StartServer(
+      loop_, std::move(fd), cert->server, handler.get(), &tracker_,
+      {.ready =
+           [this, handshaking](HboneConnection*) {
+             *handshaking = false;
+             --handshakes_;
+           },
+       .closed =
+           [this, handshaking](HboneConnection* c, const std::string&) {
+             if (*handshaking) --handshakes_;
+             auto it = live_.find(c);
+             if (it != live_.end()) {
+               it->second->conn_ = nullptr;
+               live_.erase(it);
+             }
+             ConnectionEnded();
+           }},
+      options_.timeouts);
   handler->conn_ = conn;
   live_.emplace(conn, std::move(handler));
 }

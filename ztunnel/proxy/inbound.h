@@ -15,8 +15,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "ztunnel/core/log_limiter.h"
 #include "ztunnel/io/loop.h"
 #include "ztunnel/io/socket.h"
+#include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/balancer.h"
 #include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
@@ -36,6 +38,11 @@ struct InboundOptions {
   /// limiter, when set, bounds this worker's pending upstream connects (must outlive
   /// the Inbound and InboundPlaintext).
   ConnectLimiter* limiter = nullptr;
+  /// max_handshakes bounds the TLS handshakes in flight on this worker (0: unbounded);
+  /// a connection past it is closed at once, before any TLS work.
+  uint32_t max_handshakes = 512;
+  /// overload, when set, counts those refusals (must outlive the Inbound).
+  metrics::OverloadMetrics* overload = nullptr;
 };
 
 /// Inbound runs on one worker's loop; an Acceptor feeds it.
@@ -83,6 +90,8 @@ class Inbound {
   std::unordered_map<HboneStream*, LiveTunnel> tunnels_;
   // Stream callbacks hold a weak reference: they may run after this object is gone.
   std::shared_ptr<int> life_ = std::make_shared<int>(0);
+  size_t handshakes_ = 0;  // connections served here whose TLS handshake is not done
+  log::LogLimiter refusal_log_;
   bool draining_ = false;
 };
 

@@ -41,6 +41,7 @@ Status Worker::Run(std::atomic<bool>* ready) {
   connect_limiter_ = std::make_unique<ConnectLimiter>(options_.connect_limits, options_.overload);
   options_.outbound.limiter = connect_limiter_.get();
   options_.inbound.limiter = connect_limiter_.get();
+  options_.inbound.overload = options_.overload;
   options_.pool.limiter = connect_limiter_.get();
   if (options_.mesh != nullptr) {
     view_ = std::make_unique<SnapshotView>(*options_.mesh->state);
