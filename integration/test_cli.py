@@ -127,3 +127,23 @@ def test_check_config_validates_without_starting(tmp_path):
     assert one_line(p.stderr) == (
         f'ztunnel: invalid local config: {bad}: policies[0].action: "Audit" is not one of '
         "Allow, Deny")
+
+
+def test_check_config_refuses_what_yaml_would_hide(tmp_path):
+    """Defect 8 of issue 15: a second document, a repeated key and a stray tag were
+    each read silently (the DENY policy after --- was dropped: "ok (1 workloads,
+    0 policies)"). Each is now an error naming its line."""
+    cases = {
+        "two-docs": ("workloads:\n- {name: a, workloadIps: [10.0.0.1]}\n---\npolicies:\n"
+                     "- {name: deny-all, action: Deny}\n", "line 4, column 1: a second YAML document"),
+        "dup-key": ("policies:\n- name: p\n  action: Deny\n  action: Allow\n",
+                    'line 4, column 3: duplicate key "action"'),
+        "tag": ("workloads:\n- name: a\n  network: !!binary Zm9v\n",
+                'line 3, column 12: tag "tag:yaml.org,2002:binary" is not allowed here'),
+    }
+    for name, (text, want) in cases.items():
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(text)
+        p = run("--check-config", str(f))
+        assert p.returncode == 1, (name, p.stdout, p.stderr)
+        assert want in one_line(p.stderr), (name, p.stderr)

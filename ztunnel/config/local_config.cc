@@ -113,7 +113,7 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
 
 std::shared_ptr<const state::State> ParseLocalConfig(std::string_view yaml, std::string* error) {
   try {
-    const YAML::Node root = YAML::Load(std::string(yaml));
+    const YAML::Node root = yaml::LoadOne(std::string(yaml));
     std::vector<state::Workload> workloads;
     if (root.IsNull()) return state::State::Build({}, error);
     CheckKeys(root, "config", {"workloads", "services", "policies"});

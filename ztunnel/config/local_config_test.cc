@@ -40,6 +40,19 @@ workloads:
   CHECK(l->protocol == state::Protocol::kTcp);
 }
 
+TEST_CASE("Empty YAML documents around the config are fine", "[config]") {
+  std::string error;
+  auto s = ParseLocalConfig("---\nworkloads:\n- {name: a, workloadIps: [10.0.0.1]}\n---\n", &error);
+  REQUIRE(s != nullptr);
+  CHECK(error.empty());
+  CHECK(s->workloads().size() == 1);
+  // The string-match tags are still read where they belong.
+  s = ParseLocalConfig(
+      "policies:\n- name: p\n  rules: [[[{principals: [!Prefix cluster.local/ns/a/]}]]]\n", &error);
+  CHECK(s != nullptr);
+  CHECK(error.empty());
+}
+
 TEST_CASE("An empty local config is an empty state", "[config]") {
   std::string error;
   auto s = ParseLocalConfig("", &error);
@@ -108,6 +121,20 @@ TEST_CASE("Local config errors name the offending field", "[config]") {
        "workloads[0].authorizationPolicies[0]: no policy \"a/missing\" in this file (expected "
        "namespace/name)"},
       {"workloads: [\n", "line 2, column 1: end of sequence flow not found"},
+      // Issue 15, defect 8: what YAML would otherwise drop or misread silently.
+      {"workloads: []\n---\npolicies:\n- {name: deny-all, action: Deny}\n",
+       "line 3, column 1: a second YAML document (after ---) is not supported: everything must "
+       "be in one document, or part of the config would be ignored"},
+      {"policies:\n- name: p\n  action: Deny\n  action: Allow\n",
+       "line 4, column 3: duplicate key \"action\" (YAML would silently keep only the first)"},
+      {"workloads:\n- {name: a, name: b}\n",
+       "line 2, column 13: duplicate key \"name\" (YAML would silently keep only the first)"},
+      {"workloads:\n- name: a\n  capacity: !!str 3\n",
+       "line 3, column 13: tag \"tag:yaml.org,2002:str\" is not allowed here (tags are read only "
+       "as !Exact, !Prefix, !Suffix or !Presence on policy string matches)"},
+      {"workloads:\n- name: !Exact a\n",
+       "line 2, column 9: tag \"!Exact\" is not allowed here (tags are read only as !Exact, "
+       "!Prefix, !Suffix or !Presence on policy string matches)"},
   };
   for (const Case& c : cases) {
     INFO(c.yaml);

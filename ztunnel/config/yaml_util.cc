@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <set>
+#include <vector>
 
 namespace zt::config::yaml {
 
@@ -57,6 +59,78 @@ void CheckKeys(const YAML::Node& n, const std::string& path, const std::set<std:
 
 bool IsSet(const YAML::Node& n) {
   return n && !n.IsNull() && !((n.IsSequence() || n.IsMap()) && n.size() == 0);
+}
+
+namespace {
+
+std::string At(const YAML::Mark& m) {
+  return m.is_null() ? std::string("?")
+                     : fmt::format("line {}, column {}", m.line + 1, m.column + 1);
+}
+
+// Keys whose list items are string matches, the one place tags mean something.
+bool HoldsStringMatches(const std::string& key) {
+  return key == "namespaces" || key == "notNamespaces" || key == "principals" ||
+         key == "notPrincipals";
+}
+
+bool IsMatchTag(const std::string& tag) {
+  return tag == "!Exact" || tag == "!Prefix" || tag == "!Suffix" || tag == "!Presence";
+}
+
+// Strict walks the tree: duplicate keys and tags out of place fail, naming the line.
+void Strict(const YAML::Node& n, bool match_item) {
+  const std::string& tag = n.Tag();
+  // yaml-cpp's "?" is a plain node with no tag, "!" a quoted scalar's.
+  if (!tag.empty() && tag != "?" && tag != "!" && !(match_item && IsMatchTag(tag))) {
+    throw ConfigError{fmt::format(
+        "{}: tag \"{}\" is not allowed here (tags are read only as !Exact, !Prefix, !Suffix "
+        "or !Presence on policy string matches)",
+        At(n.Mark()), tag)};
+  }
+  if (n.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+      if (!kv.first.IsScalar()) {
+        throw ConfigError{fmt::format("{}: a map key must be a plain string", At(kv.first.Mark()))};
+      }
+      if (!seen.insert(key).second) {
+        throw ConfigError{
+            fmt::format("{}: duplicate key \"{}\" (YAML would silently keep only the first)",
+                        At(kv.first.Mark()), key)};
+      }
+      Strict(kv.first, false);
+      if (kv.second.IsSequence() && HoldsStringMatches(key)) {
+        for (const auto& item : kv.second) Strict(item, true);
+      } else {
+        Strict(kv.second, false);
+      }
+    }
+  } else if (n.IsSequence()) {
+    for (const auto& item : n) Strict(item, false);
+  }
+}
+
+}  // namespace
+
+YAML::Node LoadOne(const std::string& text) {
+  const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+  YAML::Node root(YAML::NodeType::Null);
+  bool found = false;
+  for (const YAML::Node& d : docs) {
+    if (d.IsNull()) continue;  // an empty document (a leading or trailing ---)
+    if (found) {
+      throw ConfigError{fmt::format(
+          "{}: a second YAML document (after ---) is not supported: everything must be in one "
+          "document, or part of the config would be ignored",
+          At(d.Mark()))};
+    }
+    root = d;
+    found = true;
+  }
+  if (found) Strict(root, false);
+  return root;
 }
 
 void ForEach(const YAML::Node& n, const std::string& path,

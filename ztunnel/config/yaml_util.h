@@ -31,6 +31,13 @@ uint16_t Port(const YAML::Node& n, const std::string& path);
 void CheckKeys(const YAML::Node& n, const std::string& path, const std::set<std::string>& known);
 /// IsSet is true when the key holds something: not absent, null, [] or {}.
 bool IsSet(const YAML::Node& n);
+/// LoadOne parses `text` as exactly one YAML document and checks what yaml-cpp lets
+/// through silently, so nothing in the file is dropped or read other than as written:
+/// a second document (after `---`), a key repeated in one map (yaml-cpp keeps the
+/// first), and a tag (`!!int`, `!foo`) anywhere but on the string matches of a
+/// policy (`!Exact` ...). Each is a ConfigError naming the line.
+YAML::Node LoadOne(const std::string& text);
+
 /// ForEach calls `fn(item, item_path)` for each element of the list `n` (null = empty).
 void ForEach(const YAML::Node& n, const std::string& path,
              const std::function<void(const YAML::Node&, const std::string&)>& fn);
