@@ -147,3 +147,27 @@ def test_check_config_refuses_what_yaml_would_hide(tmp_path):
         p = run("--check-config", str(f))
         assert p.returncode == 1, (name, p.stdout, p.stderr)
         assert want in one_line(p.stderr), (name, p.stderr)
+
+
+def test_ca_without_subject_key_identifier_is_refused_at_start(tmp_path):
+    """Defect 10 of issue 15: a CA certificate without a Subject Key Identifier was
+    accepted, then every issuance failed with "unavailable; retrying"."""
+    import sys
+    sys.path.insert(0, str(ztnet.REPO / "integration" / "tools"))
+    import pki
+    cert, key = pki.make_ca(tmp_path, "no-ski")  # cryptography adds no SKI unless asked
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    for name, src in (("ca-cert.pem", cert), ("root-cert.pem", cert), ("ca-key.pem", key)):
+        (ca / name).write_bytes(src.read_bytes())
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("workloads: []\n")
+    p = run("--local-config", str(cfg), "--outbound-listen", "127.0.0.1:0",
+            "--inbound-listen", "127.0.0.1:0", "--inbound-plaintext-listen", "127.0.0.1:0",
+            "--metrics-listen", "off", "--readiness-listen", "off", "--admin-listen", "off",
+            "--ca-dir", str(ca))
+    assert p.returncode == 1, p.stderr
+    assert one_line(p.stderr) == (
+        f"ztunnel: cannot open the CA in {ca}: {ca / 'ca-cert.pem'}: has no Subject Key "
+        "Identifier extension, which the certificates it signs name it by; reissue it with "
+        "subjectKeyIdentifier=hash")

@@ -133,9 +133,10 @@ struct MeshRuntime {
       ++local;
       const tls::SpiffeId id = proxy::WorkloadIdentity(w);
       if (certs->Current(id)) continue;
-      if (auto cert = certs->Fetch(id); !cert) {
+      std::string why;
+      if (auto cert = certs->Fetch(id, &why); !cert) {
         ZT_WARN("identity", "cannot issue a certificate for {} (workload {}): {}; retrying",
-                id.ToString(), w.uid, cert.error().Message());
+                id.ToString(), w.uid, why.empty() ? cert.error().Message() : why);
       }
     }
     return local;

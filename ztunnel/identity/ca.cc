@@ -105,6 +105,13 @@ Result<std::shared_ptr<LocalCa>> LocalCa::Open(const LocalCaOptions& options, st
   auto ca_cert = tls::Certificate::FromPem(text);
   if (!ca_cert) return Fail(reason, std::string(kCaCert) + ": not a PEM certificate");
   if (!ca_cert->is_ca()) return Fail(reason, std::string(kCaCert) + ": not a CA certificate");
+  // Every leaf names its issuer by key id (authorityKeyIdentifier); a CA without one
+  // would load fine and then fail every issuance.
+  if (X509_get0_subject_key_id(ca_cert->get()) == nullptr) {
+    return Fail(reason, (dir / kCaCert).string() +
+                            ": has no Subject Key Identifier extension, which the certificates "
+                            "it signs name it by; reissue it with subjectKeyIdentifier=hash");
+  }
   if (!read(kCaKey)) return Error{Errc::kInvalidArgument};
   auto ca_key = tls::PrivateKey::FromPem(text);
   if (!ca_key) return Fail(reason, std::string(kCaKey) + ": not a PEM private key");
@@ -151,14 +158,17 @@ Result<std::shared_ptr<LocalCa>> LocalCa::Open(const LocalCaOptions& options, st
   return ca;
 }
 
-Result<tls::Credentials> LocalCa::Issue(const tls::SpiffeId& id) {
+Result<tls::Credentials> LocalCa::Issue(const tls::SpiffeId& id, std::string* reason) {
   auto key = tls::PrivateKey::GenerateP256();
-  if (!key) return key.error();
+  if (!key) {
+    if (reason != nullptr) *reason = "cannot generate a P-256 key";
+    return key.error();
+  }
   const auto now = std::chrono::system_clock::now();
   // Backdate a little so peers with a slightly slow clock accept the certificate.
   tls::CertificateSpec spec{
       "", "", {id.ToString()}, false, now - std::chrono::minutes(1), now + leaf_ttl_};
-  auto leaf = tls::SignCertificate(spec, *key, &ca_cert_, ca_key_);
+  auto leaf = tls::SignCertificate(spec, *key, &ca_cert_, ca_key_, reason);
   if (!leaf) return leaf.error();
   tls::Credentials out;
   out.chain.push_back(std::move(leaf).value());

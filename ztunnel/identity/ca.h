@@ -19,8 +19,9 @@ namespace zt::identity {
 class CaClient {
  public:
   virtual ~CaClient() = default;
-  /// Issue returns a fresh key and a certificate chain (leaf first, no root) for `id`.
-  virtual Result<tls::Credentials> Issue(const tls::SpiffeId& id) = 0;
+  /// Issue returns a fresh key and a certificate chain (leaf first, no root) for `id`;
+  /// on failure `*reason` says why (for the retry log and the config dump).
+  virtual Result<tls::Credentials> Issue(const tls::SpiffeId& id, std::string* reason) = 0;
   /// Roots are the trust anchors peers' certificates must chain to.
   virtual std::vector<tls::Certificate> Roots() const = 0;
 };
@@ -43,10 +44,11 @@ class LocalCa final : public CaClient {
  public:
   /// Open loads the CA from `options.directory`, or generates and persists one (key
   /// file mode 0600) when asked and the directory holds none. Errors name the file and
-  /// the problem, e.g. "ca-key.pem does not match ca-cert.pem".
+  /// the problem, e.g. "ca-key.pem does not match ca-cert.pem", or a ca-cert.pem
+  /// without the Subject Key Identifier its leaves' Authority Key Identifier needs.
   static Result<std::shared_ptr<LocalCa>> Open(const LocalCaOptions& options, std::string* reason);
 
-  Result<tls::Credentials> Issue(const tls::SpiffeId& id) override;
+  Result<tls::Credentials> Issue(const tls::SpiffeId& id, std::string* reason) override;
   std::vector<tls::Certificate> Roots() const override { return {root_}; }
   const tls::Certificate& root() const { return root_; }
 

@@ -1,6 +1,8 @@
 #include "ztunnel/identity/ca.h"
 
+#include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -63,7 +65,7 @@ TEST_CASE("LocalCa issues P-256 leaf certificates with one SPIFFE SAN and the TT
   auto ca = LocalCa::Open({dir.path.string(), true, "cluster.local", 7200s}, &why);
   REQUIRE(ca.ok());
   const auto id = tls::SpiffeId::Make("cluster.local", "default", "reviews");
-  auto creds = (*ca)->Issue(id);
+  auto creds = (*ca)->Issue(id, nullptr);
   REQUIRE(creds.ok());
   REQUIRE(creds->chain.size() == 1);  // the root is not sent
   const tls::Certificate& leaf = creds->chain[0];
@@ -85,7 +87,7 @@ TEST_CASE("LocalCa loads Istio's plug-in layout with an intermediate", "[identit
   std::string why;
   auto ca = LocalCa::Open({dir.path.string(), false, "", 3600s}, &why);
   REQUIRE(ca.ok());
-  auto creds = (*ca)->Issue(tls::SpiffeId::Make("", "ns", "sa"));
+  auto creds = (*ca)->Issue(tls::SpiffeId::Make("", "ns", "sa"), nullptr);
   REQUIRE(creds.ok());
   REQUIRE(creds->chain.size() == 2);  // leaf + intermediate
   CHECK(Verifies(*creds, root.cert));
@@ -113,6 +115,62 @@ TEST_CASE("LocalCa explains what is wrong with a CA directory", "[identity]") {
   Write(dir.path / "ca-cert.pem", "garbage");
   CHECK_FALSE(LocalCa::Open({dir.path.string(), false, "", 3600s}, &why).ok());
   CHECK(why == "ca-cert.pem: not a PEM certificate");
+}
+
+// SelfSignedCaWithoutSki is a CA certificate (basicConstraints CA:TRUE) that lacks
+// the Subject Key Identifier extension, as some hand-made or legacy roots do.
+tls::Certificate SelfSignedCaWithoutSki(const tls::PrivateKey& key) {
+  bssl::UniquePtr<X509> x(X509_new());
+  REQUIRE(X509_set_version(x.get(), X509_VERSION_3));
+  ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 7);
+  X509_NAME* name = X509_get_subject_name(x.get());
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const uint8_t*>("no-ski"),
+                             -1, -1, 0);
+  X509_set_issuer_name(x.get(), name);
+  X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x.get()), 3600);
+  X509_set_pubkey(x.get(), key.get());
+  bssl::UniquePtr<BASIC_CONSTRAINTS> bc(BASIC_CONSTRAINTS_new());
+  bc->ca = 0xff;
+  X509_add1_ext_i2d(x.get(), NID_basic_constraints, bc.get(), 1, 0);
+  REQUIRE(X509_sign(x.get(), key.get(), EVP_sha256()));
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509(bio.get(), x.get());
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio.get(), &data, &len);
+  auto cert = tls::Certificate::FromPem(std::string(reinterpret_cast<const char*>(data), len));
+  REQUIRE(cert.ok());
+  return std::move(cert).value();
+}
+
+TEST_CASE("LocalCa refuses a CA certificate without a Subject Key Identifier", "[identity]") {
+  // Regression (issue 15, defect 10): it loaded, then every issuance failed with
+  // "unavailable; retrying" and the reason was nowhere.
+  TempDir dir;
+  auto key = tls::PrivateKey::GenerateP256();
+  REQUIRE(key.ok());
+  const tls::Certificate cert = SelfSignedCaWithoutSki(*key);
+  REQUIRE(cert.is_ca());
+  Write(dir.path / "ca-cert.pem", cert.ToPem());
+  Write(dir.path / "ca-key.pem", key->ToPem());
+  Write(dir.path / "root-cert.pem", cert.ToPem());
+  std::string why;
+  CHECK_FALSE(LocalCa::Open({dir.path.string(), false, "", 3600s}, &why).ok());
+  CHECK(why == (dir.path / "ca-cert.pem").string() +
+                   ": has no Subject Key Identifier extension, which the certificates it signs "
+                   "name it by; reissue it with subjectKeyIdentifier=hash");
+
+  // Signing with such an issuer says why it fails, not just that it did.
+  std::string sign_why;
+  tls::CertificateSpec spec{"",
+                            "",
+                            {"spiffe://cluster.local/ns/a/sa/b"},
+                            false,
+                            std::chrono::system_clock::now(),
+                            std::chrono::system_clock::now() + 1h};
+  CHECK_FALSE(tls::SignCertificate(spec, *key, &cert, *key, &sign_why).ok());
+  CHECK(sign_why.find("authorityKeyIdentifier") != std::string::npos);
 }
 
 }  // namespace

@@ -37,14 +37,15 @@ system_clock::time_point RefreshAt(const WorkloadCert& cert) {
 CertManager::CertManager(std::shared_ptr<CaClient> ca, Clock clock)
     : ca_(std::move(ca)), clock_(std::move(clock)) {}
 
-Result<std::shared_ptr<const WorkloadCert>> CertManager::Fetch(const tls::SpiffeId& id) {
+Result<std::shared_ptr<const WorkloadCert>> CertManager::Fetch(const tls::SpiffeId& id,
+                                                               std::string* why) {
   {
     std::lock_guard lock(mu_);
     auto it = entries_.find(id.ToString());
     if (it != entries_.end() && it->second.cert) return it->second.cert;
     if (it == entries_.end()) entries_.emplace(id.ToString(), Entry{});
   }
-  return Attempt(id);
+  return Attempt(id, why);
 }
 
 std::shared_ptr<const WorkloadCert> CertManager::Current(const tls::SpiffeId& id) const {
@@ -53,7 +54,8 @@ std::shared_ptr<const WorkloadCert> CertManager::Current(const tls::SpiffeId& id
   return it == entries_.end() ? nullptr : it->second.cert;
 }
 
-Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::SpiffeId& id) {
+Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::SpiffeId& id,
+                                                                 std::string* why_out) {
   const std::string key = id.ToString();
   {
     std::lock_guard lock(mu_);
@@ -64,9 +66,10 @@ Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::Spif
   }
   std::string why;
   std::shared_ptr<const WorkloadCert> built;
-  auto issued = ca_->Issue(id);
+  std::string ca_reason;
+  auto issued = ca_->Issue(id, &ca_reason);
   if (!issued) {
-    why = "CA: " + issued.error().Message();
+    why = "CA: " + (ca_reason.empty() ? issued.error().Message() : ca_reason);
   } else if (auto cert = Build(id, std::move(issued).value(), ca_->Roots(), clock_(), &why); cert) {
     built = std::move(cert).value();
   } else if (why.empty()) {
@@ -87,6 +90,7 @@ Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::Spif
   // Keep serving the old certificate (if any); retry after the backoff, doubled each time.
   e.status.failures += 1;
   e.status.last_error = why;
+  if (why_out != nullptr) *why_out = why;
   e.status.next_attempt = now + e.backoff;
   e.status.state = e.cert ? CertStatus::State::kRefreshFailing : CertStatus::State::kPending;
   e.backoff = std::min(e.backoff * 2, std::chrono::milliseconds(kMaxBackoff));

@@ -49,8 +49,10 @@ class CertManager {
   explicit CertManager(std::shared_ptr<CaClient> ca, Clock clock = std::chrono::system_clock::now);
 
   /// Fetch returns the identity's certificate, issuing it on first use. When issuing
-  /// fails the identity is still tracked, and Poll keeps retrying with backoff.
-  Result<std::shared_ptr<const WorkloadCert>> Fetch(const tls::SpiffeId& id);
+  /// fails the identity is still tracked, and Poll keeps retrying with backoff; `*why`
+  /// (if given) says what went wrong.
+  Result<std::shared_ptr<const WorkloadCert>> Fetch(const tls::SpiffeId& id,
+                                                    std::string* why = nullptr);
   /// Current returns the identity's certificate without issuing; null if none yet.
   std::shared_ptr<const WorkloadCert> Current(const tls::SpiffeId& id) const;
   /// Poll refreshes or retries every identity that is due now and returns when the
@@ -69,7 +71,8 @@ class CertManager {
     bool in_flight = false;
   };
   // Attempt asks the CA once for `id` and records the outcome.
-  Result<std::shared_ptr<const WorkloadCert>> Attempt(const tls::SpiffeId& id);
+  Result<std::shared_ptr<const WorkloadCert>> Attempt(const tls::SpiffeId& id,
+                                                      std::string* why_out = nullptr);
 
   std::shared_ptr<CaClient> ca_;
   Clock clock_;

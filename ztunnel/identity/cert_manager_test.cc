@@ -15,9 +15,12 @@ using std::chrono::system_clock;
 class FakeCa final : public CaClient {
  public:
   explicit FakeCa(system_clock::time_point* now) : now_(now), ca_(tls::testing::TestCa::Make()) {}
-  Result<tls::Credentials> Issue(const tls::SpiffeId& id) override {
+  Result<tls::Credentials> Issue(const tls::SpiffeId& id, std::string* reason) override {
     ++calls;
-    if (failing) return Error{Errc::kUnavailable};
+    if (failing) {
+      *reason = "the CA is down";
+      return Error{Errc::kUnavailable};
+    }
     return ca_.IssueUris({id.ToString()}, *now_ - backdate, *now_ + ttl);
   }
   std::vector<tls::Certificate> Roots() const override { return {ca_.cert}; }

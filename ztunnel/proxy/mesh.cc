@@ -15,10 +15,12 @@ std::shared_ptr<const identity::WorkloadCert> Mesh::Cert(const state::Workload& 
                                                          std::string* error) const {
   const tls::SpiffeId id = WorkloadIdentity(w);
   if (auto cert = certs->Current(id)) return cert;
-  auto fetched = certs->Fetch(id);
+  std::string why;
+  auto fetched = certs->Fetch(id, &why);
   if (!fetched) {
     if (error != nullptr) {
-      *error = fmt::format("no certificate for {}: {}", id.ToString(), fetched.error().Message());
+      *error = fmt::format("no certificate for {}: {}", id.ToString(),
+                           why.empty() ? fetched.error().Message() : why);
     }
     return nullptr;
   }

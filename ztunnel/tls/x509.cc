@@ -154,7 +154,17 @@ std::chrono::system_clock::time_point Certificate::not_after() const {
 bool Certificate::is_ca() const { return X509_check_ca(cert_.get()) > 0; }
 
 Result<Certificate> SignCertificate(const CertificateSpec& spec, const PrivateKey& subject_public,
-                                    const Certificate* issuer, const PrivateKey& issuer_key) {
+                                    const Certificate* issuer, const PrivateKey& issuer_key,
+                                    std::string* why) {
+  // Failed names the step that failed, with BoringSSL's reason when it gave one.
+  const auto failed = [why](const char* step) {
+    if (why != nullptr) {
+      const char* reason = ERR_reason_error_string(ERR_peek_last_error());
+      *why = std::string("cannot ") + step + (reason != nullptr ? std::string(": ") + reason : "");
+    }
+    ERR_clear_error();
+    return CryptoError();
+  };
   bssl::UniquePtr<X509> cert(X509_new());
   if (!cert || !X509_set_version(cert.get(), X509_VERSION_3)) return CryptoError();
   // 128 random bits, positive: a serial no two certificates share.
@@ -190,21 +200,29 @@ Result<Certificate> SignCertificate(const CertificateSpec& spec, const PrivateKe
   }
 
   X509* issuer_cert = issuer ? issuer->get() : cert.get();
-  bool ok = AddExtension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash") &&
-            AddExtension(cert.get(), issuer_cert, NID_authority_key_identifier, "keyid:always");
+  if (!AddExtension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash")) {
+    return failed("add the subjectKeyIdentifier extension");
+  }
+  if (!AddExtension(cert.get(), issuer_cert, NID_authority_key_identifier, "keyid:always")) {
+    return failed(
+        "add the authorityKeyIdentifier extension (the issuer needs a subjectKeyIdentifier)");
+  }
+  bool ok;
   if (spec.is_ca) {
-    ok = ok && AddExtension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:TRUE") &&
+    ok = AddExtension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:TRUE") &&
          AddExtension(cert.get(), issuer_cert, NID_key_usage, "critical,keyCertSign,cRLSign");
   } else {
-    ok = ok && AddExtension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:FALSE") &&
+    ok = AddExtension(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:FALSE") &&
          AddExtension(cert.get(), issuer_cert, NID_key_usage,
                       "critical,digitalSignature,keyEncipherment") &&
          AddExtension(cert.get(), issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth");
   }
+  if (!ok) return failed("add the basicConstraints and key usage extensions");
   const bool empty_subject = spec.organization.empty() && spec.common_name.empty();
-  if (!spec.uri_sans.empty()) ok = ok && AddUriSans(cert.get(), spec.uri_sans, empty_subject);
-  if (!ok) return CryptoError();
-  if (!X509_sign(cert.get(), issuer_key.get(), EVP_sha256())) return CryptoError();
+  if (!spec.uri_sans.empty() && !AddUriSans(cert.get(), spec.uri_sans, empty_subject)) {
+    return failed("add the URI SAN");
+  }
+  if (!X509_sign(cert.get(), issuer_key.get(), EVP_sha256())) return failed("sign");
   return Certificate(std::move(cert));
 }
 

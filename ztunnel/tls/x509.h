@@ -75,8 +75,10 @@ struct CertificateSpec {
 /// SignCertificate issues a certificate for `subject_public`'s key, signed by `issuer`
 /// with `issuer_key` (ECDSA-SHA256). With `issuer` null it is self-signed by
 /// `issuer_key`. Leaf certificates get serverAuth+clientAuth usage, CAs keyCertSign.
+/// On failure `*why` (if given) names the step and BoringSSL's reason.
 Result<Certificate> SignCertificate(const CertificateSpec& spec, const PrivateKey& subject_public,
-                                    const Certificate* issuer, const PrivateKey& issuer_key);
+                                    const Certificate* issuer, const PrivateKey& issuer_key,
+                                    std::string* why = nullptr);
 
 /// KeyMatchesCertificate checks that `key` is the private half of `cert`'s public key.
 bool KeyMatchesCertificate(const PrivateKey& key, const Certificate& cert);
