@@ -185,10 +185,12 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
 
   if (const char* grace = env("TERMINATION_GRACE_PERIOD_SECONDS"); grace != nullptr) {
     auto secs = ParseUnsigned(grace);
-    if (!secs) {
+    const auto max_secs = std::chrono::duration_cast<std::chrono::seconds>(kMaxDuration).count();
+    if (!secs || *secs > static_cast<uint64_t>(max_secs)) {
       return ParseError{fmt::format(
-          "invalid value \"{}\" for TERMINATION_GRACE_PERIOD_SECONDS: expected whole seconds",
-          grace)};
+          "invalid value \"{}\" for TERMINATION_GRACE_PERIOD_SECONDS: expected whole seconds, at "
+          "most {} (365 days)",
+          grace, max_secs)};
     }
     out.drain_timeout = std::chrono::seconds(*secs > 5 ? *secs - 5 : 0);
   }
@@ -217,7 +219,9 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       out.mark = static_cast<uint32_t>(*n);
     } else if (name == "connect-timeout" || name == "drain-timeout") {
       auto d = ParseDuration(value);
-      if (!d) return Invalid(f, from_env, value, "a duration such as 500ms, 10s or 1m");
+      if (!d) {
+        return Invalid(f, from_env, value, "a duration such as 500ms, 10s or 1m, at most 8760h");
+      }
       (name == "connect-timeout" ? out.connect_timeout : out.drain_timeout) = *d;
     } else if (name == "log-level") {
       auto level = log::ParseLevel(value);
@@ -300,7 +304,8 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
     } else if (name == "cert-ttl") {
       auto d = ParseDuration(value);
       if (!d || *d < std::chrono::seconds(60)) {
-        return Invalid(f, from_env, value, "a duration of at least 1m, such as 24h");
+        return Invalid(f, from_env, value,
+                       "a duration of at least 1m and at most 8760h, such as 24h");
       }
       out.cert_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
     }

@@ -80,7 +80,8 @@ TEST_CASE("Mesh flags read Istio's variable names", "[config]") {
         "invalid value \"yes\" for ZTUNNEL_CA_GENERATE (for --ca-generate): expected true or "
         "false");
   CHECK(Err({{"--cert-ttl", "10s"}}) ==
-        "invalid value \"10s\" for --cert-ttl: expected a duration of at least 1m, such as 24h");
+        "invalid value \"10s\" for --cert-ttl: expected a duration of at least 1m and at most "
+        "8760h, such as 24h");
 }
 
 TEST_CASE("Observability endpoints and log format have Istio's defaults", "[config]") {
@@ -120,6 +121,27 @@ TEST_CASE("Bad values name the flag or variable and the expectation", "[config]"
   CHECK(Err({{"--buffer-count", "1000"}}).find("power of two") != std::string::npos);
   CHECK(Err({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "x"}}})
             .find("TERMINATION_GRACE_PERIOD_SECONDS") != std::string::npos);
+}
+
+TEST_CASE("Durations and numbers out of range are refused, never wrapped", "[config]") {
+  // Regression (issue 15, defect 12): a signed overflow (UBSan) and "drain timeout -6s".
+  CHECK(Err({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "99999999999999"}}}) ==
+        "invalid value \"99999999999999\" for TERMINATION_GRACE_PERIOD_SECONDS: expected whole "
+        "seconds, at most 31536000 (365 days)");
+  CHECK(Err({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "9223372036854775807"}}})
+            .find("at most 31536000") != std::string::npos);
+  CHECK(Ok({{}, {{"TERMINATION_GRACE_PERIOD_SECONDS", "31536000"}}}).drain_timeout ==
+        std::chrono::seconds(31536000 - 5));
+  CHECK(Err({{"--drain-timeout", "9223372036854775807ms"}}) ==
+        "invalid value \"9223372036854775807ms\" for --drain-timeout: expected a duration such "
+        "as 500ms, 10s or 1m, at most 8760h");
+  CHECK(Err({{"--connect-timeout", "8761h"}}).find("at most 8760h") != std::string::npos);
+  CHECK(Err({{}, {{"SECRET_TTL", "100000h"}}}).find("at most 8760h") != std::string::npos);
+  CHECK(Err({{"--mark", "4294967296"}}).find("unsigned 32-bit") != std::string::npos);
+  CHECK(Err({{"--workers", "18446744073709551616"}}).find("1 to 256") != std::string::npos);
+  CHECK(Err({{"--max-handshakes", "1000001"}}) ==
+        "invalid value \"1000001\" for --max-handshakes: expected an integer from 0 to 1000000");
+  CHECK(Ok({{"--max-pending-connects", "0"}}).max_pending_connects == 0);
 }
 
 TEST_CASE("Unknown flags and stray arguments are errors", "[config]") {

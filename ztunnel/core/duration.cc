@@ -22,7 +22,8 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   } else {
     return std::nullopt;
   }
-  if (value > UINT64_MAX / scale / 2) return std::nullopt;  // absurd, and would overflow
+  const uint64_t max_ms = static_cast<uint64_t>(kMaxDuration.count());
+  if (value > max_ms / scale) return std::nullopt;  // also keeps value * scale from overflowing
   return std::chrono::milliseconds(static_cast<int64_t>(value * scale));
 }
 

@@ -26,6 +26,18 @@ TEST_CASE("ParseDuration rejects malformed text", "[core]") {
   CHECK_FALSE(ParseDuration("99999999999999999999s"));
 }
 
+TEST_CASE("ParseDuration refuses more than a year", "[core]") {
+  // Regression (issue 15, defect 12): 9223372036854775807ms parsed, then overflowed
+  // in the nanosecond timers ("drain timeout -6s").
+  CHECK(ParseDuration("8760h") == kMaxDuration);
+  CHECK(ParseDuration("31536000") == kMaxDuration);
+  CHECK_FALSE(ParseDuration("8761h"));
+  CHECK_FALSE(ParseDuration("31536001"));
+  CHECK_FALSE(ParseDuration("9223372036854775807ms"));
+  CHECK_FALSE(ParseDuration("9223372036854775807"));
+  CHECK_FALSE(ParseDuration("99999999999999"));
+}
+
 TEST_CASE("FormatDuration round-trips", "[core]") {
   CHECK(FormatDuration(5s) == "5s");
   CHECK(FormatDuration(1500ms) == "1500ms");
