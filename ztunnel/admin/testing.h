@@ -22,11 +22,13 @@ inline int Connect(uint16_t port) {
   return fd;
 }
 
-/// Exchange sends `request` (if any) and reads until the server closes; closes fd.
+/// Exchange sends `request` (if any), half-closes (so a keep-alive server closes after
+/// its answer) and reads until the server closes; closes fd.
 inline std::string Exchange(int fd, const std::string& request) {
   if (!request.empty())
     REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
             static_cast<ssize_t>(request.size()));
+  ::shutdown(fd, SHUT_WR);
   std::string out;
   char buf[512];
   for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;)

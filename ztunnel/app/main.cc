@@ -8,9 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -346,13 +349,69 @@ admin::HttpHandler AdminHandler(AdminContext& ctx) {
   };
 }
 
-// MetricsHandler serves 15020: Prometheus text on /metrics and /stats/prometheus.
-admin::HttpHandler MetricsHandler(const metrics::Metrics& m) {
-  return [&m](const admin::HttpRequest& req) -> admin::HttpResponse {
+// RenderHttpStats renders the HTTP server's own counters in the Prometheus text format.
+// They live in admin::HttpServer, not in metrics' registry: admin may not depend on
+// metrics (the module table in docs/ARCHITECTURE.md).
+std::string RenderHttpStats(const admin::HttpServer& http) {
+  std::string out =
+      "# HELP ztunnel_admin_connections_rejected_total Connections to the admin, metrics and "
+      "readiness endpoints refused (budget: 503 past the connection limit; too_large: 431 or "
+      "413; bad_request: 400), closed on a timeout, or not accepted (accept_error: out of fds "
+      "or memory, then backed off).\n"
+      "# TYPE ztunnel_admin_connections_rejected_total counter\n";
+  auto line = std::back_inserter(out);
+  for (size_t i = 0; i < http.size(); ++i) {
+    const admin::HttpServer::Stats s = http.stats(i);
+    const std::pair<const char*, uint64_t> reasons[] = {
+        {"budget", s.rejected_budget},           {"header_timeout", s.header_timeouts},
+        {"request_timeout", s.request_timeouts}, {"too_large", s.too_large},
+        {"bad_request", s.bad_requests},         {"accept_error", s.accept_errors}};
+    for (const auto& [reason, n] : reasons) {
+      fmt::format_to(line,
+                     "ztunnel_admin_connections_rejected_total{{endpoint=\"{}\",reason=\"{}\"}} "
+                     "{}\n",
+                     http.name(i), reason, n);
+    }
+  }
+  out +=
+      "# HELP ztunnel_admin_connections_accepted_total Connections the admin, metrics and "
+      "readiness endpoints served within their budget.\n"
+      "# TYPE ztunnel_admin_connections_accepted_total counter\n";
+  for (size_t i = 0; i < http.size(); ++i) {
+    fmt::format_to(line, "ztunnel_admin_connections_accepted_total{{endpoint=\"{}\"}} {}\n",
+                   http.name(i), http.stats(i).accepted);
+  }
+  out +=
+      "# HELP ztunnel_admin_connections_active Connections open now on the admin, metrics and "
+      "readiness endpoints, within their budget.\n"
+      "# TYPE ztunnel_admin_connections_active gauge\n";
+  for (size_t i = 0; i < http.size(); ++i) {
+    fmt::format_to(line, "ztunnel_admin_connections_active{{endpoint=\"{}\"}} {}\n", http.name(i),
+                   http.stats(i).active);
+  }
+  out +=
+      "# HELP ztunnel_admin_requests_total Requests answered by the admin, metrics and "
+      "readiness endpoints' handlers.\n"
+      "# TYPE ztunnel_admin_requests_total counter\n";
+  for (size_t i = 0; i < http.size(); ++i) {
+    fmt::format_to(line, "ztunnel_admin_requests_total{{endpoint=\"{}\"}} {}\n", http.name(i),
+                   http.stats(i).requests);
+  }
+  return out;
+}
+
+// MetricsHandler serves 15020: Prometheus text on /metrics and /stats/prometheus, the
+// registry's metrics and then the HTTP server's counters once `http` is set. The server
+// outlives every call: its destructor waits for a running handler.
+admin::HttpHandler MetricsHandler(const metrics::Metrics& m,
+                                  const std::atomic<const admin::HttpServer*>& http) {
+  return [&m, &http](const admin::HttpRequest& req) -> admin::HttpResponse {
     if (req.path != "/metrics" && req.path != "/stats/prometheus") {
       return {404, "text/plain", "not found\n"};
     }
-    return {200, "text/plain; version=0.0.4; charset=utf-8", m.Render()};
+    std::string body = m.Render();
+    if (const admin::HttpServer* server = http.load()) body += RenderHttpStats(*server);
+    return {200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)};
   };
 }
 
@@ -428,13 +487,17 @@ int main(int argc, char** argv) {
     if (listen != "off") endpoints.push_back({name, *io::SocketAddress::Parse(listen), h});
   };
   endpoint(opts.readiness_listen, "readiness", admin::ReadinessHandler(readiness));
-  endpoint(opts.metrics_listen, "metrics", MetricsHandler(metrics));
+  std::atomic<const admin::HttpServer*> http_for_metrics{nullptr};
+  endpoint(opts.metrics_listen, "metrics", MetricsHandler(metrics, http_for_metrics));
   endpoint(opts.admin_listen, "admin", AdminHandler(admin_ctx));
+  // One thread per endpoint, each with its own connection budget and timeouts, so a
+  // flood on one port cannot fail another's probe.
   std::unique_ptr<admin::HttpServer> http;
   if (!endpoints.empty()) {
     std::string error;
     http = admin::HttpServer::Start(std::move(endpoints), &error);
     if (!http) Fatal(error);
+    http_for_metrics.store(http.get());
   }
   if (opts.inpod && opts.local_config.empty()) {
     Fatal(
