@@ -234,9 +234,11 @@ TEST_CASE("An idle keep-alive connection is closed after the idle timeout", "[ad
   limits.idle_timeout = 200ms;
   auto s = Start({{"test", AnyPort(), Echo, limits}});
   const int fd = Connect(s->port(0));
+  // Before the request: the server's idle clock starts once its answer is written,
+  // which may be before we have read it.
+  const auto start = Clock::now();
   Send(fd, "GET / HTTP/1.1\r\n\r\n");
   REQUIRE(!ReadResponse(fd).empty());
-  const auto start = Clock::now();
   char c;
   CHECK(::recv(fd, &c, 1, 0) <= 0);
   CHECK(Clock::now() - start >= 200ms);
@@ -248,8 +250,9 @@ TEST_CASE("A client that does not finish its headers in time is closed (slowlori
   HttpLimits limits;
   limits.header_timeout = 300ms;
   auto s = Start({{"test", AnyPort(), Echo, limits}});
-  const int fd = Connect(s->port(0));
+  // Before connecting: the server's clock starts at accept, which may precede ours.
   const auto start = Clock::now();
+  const int fd = Connect(s->port(0));
   Send(fd, "GET / HTTP/1.1\r\n");
   // One byte every 20 ms: progress, but never a complete header.
   bool closed = false;
@@ -270,8 +273,8 @@ TEST_CASE("A request whose body does not arrive in time is closed", "[admin]") {
   HttpLimits limits;
   limits.request_timeout = 300ms;
   auto s = Start({{"test", AnyPort(), Echo, limits}});
+  const auto start = Clock::now();  // before connecting, as above
   const int fd = Connect(s->port(0));
-  const auto start = Clock::now();
   Send(fd, "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12");
   char c;
   CHECK(::recv(fd, &c, 1, 0) <= 0);  // closed without an answer
