@@ -187,13 +187,18 @@ def test_connect_flood_to_a_silent_address_is_bounded(mesh):
     flood, held = spawn_many(c, "a1", c.pod("a3").ip, 9999, 10_100, "--connect-wait", "15")
     fds_during = open_fds(pid)
     # Two workers, 1,024 per source each: at most 2,048 connects pending, three fds
-    # apiece (the client's socket, ours, and the pod's netns while set-up runs).
-    assert fds_during - fds_before < 3 * 2048 + 200, f"fds {fds_before} -> {fds_during}"
+    # apiece (the client's socket, ours, and the pod's netns while set-up runs), plus
+    # connections the kernel accepted in the burst that are not reaped yet (one fd
+    # each, up to about a completion queue's worth per worker).
+    assert fds_during - fds_before < 3 * 2048 + 2 * 1024, f"fds {fds_before} -> {fds_during}"
     neighbour_ok(c)  # a2 -> b2 on the same node while a1's connects are pending
     refused = metric(node, "ztunnel_overload_refused_total", reason="pending_connects_per_source")
     print(f"connect flood: {held}, fds {fds_before} -> {fds_during}, refused {refused:.0f}, "
           f"RSS {rss_before} -> {rss_kib(pid)} KiB")
     assert refused >= 10_100 - 2 * 1024 - 100, refused
+    # The point of the bound: the process never ran out of descriptors.
+    assert metric(node, "ztunnel_accept_backoffs_total") == 0
+    assert not node.lines("Too many open files"), node.lines("Too many open files")[:3]
     release_many(flood)
     # The pending connects time out (4 s); then fds and memory come back.
     deadline = time.monotonic() + 15
