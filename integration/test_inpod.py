@@ -177,8 +177,24 @@ class FakeAgent:
         self.socket.send_fds(self.conn, [payload], list(fds))
         ack = self.conn.recv(65536)
         assert ack[:1] == b"\x0a", ack  # WorkloadResponse.ack
-        inner = ack[2:]
-        return inner[2:].decode() if inner else ""
+        _, off = varint(ack, 1)
+        if off == len(ack):
+            return ""
+        assert ack[off:off + 1] == b"\x0a", ack  # Ack.error
+        n, off = varint(ack, off + 1)
+        return ack[off:off + n].decode()
+
+
+def varint(buf: bytes, off: int) -> tuple[int, int]:
+    """A protobuf varint at buf[off]: (value, offset after it)."""
+    value = shift = 0
+    while True:
+        b = buf[off]
+        off += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, off
 
 
 def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
@@ -411,4 +427,48 @@ def test_removing_a_pod_drains_its_connections_only(topo, tmp_path):
     assert live[pod1.name][0].returncode != 0, out1  # reset mid-transfer
     done = json.loads(out3.decode().strip().splitlines()[-1])
     assert done["server_count"] == total and done["server_sha256"] == done["sha256"]
+    assert zt.stop() == 0
+
+
+def test_pods_waiting_for_the_config_are_bounded(topo, tmp_path):
+    """Defect 9 of issue 15: a misbehaving agent sent 3,000 Adds for workloads the
+    config does not have; the node kept every netns fd (and 190 MB) and retried all of
+    them every 5 s. At most --max-pending-pods (256) wait; the rest are NACKed with the
+    reason and not kept."""
+    node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    for ns in (pod1, pod2):
+        install_rules(ns)
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    agent = FakeAgent(tmp_path / "zds.sock")
+    zt = start_node(node, tmp_path, tmp_path / "zds.sock")
+    agent.accept()
+    ns1 = os.open(f"/var/run/netns/{pod1.name}", os.O_RDONLY)
+    ns2 = os.open(f"/var/run/netns/{pod2.name}", os.O_RDONLY)
+    try:
+        assert agent.request(add_request("shop/pod1", "pod1", "web"), [ns1]) == ""
+        assert agent.request(add_request("shop/pod2", "pod2", "db"), [ns2]) == ""
+        assert agent.request(field(3, b"")) == ""  # SnapshotSent
+        fds_before = len(os.listdir(f"/proc/{zt.pid}/fd"))
+        kept = refused = 0
+        for i in range(3000):
+            nack = agent.request(add_request(f"ghost/g{i}", f"g{i}", "web"), [ns2])
+            assert "no workload shop/g" in nack, nack
+            if "not kept for retry: 256 pods already wait" in nack:
+                refused += 1
+            else:
+                assert "(retrying every 5 s)" in nack, nack
+                kept += 1
+        fds_after = len(os.listdir(f"/proc/{zt.pid}/fd"))
+        print(f"pending pods: {kept} kept, {refused} refused, fds {fds_before} -> {fds_after}")
+        assert (kept, refused) == (256, 2744)
+        assert fds_after - fds_before <= 256 + 4, (fds_before, fds_after)
+        # The served pod never noticed.
+        done = send(pod1, 1 << 20)
+        assert done["server_count"] == 1 << 20 and done["server_sha256"] == done["sha256"]
+    finally:
+        os.close(ns1)
+        os.close(ns2)
     assert zt.stop() == 0

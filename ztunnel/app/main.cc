@@ -586,6 +586,7 @@ int main(int argc, char** argv) {
     inpod_manager = std::make_unique<inpod::InpodManager>(
         serving, mesh->state, opts.node_name, opts.mark, opts.drain_timeout, &readiness);
     inpod_manager->set_metrics(&metrics);
+    inpod_manager->set_max_pending(opts.max_pending_pods);
     {
       std::lock_guard lock(admin_ctx.mu);
       admin_ctx.inpod = inpod_manager.get();

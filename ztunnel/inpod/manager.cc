@@ -48,6 +48,12 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
   SetPending(info.uid, false);
   std::string error = Setup(info, netns);
   if (error.empty()) return "";
+  if (max_pending_ != 0 && pending_.size() >= max_pending_) {
+    // Not kept: the netns fd closes with this call and nothing retries it.
+    if (metrics_ != nullptr) metrics_->overload().Refused(metrics::Refusal::kPendingPods);
+    return error + "; not kept for retry: " + std::to_string(pending_.size()) +
+           " pods already wait to be set up (--max-pending-pods)";
+  }
   SetPending(info.uid, true);
   // NACKed, but not forgotten: the config may name the workload soon.
   pending_[info.uid] =

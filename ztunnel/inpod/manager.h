@@ -56,6 +56,10 @@ class InpodManager : public ZdsHandler {
   size_t pending() const { return pending_.size(); }
   /// set_metrics reports pods started and stopped to `m` (must outlive this object).
   void set_metrics(metrics::Metrics* m) { metrics_ = m; }
+  /// set_max_pending bounds the pods kept for retry (0: unbounded). A misbehaving agent
+  /// enrolling thousands of unknown pods would otherwise make the node hold a netns fd
+  /// and a retry for each; past the bound they are NACKed and not kept.
+  void set_max_pending(size_t n) { max_pending_ = n; }
   /// Summary lists served and pending pods for the config dump; thread-safe.
   std::vector<admin::PodSummary> Summary() const;
 
@@ -91,6 +95,7 @@ class InpodManager : public ZdsHandler {
   std::map<std::string, Pod> pods_;
   std::map<std::string, Pending> pending_;
   metrics::Metrics* metrics_ = nullptr;
+  size_t max_pending_ = 256;
   // A copy of pods_ and pending_ for other threads, refreshed after every change.
   struct PublishOnExit {
     InpodManager* self;

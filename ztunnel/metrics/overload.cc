@@ -35,6 +35,8 @@ std::string_view RefusalName(Refusal r) {
       return "handshakes_in_flight";
     case Refusal::kRapidReset:
       return "rapid_reset";
+    case Refusal::kPendingPods:
+      return "pending_pods";
     case Refusal::kCount:
       break;
   }

@@ -25,6 +25,7 @@ enum class Refusal : uint8_t {
   kPendingConnectsSource,  // one source workload's pending connects are at their bound
   kHandshakes,             // a worker's inbound TLS handshakes in flight are at their bound
   kRapidReset,             // an HTTP/2 peer reset streams too fast (CVE-2023-44487)
+  kPendingPods,            // the enrollment agent sent more pods than may wait to be set up
   kCount
 };
 
