@@ -66,13 +66,14 @@ class Mesh:
         out = self.a.run(PY, str(TOOLS / "send.py"), SERVER_IP, str(PORT), str(nbytes)).stdout
         return json.loads(out.strip().splitlines()[-1])
 
-    def h2_client(self, cert: Path, key: Path, authority: str, nbytes: int = 1 << 20):
+    def h2_client(self, cert: Path, key: Path, authority: str, nbytes: int = 1 << 20,
+                  *extra: str):
         """The independent HBONE client (Python ssl + h2). It runs in node b's namespace:
         in node a the capture rules would send it to ztunnel a, like any app."""
         return self.b.run(PY, str(TOOLS / "h2_peer.py"), "client", "--ca",
                           str(self.ca / "root-cert.pem"), "--cert", str(cert), "--key", str(key),
                           "--connect", f"{SERVER_IP}:15008", "--authority", authority,
-                          "--bytes", str(nbytes), check=False)
+                          "--bytes", str(nbytes), *extra, check=False)
 
 
 
@@ -397,4 +398,22 @@ def test_rapid_reset_is_cut_early_and_dials_nothing_for_reset_streams(topo, tmp_
     out, _ = live.communicate(timeout=60)
     done = json.loads(out.decode().strip().splitlines()[-1])
     assert done["server_count"] == total and done["server_sha256"] == done["sha256"]
+    assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0
+
+
+def test_inbound_answers_as_istio_does_baggage_and_clients_without_alpn(topo, tmp_path):
+    """Defect 11 of issue 15, measured against Istio's ztunnel: its 200 carries the
+    destination's baggage, and a client that offers no ALPN at all is served as h2
+    (ours closed it after the handshake)."""
+    mesh = Mesh(topo, tmp_path)
+    good, good_key = pki.issue(tmp_path, mesh.ca / "ca-cert.pem", mesh.ca / "ca-key.pem",
+                               CLIENT_ID, "good-client")
+    r = mesh.h2_client(good, good_key, f"{SERVER_IP}:{PORT}", 64 << 10)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == 200, res
+    assert res["headers"].get("baggage") == "k8s.namespace.name=backend", res["headers"]
+    r = mesh.h2_client(good, good_key, f"{SERVER_IP}:{PORT}", 64 << 10, "--no-alpn")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == 200 and res["sent"] == 64 << 10, res
     assert mesh.zt_a.stop() == 0 and mesh.zt_b.stop() == 0

@@ -31,7 +31,8 @@ def tls_context(args, server: bool) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_REQUIRED
     if not server:
         ctx.check_hostname = False  # identities are SPIFFE URIs, not DNS names
-    ctx.set_alpn_protocols(["h2"])
+    if not getattr(args, "no_alpn", False):
+        ctx.set_alpn_protocols(["h2"])
     return ctx
 
 
@@ -72,7 +73,8 @@ def run_client(args) -> int:
     raw = socket.create_connection((host, int(port)), timeout=30)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as every HTTP/2 stack does
     sock = tls_context(args, False).wrap_socket(raw)
-    assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
+    if not args.no_alpn:
+        assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
     # h2 4.1 predates RFC 9113 CONNECT support (it insists on :path): skip its outbound
     # header checks; the CONNECT we send is what RFC 9113 §8.5 specifies.
     conn = h2.connection.H2Connection(h2.config.H2Configuration(
@@ -89,6 +91,7 @@ def run_client(args) -> int:
     sent_hash, recv_hash = hashlib.sha256(), hashlib.sha256()
     received = 0
     status = None
+    response_headers = {}
     ended_local = ended_remote = False
     sock.setblocking(False)
     writer = Writer(sock)
@@ -119,6 +122,7 @@ def run_client(args) -> int:
             break
         for event in conn.receive_data(data):
             if isinstance(event, h2.events.ResponseReceived):
+                response_headers = {k.decode(): v.decode() for k, v in event.headers}
                 status = int(dict(event.headers)[b":status"])
                 if status != 200:
                     ended_remote = True
@@ -130,7 +134,8 @@ def run_client(args) -> int:
                 ended_remote = True
             elif isinstance(event, h2.events.StreamReset):
                 ended_remote = True
-    print(json.dumps({"status": status, "sent": sent, "received": received,
+    print(json.dumps({"status": status, "headers": response_headers, "sent": sent,
+                      "received": received,
                       "sent_sha256": sent_hash.hexdigest(),
                       "received_sha256": recv_hash.hexdigest()}), flush=True)
     return 0
@@ -259,6 +264,7 @@ def main() -> int:
     ap.add_argument("--authority", help="client: the CONNECT target ip:port")
     ap.add_argument("--bytes", type=int, default=1 << 20)
     ap.add_argument("--streams", type=int, default=10000, help="rapid-reset: how many")
+    ap.add_argument("--no-alpn", action="store_true", help="client: offer no ALPN at all")
     args = ap.parse_args()
     if args.mode == "rapid-reset":
         return run_rapid_reset(args)

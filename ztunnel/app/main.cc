@@ -521,6 +521,7 @@ int main(int argc, char** argv) {
     worker_options.inbound.mark = opts.mark;
     worker_options.inbound.connect_timeout = opts.connect_timeout;
     worker_options.inbound.max_handshakes = opts.max_handshakes;
+    worker_options.inbound.response_baggage = opts.response_baggage;
     worker_options.pool.mark = opts.mark;
     worker_options.pool.connect_timeout = opts.connect_timeout;
   }

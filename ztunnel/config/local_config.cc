@@ -48,6 +48,14 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
   opt("workloadName", &w.workload_name);
   opt("canonicalName", &w.canonical_name);
   opt("canonicalRevision", &w.canonical_revision);
+  opt("workloadType", &w.workload_type);
+  if (const YAML::Node loc = n["locality"]; loc && !loc.IsNull()) {
+    const std::string p = path + ".locality";
+    CheckKeys(loc, p, {"region", "zone", "subzone"});
+    if (loc["region"]) w.region = String(loc["region"], p + ".region");
+    if (loc["zone"]) w.zone = String(loc["zone"], p + ".zone");
+    if (loc["subzone"]) (void)String(loc["subzone"], p + ".subzone");
+  }
   if (w.uid.empty()) {
     if (w.name.empty()) Fail(path, "needs a \"uid\" or a \"name\"");
     w.uid = fmt::format("{}/{}", w.namespace_name, w.name);

@@ -105,6 +105,10 @@ const std::vector<Flag>& Flags() {
        "inbound TLS handshakes in flight per worker; more connections are closed at once "
        "(default 512; 0: unbounded)",
        "N"},
+      {"response-baggage", "ENABLE_RESPONSE_BAGGAGE",
+       "inbound HBONE 200 answers carry the destination workload's baggage header, as Istio's "
+       "ztunnel sends (default true)",
+       "BOOL"},
       {"max-pending-pods", "ZTUNNEL_MAX_PENDING_PODS",
        "enrolled pods waiting to be set up (not in the config yet); more are NACKed (default "
        "256; 0: unbounded)",
@@ -286,6 +290,10 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       out.pod_namespace = value;
     } else if (name == "service-account") {
       out.service_account = value;
+    } else if (name == "response-baggage") {
+      const auto b = ParseBool(value);
+      if (!b) return Invalid(f, from_env, value, "true or false");
+      out.response_baggage = *b;
     } else if (name == "inpod") {
       const auto b = ParseBool(value);
       if (!b) return Invalid(f, from_env, value, "true or false");

@@ -55,6 +55,9 @@ struct Options {
   uint32_t max_pending_connects_per_source = 1024;
   uint32_t max_handshakes = 512;
   uint32_t max_pending_pods = 256;
+  /// response_baggage: inbound 200 answers carry the destination's baggage (Istio's
+  /// ENABLE_RESPONSE_BAGGAGE, on by default).
+  bool response_baggage = true;
   bool help = false;
   bool version = false;
   /// check_config: validate this local config file, print the verdict, exit.

@@ -405,24 +405,27 @@ Result<int32_t> Session::Connect(const ConnectRequest& request, StreamObserver* 
   return id;
 }
 
-Status Session::Respond(int32_t stream, int status, StreamObserver* observer) {
+Status Session::Respond(int32_t stream, int status, StreamObserver* observer,
+                        std::string_view baggage) {
   pending_resets_.erase(stream);  // the handler is done with it, reset or not
   Stream* st = Find(stream);
   if (st == nullptr) return Error{Errc::kNotFound};
   st->awaiting_answer = false;
   const std::string code = std::to_string(status);
-  nghttp2_nv nva[] = {Header(":status", code)};
+  // nghttp2 copies the header values while submitting (no NGHTTP2_NV_FLAG_NO_COPY).
+  nghttp2_nv nva[] = {Header(":status", code), Header("baggage", baggage)};
+  const size_t nvlen = baggage.empty() ? 1 : 2;
   int rv;
   st->observer = observer;
   if (status == 200) {
     nghttp2_data_provider provider{};
     provider.source.ptr = st;
     provider.read_callback = Callbacks::ReadData;
-    rv = nghttp2_submit_response(ng_, stream, nva, 1, &provider);
+    rv = nghttp2_submit_response(ng_, stream, nva, nvlen, &provider);
   } else {
     // The answer ends the stream; RST_STREAM(NO_ERROR) after it frees the slot at once
     // rather than waiting for the client to close its side.
-    rv = nghttp2_submit_response(ng_, stream, nva, 1, nullptr);
+    rv = nghttp2_submit_response(ng_, stream, nva, nvlen, nullptr);
     st->reset_after_response = true;
   }
   return rv == 0 ? Status::Ok() : Status(Error{Errc::kInvalidArgument});

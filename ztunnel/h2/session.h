@@ -150,7 +150,10 @@ class Session {
   Result<int32_t> Connect(const ConnectRequest& request, StreamObserver* observer);
   /// Respond (server) answers a CONNECT; with 200 the tunnel opens and `observer` gets
   /// its events; otherwise the stream ends and `observer` may be null.
-  Status Respond(int32_t stream, int status, StreamObserver* observer);
+  /// `baggage`, when not empty, is sent as the answer's baggage header (Istio's
+  /// ztunnel describes the destination workload there).
+  Status Respond(int32_t stream, int status, StreamObserver* observer,
+                 std::string_view baggage = {});
   /// Write queues bytes on a stream; Buffered tells how many wait (apply back-pressure).
   Status Write(int32_t stream, std::span<const char> data);
   size_t Buffered(int32_t stream) const;

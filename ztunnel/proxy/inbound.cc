@@ -83,11 +83,13 @@ class Inbound::Handler final : public h2::ServerHandler,
       conn->ScheduleFlush();
       return;
     }
+    // The 200 describes the destination in baggage, as Istio's ztunnel answers.
+    std::string baggage = inbound_->options_.response_baggage ? Baggage(*target) : std::string();
     // Connect on a fiber; by the time it finishes, the connection may be gone.
     const bool spawned = io::Fiber::Spawn(
-        inbound_->loop_,
-        [self = shared_from_this(), stream, target = request.authority, peer_id, info, report] {
-          self->OpenTunnel(stream, target, peer_id, info, report);
+        inbound_->loop_, [self = shared_from_this(), stream, target = request.authority, peer_id,
+                          info, report, baggage = std::move(baggage)] {
+          self->OpenTunnel(stream, target, peer_id, info, report, baggage);
         });
     if (!spawned) {
       report->Failed("out of memory for a fiber stack", 503);
@@ -106,7 +108,8 @@ class Inbound::Handler final : public h2::ServerHandler,
 
  private:
   void OpenTunnel(int32_t stream, IpPort target, const std::string& peer_id,
-                  const state::Connection& info, std::shared_ptr<ConnectionReport> report) {
+                  const state::Connection& info, std::shared_ptr<ConnectionReport> report,
+                  const std::string& baggage) {
     Inbound& in = *inbound_;
     const auto dst = io::SocketAddress::FromIpPort(target);
     // Bounded per peer identity: the workload on whose behalf the tunnel is opened.
@@ -142,7 +145,7 @@ class Inbound::Handler final : public h2::ServerHandler,
           // Towards the destination workload is what the stream delivered to it.
           report->Closed(r.bytes_from_stream, r.bytes_to_stream, r.ok ? std::string() : r.error);
         });
-    if (!conn->h2().Respond(stream, 200, hs)) return hs->Refuse("stream gone");
+    if (!conn->h2().Respond(stream, 200, hs, baggage)) return hs->Refuse("stream gone");
     *key = hs;
     in.tunnels_[hs] = LiveTunnel{uid_, info, peer_addr_, peer_id};
     hs->Attach(stream, false);

@@ -43,6 +43,8 @@ struct InboundOptions {
   uint32_t max_handshakes = 512;
   /// overload, when set, counts those refusals (must outlive the Inbound).
   metrics::OverloadMetrics* overload = nullptr;
+  /// response_baggage sends the destination's baggage on 200 (ENABLE_RESPONSE_BAGGAGE).
+  bool response_baggage = true;
 };
 
 /// Inbound runs on one worker's loop; an Acceptor feeds it.

@@ -31,18 +31,34 @@ tls::SpiffeId WorkloadIdentity(const state::Workload& w) {
   return tls::SpiffeId::Make(w.trust_domain, w.namespace_name, w.service_account);
 }
 
+std::string Baggage(const state::Workload& w) {
+  std::string out;
+  const auto add = [&out](std::string_view key, const std::string& value) {
+    if (value.empty()) return;
+    if (!out.empty()) out += ',';
+    out.append(key).append("=").append(value);
+  };
+  add("k8s.cluster.name", w.cluster_id);
+  add("k8s.namespace.name", w.namespace_name);
+  const std::string type = w.workload_type.empty() ? "deployment" : w.workload_type;
+  add("k8s." + type + ".name", w.workload_name);
+  add("service.name", w.canonical_name);
+  add("service.version", w.canonical_revision);
+  add("cloud.region", w.region);
+  add("cloud.availability_zone", w.zone);
+  return out;
+}
+
 h2::ConnectRequest MakeConnectRequest(const state::Workload* src, const IpPort& src_addr,
                                       const IpPort& target) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   h2::ConnectRequest r;
   r.authority = target;
-  if (src != nullptr) {
-    r.baggage =
-        fmt::format("k8s.namespace.name={},k8s.pod.name={}", src->namespace_name, src->name);
-  }
+  if (src != nullptr) r.baggage = Baggage(*src);
   r.forwarded = fmt::format("for=\"{}\"", src_addr.ToString());
-  // W3C trace context: version 00, 16-byte trace id, 8-byte parent id, sampled.
-  r.traceparent = fmt::format("00-{:016x}{:016x}-{:016x}-01", rng(), rng(), rng() | 1);
+  // W3C trace context: version 00, 16-byte trace id, 8-byte parent id, flags 00 (not
+  // sampled: ztunnel records no span, and says so as Istio's does).
+  r.traceparent = fmt::format("00-{:016x}{:016x}-{:016x}-00", rng(), rng(), rng() | 1);
   return r;
 }
 

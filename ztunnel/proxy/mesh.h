@@ -54,9 +54,15 @@ class SnapshotView {
 /// WorkloadIdentity is the SPIFFE identity of `w`, with Istio's defaults.
 tls::SpiffeId WorkloadIdentity(const state::Workload& w);
 
+/// Baggage is the W3C baggage Istio's ztunnel sends for `w` (its CONNECTs' source, its
+/// 200 answers' destination): k8s.cluster.name, k8s.namespace.name,
+/// k8s.<workloadType>.name, service.name, service.version, cloud.region and
+/// cloud.availability_zone, each only when known, comma-separated in that order.
+std::string Baggage(const state::Workload& w);
+
 /// MakeConnectRequest builds the HBONE CONNECT for a connection from `src` (a
 /// workload, may be null) at `src_addr` to `target`: authority, baggage, forwarded
-/// and a fresh W3C traceparent.
+/// and a fresh W3C traceparent (not sampled, as Istio's ztunnel sends it).
 h2::ConnectRequest MakeConnectRequest(const state::Workload* src, const IpPort& src_addr,
                                       const IpPort& target);
 

@@ -38,6 +38,12 @@ struct Workload {
   std::string workload_name;
   std::string canonical_name;
   std::string canonical_revision;
+  /// workload_type is Istio's lower-case kind of workload (deployment, cronjob, pod,
+  /// job): the X of the k8s.X.name baggage key. Empty means deployment, xDS's default.
+  std::string workload_type;
+  /// Locality: region and zone (cloud.region, cloud.availability_zone in baggage).
+  std::string region;
+  std::string zone;
   std::vector<IpAddr> ips;
   Protocol protocol = Protocol::kTcp;
   /// authorization_policies names WorkloadSelector policies that select this

@@ -89,6 +89,20 @@ Result<std::shared_ptr<TlsContext>> TlsContext::Create(Role role, const Credenti
   // X25519MLKEM768 by default, which costs about a third of a handshake here.
   static const int kGroups[] = {NID_X25519, NID_X9_62_prime256v1};
   if (!SSL_CTX_set1_groups(ctx, kGroups, 2)) return Fail(reason, "cannot set key exchange groups");
+  // Signatures we accept from the peer (and so offer in signature_algorithms): what
+  // Istio's ztunnel offers, modern schemes only. BoringSSL's default list would also
+  // offer rsa_pkcs1_sha1 and ecdsa_sha1, which TLS 1.3 handshakes must not use.
+  static const uint16_t kVerifyPrefs[] = {
+      SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_ECDSA_SECP384R1_SHA384,
+      SSL_SIGN_ECDSA_SECP521R1_SHA512, SSL_SIGN_ED25519,
+      SSL_SIGN_RSA_PSS_RSAE_SHA256,    SSL_SIGN_RSA_PSS_RSAE_SHA384,
+      SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA256,
+      SSL_SIGN_RSA_PKCS1_SHA384,       SSL_SIGN_RSA_PKCS1_SHA512,
+  };
+  if (!SSL_CTX_set_verify_algorithm_prefs(ctx, kVerifyPrefs,
+                                          sizeof(kVerifyPrefs) / sizeof(kVerifyPrefs[0]))) {
+    return Fail(reason, "cannot set the signature algorithms");
+  }
   // No resumption: every connection verifies the peer's certificate and identity.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);

@@ -301,7 +301,10 @@ TlsSession::Progress TlsSession::Handshake() {
   const uint8_t* alpn = nullptr;
   unsigned alpn_len = 0;
   SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
-  if (alpn_len != 2 || alpn[0] != 'h' || alpn[1] != '2') {
+  // A client that offers no ALPN at all speaks h2 to us anyway (Istio's server takes
+  // it the same way); one that offers only other protocols was refused in SelectH2.
+  const bool no_alpn_client = alpn_len == 0 && ctx_->role() == Role::kServer;
+  if (!no_alpn_client && (alpn_len != 2 || alpn[0] != 'h' || alpn[1] != '2')) {
     return Fail(TlsError::kAlpnMismatch, "the peer did not agree to h2");
   }
   handshake_done_ = true;

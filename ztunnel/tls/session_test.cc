@@ -212,6 +212,57 @@ TEST_CASE("A client that does not offer h2 is rejected", "[tls]") {
   CHECK(server->error() == TlsError::kAlpnMismatch);
 }
 
+TEST_CASE("A client that offers no ALPN at all is served as h2, as Istio serves it", "[tls]") {
+  // Regression (issue 15, defect 11): such a client was closed after the handshake.
+  auto ca = TestCa::Make();
+  auto client_ctx = Context(Role::kClient, ca.Issue(kClientId), ca);
+  REQUIRE(SSL_CTX_set_alpn_protos(client_ctx->get(), nullptr, 0) == 0);  // no extension
+  auto client = TlsSession::Client(client_ctx, {kServerId});
+  auto server = TlsSession::Server(Context(Role::kServer, ca.Issue(kServerId), ca));
+  Outcome o = Handshake(*client, *server);
+  CHECK(o.server == Progress::kDone);
+  CHECK(server->error() == TlsError::kNone);
+  CHECK(server->peer() == kClientId);
+  // Our own client still insists on h2 from a server: it offered it.
+  CHECK(o.client == Progress::kFailed);
+  CHECK(client->error() == TlsError::kAlpnMismatch);
+}
+
+TEST_CASE("The ClientHello offers no SHA-1 signature algorithms", "[tls]") {
+  // Regression (issue 15, defect 11): BoringSSL's default list offered rsa_pkcs1_sha1.
+  auto ca = TestCa::Make();
+  auto client = TlsSession::Client(Context(Role::kClient, ca.Issue(kClientId), ca), {kServerId});
+  (void)client->Handshake();
+  std::vector<char> buf(16384);
+  const size_t n = client->PullCiphertext(buf);
+  REQUIRE(n > 9);
+  // Record header (5), handshake header (4), then the ClientHello body.
+  const auto* p = reinterpret_cast<const uint8_t*>(buf.data());
+  size_t off = 5 + 4 + 2 + 32;
+  off += 1 + p[off];                                // session id
+  off += 2 + ((size_t{p[off]} << 8) | p[off + 1]);  // cipher suites
+  off += 1 + p[off];                                // compression methods
+  const size_t end = off + 2 + ((size_t{p[off]} << 8) | p[off + 1]);
+  off += 2;
+  std::vector<uint16_t> sigalgs;
+  while (off + 4 <= end && off + 4 <= n) {
+    const uint16_t type = static_cast<uint16_t>((p[off] << 8) | p[off + 1]);
+    const size_t len = (size_t{p[off + 2]} << 8) | p[off + 3];
+    if (type == 13) {  // signature_algorithms
+      for (size_t i = off + 6; i + 1 < off + 4 + len; i += 2) {
+        sigalgs.push_back(static_cast<uint16_t>((p[i] << 8) | p[i + 1]));
+      }
+    }
+    off += 4 + len;
+  }
+  REQUIRE_FALSE(sigalgs.empty());
+  for (uint16_t alg : sigalgs) {
+    INFO("signature algorithm 0x" << std::hex << alg);
+    CHECK((alg >> 8) != 0x02);  // 0x0201 rsa_pkcs1_sha1, 0x0203 ecdsa_sha1: SHA-1 is 0x02..
+  }
+  CHECK(sigalgs.front() == 0x0403);  // ecdsa_secp256r1_sha256 first: our certificates' kind
+}
+
 TEST_CASE("Malformed SPIFFE SANs are rejected", "[tls]") {
   auto ca = TestCa::Make();
   const auto now = std::chrono::system_clock::now();
