@@ -160,3 +160,34 @@ def test_endpoints_stay_isolated_answer_every_scrape_and_recover(topo, tmp_path)
     # Bounded, not zero: the endpoint threads keep their malloc arenas (about 0.5 MiB).
     assert rss_after <= rss_before + 2 * 1024, (rss_before, rss_after)
     assert zt.stop() == 0
+
+
+def test_slowloris_on_every_port_at_once_is_survived(topo, tmp_path):
+    """Issue 15's acceptance: slowloris on all three ports at once, readiness included.
+    Probes meanwhile are answered at once (200, or 503 while the slow clients hold the
+    budget: never left hanging), and as soon as the slow clients are gone every port
+    answers normally again; memory and fds come back and SIGTERM drains."""
+    ns, zt = start_node(topo, tmp_path)
+    assert http_request(ns, "127.0.0.1", READINESS, "/healthz/ready")[0] == 200
+    before = wait_quiet(ns)
+    rss_before, fds_before = rss_kib(zt.pid), open_fds(zt.pid)
+    loris = BUDGET + 16
+    r = run_load(ns, "slowloris", "--loris", f"{ADMIN}:{loris}", "--loris", f"{METRICS}:{loris}",
+                 "--loris", f"{READINESS}:{loris}", "--probe", str(READINESS), "--probes", "20",
+                 "--interval", "0.1")
+    probes = r["probes"]
+    statuses = sorted({p["status"] for p in probes})
+    worst = max(p["latency"] for p in probes)
+    print(f"\nslowloris on all three ports ({loris} each): probe statuses {statuses}, "
+          f"slowest {worst * 1000:.1f} ms; {r['loris']}")
+    assert all(p["status"] in (200, 503) and p["complete"] for p in probes), probes[:5]
+    assert worst < 1.0, f"a probe took {worst:.2f} s"
+    after = wait_quiet(ns)
+    for ep in ("admin", "metrics", "readiness"):
+        assert rejected(after, ep, "budget") - rejected(before, ep, "budget") >= loris - BUDGET, ep
+    # The slow clients are gone: every port answers at once.
+    assert http_request(ns, "127.0.0.1", READINESS, "/healthz/ready") == (200, "ready\n")
+    assert http_request(ns, "127.0.0.1", ADMIN, "/config_dump")[0] == 200
+    assert open_fds(zt.pid) == fds_before
+    assert rss_kib(zt.pid) <= rss_before + 2 * 1024, (rss_before, rss_kib(zt.pid))
+    assert zt.stop() == 0
