@@ -84,6 +84,13 @@ def write_atomic(path: Path, text: str) -> None:
     tmp.write_text(text)
     os.replace(tmp, path)
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
 def assert_refused(ns, ip: str, port: int, bind: str = "") -> None:
     """A connection from `ns` to ip:port must end without an answer: reset (at connect
     or later) or closed with nothing sent back."""
@@ -372,6 +379,7 @@ def test_rapid_reset_is_cut_early_and_dials_nothing_for_reset_streams(topo, tmp_
     assert "paused_at" in live.stdout.readline().decode()
     pid = mesh.zt_b.pid
     fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+    rss_before = rss_kib(pid)
     good, good_key = pki.issue(tmp_path, mesh.ca / "ca-cert.pem", mesh.ca / "ca-key.pem",
                                CLIENT_ID, "good-client")
     since = len(mesh.zt_b.log.read_text())
@@ -393,6 +401,7 @@ def test_rapid_reset_is_cut_early_and_dials_nothing_for_reset_streams(topo, tmp_
     while len(os.listdir(f"/proc/{pid}/fd")) > fds_before + 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_before + 2
+    assert rss_kib(pid) - rss_before < 8 << 10, (rss_before, rss_kib(pid))
     # The neighbour's transfer went on.
     pause_file.touch()
     out, _ = live.communicate(timeout=60)

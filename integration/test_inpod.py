@@ -147,6 +147,13 @@ def add_request(uid: str, name: str, sa: str) -> bytes:
     return field(1, field(1, uid.encode()) + field(2, info))
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
 def install_rules(ns) -> None:
     """The agent's IPv4 rule set (the golden file) and policy routing, by hand: this
     test plays the agent itself."""
@@ -452,6 +459,7 @@ def test_pods_waiting_for_the_config_are_bounded(topo, tmp_path):
         assert agent.request(add_request("shop/pod2", "pod2", "db"), [ns2]) == ""
         assert agent.request(field(3, b"")) == ""  # SnapshotSent
         fds_before = len(os.listdir(f"/proc/{zt.pid}/fd"))
+        rss_before = rss_kib(zt.pid)
         kept = refused = 0
         for i in range(3000):
             nack = agent.request(add_request(f"ghost/g{i}", f"g{i}", "web"), [ns2])
@@ -465,6 +473,7 @@ def test_pods_waiting_for_the_config_are_bounded(topo, tmp_path):
         print(f"pending pods: {kept} kept, {refused} refused, fds {fds_before} -> {fds_after}")
         assert (kept, refused) == (256, 2744)
         assert fds_after - fds_before <= 256 + 4, (fds_before, fds_after)
+        assert rss_kib(zt.pid) - rss_before < 8 << 10, (rss_before, rss_kib(zt.pid))
         # The served pod never noticed.
         done = send(pod1, 1 << 20)
         assert done["server_count"] == 1 << 20 and done["server_sha256"] == done["sha256"]

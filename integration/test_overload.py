@@ -55,6 +55,7 @@ def test_quick_reenrollment_with_live_traffic_never_crashes(mesh):
     for h in holds:
         assert json.loads(h.stdout.readline())["connected"]
     pid = node.zt.pid
+    rss_before = rss_kib(pid)
     since = node.mark()
     start = time.monotonic()
     for _ in range(10):
@@ -73,6 +74,9 @@ def test_quick_reenrollment_with_live_traffic_never_crashes(mesh):
     for h in holds:
         h.kill()
         h.wait(timeout=10)
+    rss_after = rss_kib(pid)
+    print(f"re-enrollment x10: RSS {rss_before} -> {rss_after} KiB")
+    assert rss_after - rss_before < 8 << 10, f"RSS {rss_before} -> {rss_after} KiB"
     stop_cleanly(node)
 
 
