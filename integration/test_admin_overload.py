@@ -123,9 +123,11 @@ def test_endpoints_stay_isolated_answer_every_scrape_and_recover(topo, tmp_path)
     after_loris = wait_quiet(ns)
     for ep in ("admin", "metrics"):
         # The slow connections filled the budget (the rest were refused at once) and
-        # were closed at the header timeout.
+        # were closed, at the header timeout or to make room for a newer client.
         assert rejected(after_loris, ep, "budget") - rejected(before, ep, "budget") >= loris - BUDGET
-        assert rejected(after_loris, ep, "header_timeout") >= BUDGET, ep
+        closed_slow = (rejected(after_loris, ep, "header_timeout") +
+                       rejected(after_loris, ep, "slow_headers"))
+        assert closed_slow >= BUDGET, ep
     assert rejected(after_loris, "readiness", "budget") == 0
     assert rejected(after_loris, "readiness", "header_timeout") == 0
     assert (counter(after_loris, "ztunnel_admin_requests_total", endpoint="readiness") -
@@ -164,9 +166,9 @@ def test_endpoints_stay_isolated_answer_every_scrape_and_recover(topo, tmp_path)
 
 def test_slowloris_on_every_port_at_once_is_survived(topo, tmp_path):
     """Issue 15's acceptance: slowloris on all three ports at once, readiness included.
-    Probes meanwhile are answered at once (200, or 503 while the slow clients hold the
-    budget: never left hanging), and as soon as the slow clients are gone every port
-    answers normally again; memory and fds come back and SIGTERM drains."""
+    Every probe is answered 200 at once (a full budget of slow header senders makes room
+    for a client that sends its request at once), every port answers normally after,
+    memory and fds come back and SIGTERM drains."""
     ns, zt = start_node(topo, tmp_path)
     assert http_request(ns, "127.0.0.1", READINESS, "/healthz/ready")[0] == 200
     before = wait_quiet(ns)
@@ -180,11 +182,13 @@ def test_slowloris_on_every_port_at_once_is_survived(topo, tmp_path):
     worst = max(p["latency"] for p in probes)
     print(f"\nslowloris on all three ports ({loris} each): probe statuses {statuses}, "
           f"slowest {worst * 1000:.1f} ms; {r['loris']}")
-    assert all(p["status"] in (200, 503) and p["complete"] for p in probes), probes[:5]
-    assert worst < 1.0, f"a probe took {worst:.2f} s"
+    assert all(p["status"] == 200 and p["complete"] for p in probes), probes[:5]
+    assert worst < 0.1, f"a probe took {worst * 1000:.0f} ms"
     after = wait_quiet(ns)
     for ep in ("admin", "metrics", "readiness"):
         assert rejected(after, ep, "budget") - rejected(before, ep, "budget") >= loris - BUDGET, ep
+    # Each probe took a slow client's place.
+    assert rejected(after, "readiness", "slow_headers") >= 1
     # The slow clients are gone: every port answers at once.
     assert http_request(ns, "127.0.0.1", READINESS, "/healthz/ready") == (200, "ready\n")
     assert http_request(ns, "127.0.0.1", ADMIN, "/config_dump")[0] == 200

@@ -143,12 +143,14 @@ struct HttpServer::Endpoint {
   bool sweeping = false;             // the sweep timer is armed
   std::list<Session*> sessions;      // every live session (to close them at shutdown)
   std::list<Session*> idle;          // keep-alive sessions waiting, oldest first
+  std::list<Session*> headering;     // sessions reading headers, oldest first
   LogLimiter accept_log, budget_log, timeout_log;
   uint64_t shortage_streak = 0;
 
   // Read from any thread.
   std::atomic<uint64_t> accepted{0}, active{0}, requests{0}, rejected_budget{0}, header_timeouts{0},
-      request_timeouts{0}, too_large{0}, bad_requests{0}, accept_errors{0}, idle_closed{0};
+      request_timeouts{0}, too_large{0}, bad_requests{0}, accept_errors{0}, idle_closed{0},
+      slow_evicted{0};
 
   // Declared after what sessions use and destroyed before it: handlers still pending when
   // the io_context goes are destroyed with it, and may end sessions.
@@ -180,6 +182,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (phase_ == Phase::kClosed) return;
     if (phase_ == Phase::kIdle) ep_.idle.erase(idle_it_);
+    LeaveHeaderList();
     phase_ = Phase::kClosed;
     timer_.cancel();
     error_code ignored;
@@ -193,11 +196,26 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     Close();
   }
 
+  // CloseSlow closes a connection still sending its headers, for a new client (counted).
+  void CloseSlow() {
+    Bump(ep_.slow_evicted);
+    Close();
+  }
+
+  // HeaderSince is when this session started reading its current request's headers.
+  Clock::time_point header_since() const { return header_since_; }
+
  private:
   enum class Phase { kIdle, kHeader, kBody, kWrite, kLinger, kClosed };
 
   // Arm enters `phase` with its deadline; a deadline of an earlier phase no longer fires.
   void Arm(Phase phase, Clock::time_point deadline) {
+    LeaveHeaderList();
+    if (phase == Phase::kHeader) {
+      header_since_ = Clock::now();
+      header_it_ = ep_.headering.insert(ep_.headering.end(), this);
+      in_headering_ = true;
+    }
     phase_ = phase;
     const uint64_t generation = ++generation_;
     timer_.expires_at(deadline);
@@ -363,7 +381,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   Phase phase_ = Phase::kHeader;
   uint64_t generation_ = 0;
   std::list<Session*>::iterator registered_;
-  std::list<Session*>::iterator idle_it_;  // valid in kIdle only
+  std::list<Session*>::iterator idle_it_;    // valid in kIdle only
+  std::list<Session*>::iterator header_it_;  // valid while in_headering_
+  bool in_headering_ = false;
+  Clock::time_point header_since_{};
+
+  void LeaveHeaderList() {
+    if (!in_headering_) return;
+    ep_.headering.erase(header_it_);
+    in_headering_ = false;
+  }
   Clock::time_point request_deadline_;
   boost::beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -427,6 +454,12 @@ void HttpServer::Endpoint::Admit(int fd) {
   if (active.load(std::memory_order_relaxed) >= limits.max_connections && !idle.empty()) {
     // A keep-alive connection waiting for nothing yields its place to a new client.
     idle.front()->CloseIdle();
+  } else if (active.load(std::memory_order_relaxed) >= limits.max_connections &&
+             !headering.empty() &&
+             Clock::now() - headering.front()->header_since() >= limits.slow_header_grace) {
+    // So does the slowest sender of headers (slowloris): a client that sends its request
+    // at once, as a kubelet probe or a Prometheus scrape does, gets through.
+    headering.front()->CloseSlow();
   }
   if (active.load(std::memory_order_relaxed) >= limits.max_connections) return Reject(fd);
   error_code ec;
@@ -595,7 +628,8 @@ HttpServer::Stats HttpServer::stats(size_t i) const {
                .too_large = get(ep.too_large),
                .bad_requests = get(ep.bad_requests),
                .accept_errors = get(ep.accept_errors),
-               .idle_closed = get(ep.idle_closed)};
+               .idle_closed = get(ep.idle_closed),
+               .slow_evicted = get(ep.slow_evicted)};
 }
 
 }  // namespace zt::admin

@@ -47,9 +47,14 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 /// counted in `HttpServer::Stats`.
 struct HttpLimits {
   /// max_connections is how many connections are served at once. One more is answered
-  /// `503` with `Connection: close` at once (an idle keep-alive connection is closed
-  /// instead, when there is one).
+  /// `503` with `Connection: close` at once, unless a place can be made: an idle
+  /// keep-alive connection is closed, else the connection that has been sending its
+  /// headers longest, if that is longer than `slow_header_grace` (slowloris cannot hold
+  /// the budget against clients that send their request at once, as probes do).
   size_t max_connections = 64;
+  /// slow_header_grace is how long a connection may take over its headers before a new
+  /// client may take its place when the budget is full.
+  std::chrono::milliseconds slow_header_grace{100};
   /// max_rejecting bounds the refused connections being closed politely (503 written,
   /// the client's bytes drained until its FIN or `linger`). Past it a refused connection
   /// is closed as soon as its 503 is written.
@@ -99,6 +104,8 @@ class HttpServer {
     uint64_t bad_requests = 0;      // answered 400: not HTTP/1
     uint64_t accept_errors = 0;     // accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM)
     uint64_t idle_closed = 0;       // keep-alive connections closed idle (timeout, or evicted)
+    uint64_t slow_evicted = 0;      // closed for a new client: still sending headers after
+                                    // slow_header_grace, while the budget was full
   };
 
   /// Start binds every endpoint and starts one thread per endpoint; on failure it

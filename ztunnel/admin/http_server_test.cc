@@ -284,9 +284,13 @@ TEST_CASE("A request whose body does not arrive in time is closed", "[admin]") {
 }
 
 TEST_CASE("Slowloris filling one endpoint does not stop another from answering", "[admin]") {
-  auto s = Start({{"admin", AnyPort(), Echo}, {"readiness", AnyPort(), [](const HttpRequest&) {
-                                                 return HttpResponse{200, "text/plain", "ready\n"};
-                                               }}});
+  // No eviction here (see the next test): the budget alone must isolate the endpoints.
+  HttpLimits no_eviction;
+  no_eviction.slow_header_grace = std::chrono::hours(1);
+  auto s = Start({{"admin", AnyPort(), Echo, no_eviction},
+                  {"readiness", AnyPort(), [](const HttpRequest&) {
+                     return HttpResponse{200, "text/plain", "ready\n"};
+                   }}});
   const size_t budget = HttpLimits{}.max_connections;
   std::vector<int> loris;
   for (size_t i = 0; i < budget; ++i) {
@@ -310,6 +314,42 @@ TEST_CASE("Slowloris filling one endpoint does not stop another from answering",
     CHECK(::recv(fd, &c, 1, 0) <= 0);
     ::close(fd);
   }
+}
+
+TEST_CASE("A full budget of slow header senders makes room for a client that asks at once",
+          "[admin]") {
+  // Slowloris on the readiness port itself: the probe must still get through.
+  HttpLimits limits;
+  limits.max_connections = 8;
+  limits.slow_header_grace = 50ms;
+  auto s = Start({{"readiness", AnyPort(),
+                   [](const HttpRequest&) {
+                     return HttpResponse{200, "text/plain", "ready\n"};
+                   },
+                   limits}});
+  std::vector<int> loris;
+  for (size_t i = 0; i < limits.max_connections; ++i) {
+    loris.push_back(Connect(s->port(0)));
+    Send(loris.back(), "GET /healthz/ready HTTP/1.1\r\nX-A: ");
+  }
+  REQUIRE(WaitFor([&] { return s->stats(0).active == limits.max_connections; }));
+  std::this_thread::sleep_for(60ms);  // all of them older than the grace now
+  for (int i = 0; i < 5; ++i) {
+    CHECK(Get(s->port(0), "GET /healthz/ready HTTP/1.1\r\n\r\n").ends_with("\r\n\r\nready\n"));
+    // The attacker takes the freed place again with a new slow connection.
+    REQUIRE(WaitFor([&] { return s->stats(0).active < limits.max_connections; }));
+    loris.push_back(Connect(s->port(0)));
+    Send(loris.back(), "GET /healthz/ready HTTP/1.1\r\nX-A: ");
+    REQUIRE(WaitFor([&] { return s->stats(0).active == limits.max_connections; }));
+    std::this_thread::sleep_for(60ms);
+  }
+  CHECK(s->stats(0).slow_evicted == 5);
+  CHECK(s->stats(0).rejected_budget == 0);
+  CHECK(s->stats(0).requests == 5);
+  // The oldest slow connections were the ones closed, the newer ones still wait.
+  for (size_t i = 0; i < 5; ++i) CHECK(Closed(loris[i]));
+  for (size_t i = 5; i < loris.size(); ++i) CHECK_FALSE(Closed(loris[i]));
+  for (int fd : loris) ::close(fd);
 }
 
 TEST_CASE("A handler that blocks holds up only its own endpoint", "[admin]") {

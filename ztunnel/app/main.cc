@@ -356,8 +356,9 @@ std::string RenderHttpStats(const admin::HttpServer& http) {
   std::string out =
       "# HELP ztunnel_admin_connections_rejected_total Connections to the admin, metrics and "
       "readiness endpoints refused (budget: 503 past the connection limit; too_large: 431 or "
-      "413; bad_request: 400), closed on a timeout, or not accepted (accept_error: out of fds "
-      "or memory, then backed off).\n"
+      "413; bad_request: 400), closed on a timeout or to make room for a new client "
+      "(slow_headers: still sending headers while the budget was full), or not accepted "
+      "(accept_error: out of fds or memory, then backed off).\n"
       "# TYPE ztunnel_admin_connections_rejected_total counter\n";
   auto line = std::back_inserter(out);
   for (size_t i = 0; i < http.size(); ++i) {
@@ -365,7 +366,8 @@ std::string RenderHttpStats(const admin::HttpServer& http) {
     const std::pair<const char*, uint64_t> reasons[] = {
         {"budget", s.rejected_budget},           {"header_timeout", s.header_timeouts},
         {"request_timeout", s.request_timeouts}, {"too_large", s.too_large},
-        {"bad_request", s.bad_requests},         {"accept_error", s.accept_errors}};
+        {"bad_request", s.bad_requests},         {"accept_error", s.accept_errors},
+        {"slow_headers", s.slow_evicted}};
     for (const auto& [reason, n] : reasons) {
       fmt::format_to(line,
                      "ztunnel_admin_connections_rejected_total{{endpoint=\"{}\",reason=\"{}\"}} "
