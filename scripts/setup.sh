@@ -87,6 +87,9 @@ packages=(
   liburing-dev libnghttp2-dev libboost-context-dev
   libfmt-dev libcxxopts-dev prometheus-cpp-dev libyaml-cpp-dev
   libprotobuf-dev protobuf-compiler
+  # fuzzing: Debian's clang 14; -fsanitize=fuzzer needs the libFuzzer runtime, which
+  # is only a Recommends of clang-14 (we install with --no-install-recommends)
+  clang libclang-rt-14-dev
   # tests
   catch2 python3-pytest python3-h2 python3-cryptography python3-prometheus-client
   # benchmark plots

@@ -52,12 +52,14 @@ class ZdsClient {
   bool synced() const { return synced_.load(std::memory_order_acquire); }
   /// connections counts successful connects (tests, logs).
   int connections() const { return connections_.load(); }
+  /// Handle checks one datagram and calls the handler; returns the NACK reason or "".
+  /// `seen` and `*snapshot_done` are the connection's snapshot state (empty and false
+  /// when it begins). Public for the fuzz target (fuzz/zds_fuzz.cc); Run calls it.
+  std::string Handle(Datagram& d, std::set<std::string>& seen, bool* snapshot_done);
 
  private:
   // Serve handles one connection until it ends; true if it ended by Stop.
   bool Serve(int sock);
-  // Handle checks one datagram and calls the handler; returns the NACK reason or "".
-  std::string Handle(Datagram& d, std::set<std::string>& seen, bool* snapshot_done);
   // Sleep waits up to `ms` or until Stop; false when stopped.
   bool Sleep(int ms);
 
