@@ -34,7 +34,7 @@ struct Harness;
 struct Tunnel final : h2::StreamObserver {
   Harness* h = nullptr;
   int32_t id = 0;
-  int status = 0;
+  int status = -1;  // none yet
   bool closed = false;
   bool peer_ended = false;
   bool we_ended = false;
@@ -42,8 +42,9 @@ struct Tunnel final : h2::StreamObserver {
 
   void OnResponse(int s) override {
     ZT_FUZZ_CHECK(!closed);
-    ZT_FUZZ_CHECK(status == 0);  // one final response per stream
-    ZT_FUZZ_CHECK(s >= 100 && s <= 999);
+    ZT_FUZZ_CHECK(status == -1);  // one response per stream
+    // nghttp2 lets any three digits through ("006"): whatever is not 200 is a refusal.
+    ZT_FUZZ_CHECK(s >= 0 && s <= 999);
     status = s;
   }
   void OnData(std::span<const char> data) override {

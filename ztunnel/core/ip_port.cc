@@ -6,7 +6,16 @@
 
 namespace zt {
 
+namespace {
+
+// inet_pton reads a C string: text with a NUL inside ("10.0.0.1\0junk", which YAML can
+// spell) would parse as the part before it. Such text is no address.
+bool HasNul(std::string_view text) { return text.find('\0') != std::string_view::npos; }
+
+}  // namespace
+
 std::optional<IpAddr> IpAddr::Parse(std::string_view text) {
+  if (HasNul(text)) return std::nullopt;
   IpAddr out;
   out.v6 = text.find(':') != std::string_view::npos;
   const std::string z(text);
@@ -56,6 +65,7 @@ bool Cidr::Contains(const IpAddr& ip) const {
 std::string Cidr::ToString() const { return base.ToString() + "/" + std::to_string(prefix); }
 
 std::optional<IpPort> IpPort::Parse(std::string_view text) {
+  if (HasNul(text)) return std::nullopt;
   std::string_view host;
   std::string_view port_text;
   IpPort out;

@@ -27,6 +27,18 @@ TEST_CASE("IpPort rejects names, missing parts and bad ports", "[core]") {
   }
 }
 
+// Found by fuzz/hbone_request_fuzz.cc: inet_pton stops at a NUL, so "10.0.0.1\0junk"
+// parsed as 10.0.0.1.
+TEST_CASE("Address parsers refuse text with a NUL inside", "[core]") {
+  using namespace std::string_view_literals;
+  CHECK_FALSE(IpAddr::Parse("10.0.0.1\0junk"sv).has_value());
+  CHECK_FALSE(IpAddr::Parse("fd00::\0"sv).has_value());
+  CHECK_FALSE(IpPort::Parse("10.0.0.1\0:80"sv).has_value());
+  CHECK_FALSE(IpPort::Parse("[fd00::1\0x]:80"sv).has_value());
+  CHECK_FALSE(Cidr::Parse("10.0.0.0\0/8"sv).has_value());
+  CHECK_FALSE(Cidr::Parse("fd00::\0/64"sv).has_value());
+}
+
 TEST_CASE("IpAddr parses bare addresses, compares and hashes by value", "[core]") {
   auto a = IpAddr::Parse("10.0.2.5");
   REQUIRE(a);

@@ -81,11 +81,44 @@ std::optional<Format> ParseFormat(std::string_view text) {
   return std::nullopt;
 }
 
+namespace {
+
+// Utf8Length is the length of the well-formed UTF-8 sequence starting a multi-byte
+// character at text[at] (RFC 3629: no overlong forms, surrogates or code points past
+// U+10FFFF), or 0 when there is none.
+size_t Utf8Length(std::string_view text, size_t at) {
+  const auto b0 = static_cast<unsigned char>(text[at]);
+  size_t n;
+  unsigned lo = 0x80, hi = 0xbf;  // the range of the second byte
+  if (b0 >= 0xc2 && b0 <= 0xdf) {
+    n = 2;
+  } else if (b0 >= 0xe0 && b0 <= 0xef) {
+    n = 3;
+    if (b0 == 0xe0) lo = 0xa0;
+    if (b0 == 0xed) hi = 0x9f;
+  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
+    n = 4;
+    if (b0 == 0xf0) lo = 0x90;
+    if (b0 == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (text.size() - at < n) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(text[at + i]);
+    if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xbf)) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
 std::string JsonEscape(std::string_view text) {
   std::string out;
   out.reserve(text.size() + 2);
   out += '"';
-  for (char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     switch (c) {
       case '"':
         out += "\\\"";
@@ -105,8 +138,15 @@ std::string JsonEscape(std::string_view text) {
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        } else {
+        } else if (static_cast<unsigned char>(c) < 0x80) {
           out += c;
+        } else if (const size_t n = Utf8Length(text, i); n != 0) {
+          out.append(text.substr(i, n));
+          i += n - 1;
+        } else {
+          // JSON is UTF-8: a stray byte (config strings and peer data can hold any)
+          // would make the whole line or document unparseable. Say it was there.
+          out += "\\ufffd";
         }
     }
   }

@@ -37,7 +37,8 @@ void SetFormat(Format format);
 Format GetFormat();
 /// ParseFormat reads "text|json".
 std::optional<Format> ParseFormat(std::string_view text);
-/// JsonEscape returns `text` as a JSON string literal, quotes included.
+/// JsonEscape returns `text` as a JSON string literal, quotes included. Bytes that are
+/// not well-formed UTF-8 become U+FFFD, so the result is always valid JSON.
 std::string JsonEscape(std::string_view text);
 
 /// SetLevel changes the level for every thread at once.

@@ -69,5 +69,18 @@ TEST_CASE("JSON format writes one object per line with the fields as keys", "[co
   CHECK_FALSE(ParseFormat("yaml").has_value());
 }
 
+// Found by fuzz/local_config_fuzz.cc: a config string with a stray 0xe2 byte made
+// /config_dump invalid JSON.
+TEST_CASE("JsonEscape keeps UTF-8 and replaces bytes that are not", "[core]") {
+  CHECK(JsonEscape("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") ==
+        "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  CHECK(JsonEscape("a\xe2shop") == "\"a\\ufffdshop\"");              // a lead byte alone
+  CHECK(JsonEscape("\x80\xbf") == "\"\\ufffd\\ufffd\"");             // continuation bytes alone
+  CHECK(JsonEscape("\xc0\xaf") == "\"\\ufffd\\ufffd\"");             // an overlong '/'
+  CHECK(JsonEscape("\xed\xa0\x80") == "\"\\ufffd\\ufffd\\ufffd\"");  // a surrogate
+  CHECK(JsonEscape("\xf4\x90\x80\x80") == "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // past U+10FFFF
+  CHECK(JsonEscape("end\xe2\x82") == "\"end\\ufffd\\ufffd\"");                  // cut short
+}
+
 }  // namespace
 }  // namespace zt::log
