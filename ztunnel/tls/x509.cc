@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace zt::tls {
@@ -33,7 +34,15 @@ std::chrono::system_clock::time_point FromAsn1Time(const ASN1_TIME* t) {
   int days = 0;
   int secs = 0;
   if (t == nullptr || !epoch || !ASN1_TIME_diff(&days, &secs, epoch.get(), t)) return {};
-  return std::chrono::system_clock::time_point(std::chrono::seconds(int64_t{days} * 86400 + secs));
+  // system_clock counts nanoseconds in 64 bits (years 1677-2262), while certificates
+  // say 99991231235959Z for "no expiry" (RFC 5280): saturate instead of overflowing.
+  using Clock = std::chrono::system_clock;
+  constexpr int64_t kMax =
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::max()).count();
+  constexpr int64_t kMin =
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::min()).count();
+  const int64_t since_epoch = std::clamp(int64_t{days} * 86400 + secs, kMin, kMax);
+  return Clock::time_point(std::chrono::seconds(since_epoch));
 }
 
 bool AddExtension(X509* cert, X509* issuer, int nid, const char* value) {

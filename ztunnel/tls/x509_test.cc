@@ -41,6 +41,22 @@ TEST_CASE("Leaf certificates carry one URI SAN and their validity", "[tls]") {
   CHECK_FALSE(KeyMatchesCertificate(ca.key, leaf));
 }
 
+// Found with fuzz/x509_fuzz.cc: a notAfter of 99991231235959Z (RFC 5280's "no
+// expiry", common on roots) overflowed the nanosecond time_point (undefined behaviour;
+// in practice a date before 1970, so the chain looked expired to the verify cache).
+TEST_CASE("Validity dates past what system_clock holds saturate", "[tls]") {
+  auto ca = testing::TestCa::Make();
+  Certificate cert = ca.cert;
+  REQUIRE(ASN1_TIME_set_string(X509_getm_notAfter(cert.get()), "99991231235959Z"));
+  REQUIRE(ASN1_TIME_set_string(X509_getm_notBefore(cert.get()), "00010101000000Z"));
+  const auto max = std::chrono::system_clock::time_point::max();
+  const auto min = std::chrono::system_clock::time_point::min();
+  CHECK(max - cert.not_after() < 1s);
+  CHECK(cert.not_before() - min < 1s);
+  CHECK(cert.not_before() < std::chrono::system_clock::now());
+  CHECK(cert.not_after() > std::chrono::system_clock::now() + 24h * 365 * 200);
+}
+
 TEST_CASE("UriSans keeps embedded NUL bytes so callers can reject them", "[tls]") {
   auto ca = testing::TestCa::Make();
   const auto now = std::chrono::system_clock::now();
