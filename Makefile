@@ -1,10 +1,12 @@
 # Everything a newcomer needs: `make demo` and `make test` (see README.md).
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test unit integration demo bench bench-hbone bench-quick bench-relay asan format clean
+.PHONY: all setup configure build test unit integration demo bench bench-hbone bench-quick bench-relay asan fuzz format clean
 
 all: build
 
@@ -18,10 +20,12 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # Every test: unit tests, the root-only integration tests and the bench smoke run on
-# the release build, then the unit tests again under ASan + UBSan.
+# the release build; then the unit and integration tests again under ASan + UBSan;
+# then each fuzz target for 30 s (ASan + UBSan, libFuzzer).
 test: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j 1
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
 unit: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -L unit
@@ -45,14 +49,23 @@ bench-quick: build
 bench-relay: build
 	@/usr/bin/python3 bench/relay --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel
 
-# AddressSanitizer + UndefinedBehaviorSanitizer build (asserts on) running the unit tests.
+# AddressSanitizer + UndefinedBehaviorSanitizer build (asserts on) running the unit
+# tests and the root-only integration tests; any sanitizer report fails the test.
 asan: setup
 	@cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DZTUNNEL_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
-	@ctest --test-dir $(ASAN_DIR) --output-on-failure -L unit
+	@ctest --test-dir $(ASAN_DIR) --output-on-failure -L 'unit|integration'
+
+# The libFuzzer targets (fuzz/), built with clang into $(FUZZ_DIR) with ASan + UBSan,
+# each run for FUZZ_SECONDS; prints executions and coverage, fails on any crash.
+fuzz: setup
+	@cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+		-DCMAKE_BUILD_TYPE=Debug -DZTUNNEL_FUZZ=ON -DZTUNNEL_BUILD_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
+	@/usr/bin/python3 fuzz/run --build $(FUZZ_DIR) --seconds $(FUZZ_SECONDS)
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	@rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	@rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
