@@ -153,8 +153,12 @@ void RawRequest(uint8_t flags, const std::vector<std::pair<std::string, std::str
   std::string baggage, forwarded, traceparent;
   bool clean = !(flags & 2);  // CONNECT with END_STREAM at once is legal, but keep it simple
   size_t methods = 0, authorities = 0, header_bytes = 0;
+  bool regular_seen = false;
   for (const auto& [n, v] : headers) {
     header_bytes += n.size() + v.size() + 32;
+    // RFC 9113 §8.3: pseudo-header fields come before every regular one.
+    if (!n.empty() && n[0] == ':' && regular_seen) clean = false;
+    if (n.empty() || n[0] != ':') regular_seen = true;
     if (n == ":method") {
       method = v;
       ++methods;
