@@ -8,9 +8,13 @@
 // SETTINGS, so the mutator need not rediscover them.
 //
 // Checked, besides memory safety: the handler sees only CONNECTs to ip:port with a
-// non-zero port, each stream once; observers hear nothing after OnStreamClosed and
-// it comes at most once (exactly once after CloseAll); OnData arrives only on open
-// tunnels; DATA frames given to a DataSink are well formed.
+// non-zero port, each stream once, and OnStreamReset only for a stream it has not
+// answered, at most once (for every unanswered stream after CloseAll); observers hear
+// nothing after OnStreamClosed and it comes at most once (exactly once after
+// CloseAll); OnData arrives only on open tunnels; DATA frames given to a DataSink are
+// well formed. The handler answers every stream at most once, as Inbound does, some
+// of them after they were reset (the rapid-reset bound's case).
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -59,7 +63,9 @@ struct Harness final : h2::ServerHandler {
   // Observers outlive the session: declared before it, destroyed after it.
   std::map<int32_t, std::unique_ptr<Tunnel>> tunnels;
   std::set<int32_t> seen;        // every stream the handler was given
-  std::vector<int32_t> pending;  // CONNECTs not answered yet
+  std::vector<int32_t> pending;  // CONNECTs not answered yet, in arrival order
+  std::set<int32_t> unanswered;  // the same, as a set
+  std::set<int32_t> reset;       // streams OnStreamReset named
   size_t written = 0;
   std::unique_ptr<h2::Session> session;
 
@@ -72,6 +78,7 @@ struct Harness final : h2::ServerHandler {
     // What reached us must be what the parser accepts, unchanged.
     const auto again = zt::IpPort::Parse(request.authority.ToString());
     ZT_FUZZ_CHECK(again && *again == request.authority);
+    unanswered.insert(stream);
     if (rng.OneIn(2)) {
       pending.push_back(stream);
     } else {
@@ -79,7 +86,22 @@ struct Harness final : h2::ServerHandler {
     }
   }
 
+  void OnStreamReset(int32_t stream) override {
+    ZT_FUZZ_CHECK(seen.count(stream) == 1);
+    ZT_FUZZ_CHECK(unanswered.count(stream) == 1);  // only streams we still owe an answer
+    ZT_FUZZ_CHECK(reset.insert(stream).second);    // once
+    // Inbound answers once its cancelled connect comes back; sometimes that is now.
+    if (rng.OneIn(4)) {
+      auto it = std::find(pending.begin(), pending.end(), stream);
+      if (it != pending.end()) {
+        pending.erase(it);
+        Answer(stream);
+      }
+    }
+  }
+
   void Answer(int32_t stream) {
+    unanswered.erase(stream);
     const uint64_t pick = rng.Below(10);
     if (pick < 6) {
       auto t = std::make_unique<Tunnel>();
@@ -217,6 +239,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (flags & 4) {
     h.session->CloseAll(h2::kCancel);
     for (auto& [id, t] : h.tunnels) ZT_FUZZ_CHECK(t->closed);
+    for (int32_t id : h.unanswered) ZT_FUZZ_CHECK(h.reset.count(id) == 1);
     ZT_FUZZ_CHECK(h.session->active_streams() == 0);
     ZT_FUZZ_CHECK(h.session->NextOutput().empty());
   }

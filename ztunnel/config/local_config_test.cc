@@ -1,5 +1,7 @@
 #include "ztunnel/config/local_config.h"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 
 namespace zt::config {
@@ -243,6 +245,28 @@ TEST_CASE("Loading a missing local config file names the file", "[config]") {
   std::string error;
   CHECK(LoadLocalConfig("/nonexistent/zt.yaml", &error) == nullptr);
   CHECK(error == "/nonexistent/zt.yaml: cannot read the file");
+}
+
+// Found by the fuzz seeds (fuzz/corpus/local_config/alias.yaml): the strict walk
+// followed a self-referencing alias until the stack overflowed.
+TEST_CASE("Self-referencing aliases and alias bombs are refused like deep nesting", "[config]") {
+  std::string error;
+  CHECK(ParseLocalConfig("&a [*a]\n", &error) == nullptr);
+  CHECK(error.find("nested deeper than 64 levels (or an alias that contains itself)") !=
+        std::string::npos);
+  CHECK(ParseLocalConfig("workloads: &w [{name: a, services: *w}]\n", &error) == nullptr);
+  CHECK(error.find("nested deeper than 64 levels") != std::string::npos);
+  CHECK(ParseLocalConfig(std::string(100, '[') + std::string(100, ']'), &error) == nullptr);
+  CHECK(error.find("nested deeper than 64 levels") != std::string::npos);
+  // Ten times more nodes per level: 10^7 once expanded, from a few hundred bytes.
+  std::string bomb = "x0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 7; ++i) {
+    bomb += fmt::format("x{}: &a{} [*a{}", i, i, i - 1);
+    for (int j = 1; j < 10; ++j) bomb += fmt::format(", *a{}", i - 1);
+    bomb += "]\n";
+  }
+  CHECK(ParseLocalConfig(bomb, &error) == nullptr);
+  CHECK(error.find("more than 1000000 YAML nodes once aliases are expanded") != std::string::npos);
 }
 
 }  // namespace

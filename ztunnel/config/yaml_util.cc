@@ -78,8 +78,26 @@ bool IsMatchTag(const std::string& tag) {
   return tag == "!Exact" || tag == "!Prefix" || tag == "!Suffix" || tag == "!Presence";
 }
 
+// Bounds of Strict's walk. A local config is at most ~10 levels deep (policies[] →
+// rules → clauses → matches → principals[] → {Exact: ...}); aliases are expanded by
+// the walk, so the node budget also bounds what an alias bomb (each level a list of
+// aliases to the one before) makes the parser do, and a self-referencing alias
+// (`&a [*a]`) ends at the depth bound instead of overflowing the stack.
+constexpr int kMaxDepth = 64;
+constexpr size_t kMaxNodes = 1'000'000;
+
 // Strict walks the tree: duplicate keys and tags out of place fail, naming the line.
-void Strict(const YAML::Node& n, bool match_item) {
+void Strict(const YAML::Node& n, bool match_item, int depth, size_t& nodes) {
+  if (depth > kMaxDepth) {
+    throw ConfigError{
+        fmt::format("{}: nested deeper than {} levels (or an alias that contains itself)",
+                    At(n.Mark()), kMaxDepth)};
+  }
+  if (++nodes > kMaxNodes) {
+    throw ConfigError{fmt::format(
+        "{}: more than {} YAML nodes once aliases are expanded; the config is too large",
+        At(n.Mark()), kMaxNodes)};
+  }
   const std::string& tag = n.Tag();
   // yaml-cpp's "?" is a plain node with no tag, "!" a quoted scalar's.
   if (!tag.empty() && tag != "?" && tag != "!" && !(match_item && IsMatchTag(tag))) {
@@ -100,15 +118,15 @@ void Strict(const YAML::Node& n, bool match_item) {
             fmt::format("{}: duplicate key \"{}\" (YAML would silently keep only the first)",
                         At(kv.first.Mark()), key)};
       }
-      Strict(kv.first, false);
+      Strict(kv.first, false, depth + 1, nodes);
       if (kv.second.IsSequence() && HoldsStringMatches(key)) {
-        for (const auto& item : kv.second) Strict(item, true);
+        for (const auto& item : kv.second) Strict(item, true, depth + 2, nodes);
       } else {
-        Strict(kv.second, false);
+        Strict(kv.second, false, depth + 1, nodes);
       }
     }
   } else if (n.IsSequence()) {
-    for (const auto& item : n) Strict(item, false);
+    for (const auto& item : n) Strict(item, false, depth + 1, nodes);
   }
 }
 
@@ -129,7 +147,8 @@ YAML::Node LoadOne(const std::string& text) {
     root = d;
     found = true;
   }
-  if (found) Strict(root, false);
+  size_t nodes = 0;
+  if (found) Strict(root, false, 0, nodes);
   return root;
 }
 

@@ -35,7 +35,9 @@ bool IsSet(const YAML::Node& n);
 /// through silently, so nothing in the file is dropped or read other than as written:
 /// a second document (after `---`), a key repeated in one map (yaml-cpp keeps the
 /// first), and a tag (`!!int`, `!foo`) anywhere but on the string matches of a
-/// policy (`!Exact` ...). Each is a ConfigError naming the line.
+/// policy (`!Exact` ...). Each is a ConfigError naming the line, and so is a tree
+/// nested deeper than 64 levels or larger than 1,000,000 nodes once aliases are
+/// expanded (a self-referencing alias, an alias bomb).
 YAML::Node LoadOne(const std::string& text);
 
 /// ForEach calls `fn(item, item_path)` for each element of the list `n` (null = empty).
