@@ -249,6 +249,15 @@ TEST_CASE("Loading a missing local config file names the file", "[config]") {
 
 // Found by the fuzz seeds (fuzz/corpus/local_config/alias.yaml): the strict walk
 // followed a self-referencing alias until the stack overflowed.
+// Found by fuzz/local_config_fuzz.cc: yaml-cpp's LoadAll looped (allocating) forever.
+TEST_CASE("Input the YAML parser cannot get past is refused instead of hanging", "[config]") {
+  std::string error;
+  CHECK(ParseLocalConfig("&ser,viceAccounts:\xf2\x1d\n", &error) == nullptr);
+  CHECK(error == "line 1, column 5: the YAML parser cannot get past this point");
+  // Empty documents around the one that counts are still fine.
+  CHECK(ParseLocalConfig("---\n---\nworkloads: []\n---\n", &error) != nullptr);
+}
+
 TEST_CASE("Self-referencing aliases and alias bombs are refused like deep nesting", "[config]") {
   std::string error;
   CHECK(ParseLocalConfig("&a [*a]\n", &error) == nullptr);

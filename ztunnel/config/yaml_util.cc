@@ -1,9 +1,11 @@
 #include "ztunnel/config/yaml_util.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include <charconv>
 #include <set>
+#include <sstream>
 #include <vector>
 
 namespace zt::config::yaml {
@@ -130,9 +132,53 @@ void Strict(const YAML::Node& n, bool match_item, int depth, size_t& nodes) {
   }
 }
 
+// DocumentStarts records where each document begins and ignores everything else.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+constexpr size_t kMaxDocuments = 1000;
+
+// CheckDocuments runs the parser over `text` once, only to see that it gets to the
+// end. yaml-cpp 0.7's LoadAll never returns on some malformed input (21 bytes found
+// by fuzz/local_config_fuzz.cc, `&ser,viceAccounts:` and two stray bytes): its parser
+// keeps reporting one more empty document at the same place, and LoadAll allocates a
+// node for each until memory runs out. A document that starts where the previous one
+// did is that loop.
+void CheckDocuments(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts events;
+  while (parser.HandleNextDocument(events)) {
+    const auto& s = events.starts;
+    if (s.size() >= 2 && s[s.size() - 1].pos == s[s.size() - 2].pos) {
+      throw ConfigError{
+          fmt::format("{}: the YAML parser cannot get past this point", At(s.back()))};
+    }
+    if (s.size() > kMaxDocuments) {
+      throw ConfigError{
+          fmt::format("{}: more than {} YAML documents", At(s.back()), kMaxDocuments)};
+    }
+  }
+}
+
 }  // namespace
 
 YAML::Node LoadOne(const std::string& text) {
+  CheckDocuments(text);  // then LoadAll, which makes the same parser calls, ends too
   const std::vector<YAML::Node> docs = YAML::LoadAll(text);
   YAML::Node root(YAML::NodeType::Null);
   bool found = false;
