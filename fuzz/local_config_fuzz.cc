@@ -10,10 +10,14 @@
 //   reason and dry-run reports must agree;
 // - routing: ResolveRoute to every workload address and service VIP port lands on a
 //   workload of the right family serving that port, or says why not;
-// - the admin /config_dump JSON of the state parses as JSON.
+// - the admin /config_dump JSON of the state parses as JSON;
+// - the baggage header a workload's CONNECTs (and 200s) carry (proxy::Baggage) is a
+//   valid HTTP field value and a W3C baggage list whose members decode to exactly the
+//   workload's fields, so no config string can break the header or add a member.
 //
 // A refused file must come with an error message.
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,6 +26,7 @@
 #include "fuzz/json_check.h"
 #include "ztunnel/admin/config_dump.h"
 #include "ztunnel/config/local_config.h"
+#include "ztunnel/proxy/mesh.h"
 #include "ztunnel/state/authz.h"
 #include "ztunnel/state/route.h"
 #include "ztunnel/state/state.h"
@@ -242,6 +247,60 @@ void CheckRoutes(const state::State& s) {
   }
 }
 
+int Hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;  // we write upper-case hex only
+}
+
+void CheckBaggage(const state::Workload& w) {
+  const std::string b = zt::proxy::Baggage(w);
+  // What Baggage documents: these members, each only when known, in this order.
+  const std::string type = w.workload_type.empty() ? "deployment" : w.workload_type;
+  std::vector<std::pair<std::string, std::string>> want;
+  for (const auto& [key, value] :
+       std::vector<std::pair<std::string, std::string>>{{"k8s.cluster.name", w.cluster_id},
+                                                        {"k8s.namespace.name", w.namespace_name},
+                                                        {"k8s." + type + ".name", w.workload_name},
+                                                        {"service.name", w.canonical_name},
+                                                        {"service.version", w.canonical_revision},
+                                                        {"cloud.region", w.region},
+                                                        {"cloud.availability_zone", w.zone}}) {
+    if (!value.empty()) want.emplace_back(key, value);
+  }
+  std::vector<std::pair<std::string, std::string>> got;
+  size_t at = 0;
+  while (at < b.size()) {
+    size_t end = b.find(',', at);
+    if (end == std::string::npos) end = b.size();
+    const std::string member = b.substr(at, end - at);
+    const size_t eq = member.find('=');
+    ZT_FUZZ_CHECK(eq != std::string::npos && eq > 0);
+    const std::string key = member.substr(0, eq);
+    for (unsigned char c : key) {  // a token (RFC 9110 tchar), as W3C baggage keys are
+      ZT_FUZZ_CHECK(std::isalnum(c) ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                        std::string_view::npos);
+    }
+    std::string value;
+    for (size_t i = eq + 1; i < member.size(); ++i) {
+      const auto c = static_cast<unsigned char>(member[i]);
+      ZT_FUZZ_CHECK(c >= 0x21 && c <= 0x7e && c != '"' && c != ',' && c != ';' && c != '\\');
+      if (c == '%') {
+        ZT_FUZZ_CHECK(i + 2 < member.size() && Hex(member[i + 1]) >= 0 && Hex(member[i + 2]) >= 0);
+        value += static_cast<char>(Hex(member[i + 1]) << 4 | Hex(member[i + 2]));
+        i += 2;
+      } else {
+        value += static_cast<char>(c);
+      }
+    }
+    got.emplace_back(key, value);
+    at = end + 1;
+    ZT_FUZZ_CHECK(end == b.size() || at < b.size());  // no empty member at the end
+  }
+  ZT_FUZZ_CHECK(got == want);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -276,6 +335,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckDecisions(set.Policies(), &set, pools, rng);
   }
   for (const state::Workload& w : s->workloads()) {
+    CheckBaggage(w);
     ZT_FUZZ_CHECK(s->FindByUid(w.uid) == &w);
     for (const IpAddr& ip : w.ips) ZT_FUZZ_CHECK(s->FindWorkload(w.network, ip) == &w);
   }

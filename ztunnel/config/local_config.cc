@@ -49,6 +49,14 @@ state::Workload ParseWorkload(const YAML::Node& n, const std::string& path) {
   opt("canonicalName", &w.canonical_name);
   opt("canonicalRevision", &w.canonical_revision);
   opt("workloadType", &w.workload_type);
+  // It names a baggage key (k8s.<workloadType>.name), which cannot be escaped.
+  if (!w.workload_type.empty() &&
+      w.workload_type.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") !=
+          std::string::npos) {
+    Fail(path + ".workloadType",
+         fmt::format("\"{}\" is not a lower-case kind such as deployment, cronjob, pod or job",
+                     w.workload_type));
+  }
   if (const YAML::Node loc = n["locality"]; loc && !loc.IsNull()) {
     const std::string p = path + ".locality";
     CheckKeys(loc, p, {"region", "zone", "subzone"});

@@ -74,6 +74,9 @@ TEST_CASE("Local config errors name the offending field", "[config]") {
       {"workloads:\n- {name: a, colour: red}\n", "workloads[0]: unknown key \"colour\""},
       {"workloads:\n- {name: a, protocol: QUIC}\n",
        "workloads[0].protocol: \"QUIC\" is not one of TCP, HBONE"},
+      {"workloads:\n- {name: a, workloadType: Deployment}\n",
+       "workloads[0].workloadType: \"Deployment\" is not a lower-case kind such as deployment, "
+       "cronjob, pod or job"},
       {"workloads:\n- {name: a, workloadIps: 10.0.0.1}\n",
        "workloads[0].workloadIps: expected a list, got \"10.0.0.1\""},
       {"workloads:\n- {namespace: x}\n", "workloads[0]: needs a \"uid\" or a \"name\""},

@@ -31,12 +31,38 @@ tls::SpiffeId WorkloadIdentity(const state::Workload& w) {
   return tls::SpiffeId::Make(w.trust_domain, w.namespace_name, w.service_account);
 }
 
+namespace {
+
+// AppendBaggageValue writes `v` as a W3C baggage value: baggage-octets (printable
+// ASCII but space, '"', ',', ';' and '\\') as they are, anything else percent-encoded,
+// '%' included. Kubernetes names never need it; a config string with a space, a
+// comma or a control byte would otherwise make the header one the peer refuses (and
+// the CONNECT with it) or read as another member.
+void AppendBaggageValue(std::string& out, std::string_view v) {
+  constexpr char kHex[] = "0123456789ABCDEF";
+  for (const char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool octet =
+        c >= 0x21 && c <= 0x7e && c != '"' && c != ',' && c != ';' && c != '\\' && c != '%';
+    if (octet) {
+      out += ch;
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+}
+
+}  // namespace
+
 std::string Baggage(const state::Workload& w) {
   std::string out;
   const auto add = [&out](std::string_view key, const std::string& value) {
     if (value.empty()) return;
     if (!out.empty()) out += ',';
-    out.append(key).append("=").append(value);
+    out.append(key).append("=");
+    AppendBaggageValue(out, value);
   };
   add("k8s.cluster.name", w.cluster_id);
   add("k8s.namespace.name", w.namespace_name);

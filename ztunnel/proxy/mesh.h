@@ -58,6 +58,7 @@ tls::SpiffeId WorkloadIdentity(const state::Workload& w);
 /// 200 answers' destination): k8s.cluster.name, k8s.namespace.name,
 /// k8s.<workloadType>.name, service.name, service.version, cloud.region and
 /// cloud.availability_zone, each only when known, comma-separated in that order.
+/// Values are percent-encoded where W3C baggage needs it (never for Kubernetes names).
 std::string Baggage(const state::Workload& w);
 
 /// MakeConnectRequest builds the HBONE CONNECT for a connection from `src` (a

@@ -34,6 +34,17 @@ TEST_CASE("Baggage is what Istio's ztunnel sends for a workload", "[proxy]") {
   CHECK(Baggage(bare) == "k8s.namespace.name=default");  // only what is known
 }
 
+// Found by fuzz/local_config_fuzz.cc: config strings went into the header raw, so a
+// space, a comma or a control byte made a baggage header the peer refuses (and with
+// it the CONNECT) or one that reads as another member.
+TEST_CASE("Baggage values are percent-encoded where W3C baggage needs it", "[proxy]") {
+  state::Workload w;
+  w.namespace_name = "a b,c=d;e\\f\"g%h";
+  w.canonical_name = "caf\xc3\xa9\r\n";
+  CHECK(Baggage(w) ==
+        "k8s.namespace.name=a%20b%2Cc=d%3Be%5Cf%22g%25h,service.name=caf%C3%A9%0D%0A");
+}
+
 TEST_CASE("A CONNECT carries Istio's headers: not-sampled traceparent, forwarded", "[proxy]") {
   state::Workload src;
   src.namespace_name = "shop";

@@ -96,7 +96,10 @@ void Worker::AddPod(const std::string& uid, PodListeners listeners) {
   loop_->Post([this, uid, listeners] {
     if (draining_ || options_.mesh == nullptr || pod_acceptors_.count(uid) != 0) return;
     auto& list = pod_acceptors_[uid];
-    for (const auto [fd, kind] : listeners) {
+    for (const auto& listener : listeners) {
+      // Not a structured binding: clang before 16 cannot capture one in a lambda.
+      const int fd = listener.fd;
+      const Listener kind = listener.kind;
       list.push_back(std::make_unique<Acceptor>(
           *loop_, fd, balancer_, index_, kind, "pod", [this, kind](int c) { Serve(c, kind); },
           options_.overload));
