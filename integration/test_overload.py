@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import cluster
+import ztnet
 from cluster import PY, TOOLS
 from test_mesh import assert_exact, mesh, nothing_left_behind  # noqa: F401
 
@@ -76,7 +77,7 @@ def test_quick_reenrollment_with_live_traffic_never_crashes(mesh):
         h.wait(timeout=10)
     rss_after = rss_kib(pid)
     print(f"re-enrollment x10: RSS {rss_before} -> {rss_after} KiB")
-    assert rss_after - rss_before < 8 << 10, f"RSS {rss_before} -> {rss_after} KiB"
+    assert rss_after - rss_before < ztnet.rss_budget(8 << 10), f"RSS {rss_before} -> {rss_after} KiB"
     stop_cleanly(node)
 
 
@@ -156,7 +157,7 @@ def test_fd_exhaustion_backs_off_and_recovers(mesh):
     rss_during = rss_kib(pid)
     assert busy < 0.3, f"node-a used {busy:.2f} CPU while out of fds (spinning?)"
     # What the accepted handshakes hold is bounded; nothing grows while it waits.
-    assert rss_during - rss0 < 1024, f"RSS grew {rss0} -> {rss_during} KiB in 3 s"
+    assert rss_during - rss0 < ztnet.rss_budget(1024), f"RSS grew {rss0} -> {rss_during} KiB in 3 s"
     node.wait_line("accept failed", "pausing accepts", since=since)
     # Rate-limited: a handful of lines, not one per failure.
     assert len(node.lines("accept failed", since=since)) <= 10, node.log()[since:][-3000:]
@@ -170,7 +171,7 @@ def test_fd_exhaustion_backs_off_and_recovers(mesh):
     assert recovery < 1.0 + 1.0, f"recovery took {recovery:.2f}s"  # 1 s + probe start-up
     neighbour_ok(c)
     assert_exact(c.send("a1", "b1", nbytes=64 << 10), 64 << 10)
-    assert rss_kib(pid) - rss_before < 8192, f"RSS {rss_before} -> {rss_kib(pid)} KiB"
+    assert rss_kib(pid) - rss_before < ztnet.rss_budget(8192), f"RSS {rss_before} -> {rss_kib(pid)} KiB"
     # Counted (read now: while fds ran out, no scrape could be accepted either).
     assert metric(node, "ztunnel_accept_backoffs_total", listener="inbound") > 0
     stop_cleanly(node)
@@ -211,7 +212,7 @@ def test_connect_flood_to_a_silent_address_is_bounded(mesh):
     assert open_fds(pid) <= fds_before + 20, f"fds {fds_before} -> {open_fds(pid)}"
     rss_after = rss_kib(pid)
     print(f"after the flood: fds {open_fds(pid)}, RSS {rss_after} KiB")
-    assert rss_after - rss_before < 16 << 10, f"RSS {rss_before} -> {rss_after} KiB"
+    assert rss_after - rss_before < ztnet.rss_budget(16 << 10), f"RSS {rss_before} -> {rss_after} KiB"
     neighbour_ok(c)
     stop_cleanly(node)
 
@@ -244,14 +245,14 @@ def test_half_open_handshake_flood_is_bounded(mesh):
     # flight holds its socket and the pod's netns (for the connect to the app later).
     assert refused >= 10_000 - 2 * 512 - 100, refused
     assert fds_during < 2 * 2 * 512 + 200, fds_during
-    assert rss_during - rss_before < 32 << 10, f"RSS {rss_before} -> {rss_during} KiB"
+    assert rss_during - rss_before < ztnet.rss_budget(32 << 10), f"RSS {rss_before} -> {rss_during} KiB"
     # The closed handshakes give their memory back.
     deadline = time.monotonic() + 10
     while rss_kib(pid) - rss_before > 16 << 10 and time.monotonic() < deadline:
         time.sleep(0.2)
     rss_after = rss_kib(pid)
     print(f"after the flood: RSS {rss_after} KiB, fds {open_fds(pid)}")
-    assert rss_after - rss_before < 16 << 10, f"RSS {rss_before} -> {rss_after} KiB after"
+    assert rss_after - rss_before < ztnet.rss_budget(16 << 10), f"RSS {rss_before} -> {rss_after} KiB after"
     # Rate-limited: a handful of lines, not one per connection.
     lines = node.lines("HBONE connection", since=since)
     assert len(lines) < 50, f"{len(lines)} lines:\n" + "\n".join(lines[:20])
