@@ -27,6 +27,7 @@
 
 #include "fuzz/fuzz_input.h"
 #include "ztunnel/core/ip_port.h"
+#include "ztunnel/h2/frame_writer.h"
 #include "ztunnel/h2/session.h"
 
 namespace {
@@ -96,34 +97,12 @@ void Drain(h2::Session& s, std::string* out = nullptr) {
   }
 }
 
-std::string Frame(uint8_t type, uint8_t flags, int32_t stream, std::string_view payload) {
-  std::string f;
-  f.push_back(static_cast<char>(payload.size() >> 16));
-  f.push_back(static_cast<char>(payload.size() >> 8));
-  f.push_back(static_cast<char>(payload.size()));
-  f.push_back(static_cast<char>(type));
-  f.push_back(static_cast<char>(flags));
-  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>((stream >> shift) & 0xff));
-  f.append(payload);
-  return f;
-}
+using h2::testing::FrameWriter;
+constexpr auto Frame = &FrameWriter::Frame;
 
-std::optional<std::string> Encode(const std::vector<std::pair<std::string, std::string>>& headers) {
-  nghttp2_hd_deflater* deflater = nullptr;
-  if (nghttp2_hd_deflate_new(&deflater, 4096) != 0) return std::nullopt;
-  std::vector<nghttp2_nv> nva;
-  for (const auto& [n, v] : headers) {
-    nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                   reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
-  }
-  std::string out(nghttp2_hd_deflate_bound(deflater, nva.data(), nva.size()), '\0');
-  const ssize_t n = nghttp2_hd_deflate_hd(deflater, reinterpret_cast<uint8_t*>(out.data()),
-                                          out.size(), nva.data(), nva.size());
-  nghttp2_hd_deflate_del(deflater);
-  if (n < 0) return std::nullopt;
-  out.resize(static_cast<size_t>(n));
-  return out;
+// Encode HPACK-encodes `headers` with a fresh table (nullopt if nghttp2 refuses).
+std::optional<std::string> Encode(const h2::testing::Headers& headers) {
+  return FrameWriter().Block(headers);
 }
 
 // Part 2: a request from raw headers.

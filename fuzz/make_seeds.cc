@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "ztunnel/h2/frame_writer.h"
 #include "ztunnel/h2/session.h"
 #include "ztunnel/inpod/zds.pb.h"
 #include "ztunnel/tls/x509.h"
@@ -50,54 +51,18 @@ std::string H2Head(uint64_t seed, uint8_t flags) {
   return h;
 }
 
-// ---- Raw frames, for the hostile sequences ----
+// ---- Raw frames, for the hostile sequences: h2/frame_writer.h ----
 
-std::string Frame(uint8_t type, uint8_t flags, int32_t stream, std::string_view payload) {
-  std::string f;
-  f.push_back(static_cast<char>(payload.size() >> 16));
-  f.push_back(static_cast<char>(payload.size() >> 8));
-  f.push_back(static_cast<char>(payload.size()));
-  f.push_back(static_cast<char>(type));
-  f.push_back(static_cast<char>(flags));
-  for (int shift : {24, 16, 8, 0}) f.push_back(static_cast<char>((stream >> shift) & 0xff));
-  f.append(payload);
-  return f;
-}
-
-std::string U32(uint32_t v) {
-  std::string p;
-  for (int shift : {24, 16, 8, 0}) p.push_back(static_cast<char>((v >> shift) & 0xff));
-  return p;
-}
-
-const std::string kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-struct Hpack {
-  nghttp2_hd_deflater* deflater = nullptr;
-  Hpack() { nghttp2_hd_deflate_new(&deflater, 4096); }
-  ~Hpack() { nghttp2_hd_deflate_del(deflater); }
-  std::string Block(const std::vector<std::pair<std::string, std::string>>& headers) {
-    std::vector<nghttp2_nv> nva;
-    for (const auto& [n, v] : headers) {
-      nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                     reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                     NGHTTP2_NV_FLAG_NONE});
-    }
-    std::string out(nghttp2_hd_deflate_bound(deflater, nva.data(), nva.size()), '\0');
-    const ssize_t n = nghttp2_hd_deflate_hd(deflater, reinterpret_cast<uint8_t*>(out.data()),
-                                            out.size(), nva.data(), nva.size());
-    out.resize(n < 0 ? 0 : static_cast<size_t>(n));
-    return out;
-  }
-  std::string Connect(int32_t stream, const std::string& authority = "10.0.0.2:80") {
-    return Frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, stream,
-                 Block({{":method", "CONNECT"}, {":authority", authority}}));
-  }
-  std::string Response(int32_t stream, const std::string& status, uint8_t flags = 0) {
-    return Frame(NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | flags, stream,
-                 Block({{":status", status}}));
+using h2::testing::FrameWriter;
+// Hpack is a writer with its own HPACK table; a block that cannot be encoded is empty.
+struct Hpack : FrameWriter {
+  std::string Block(const h2::testing::Headers& headers) {
+    return FrameWriter::Block(headers).value_or("");
   }
 };
+constexpr auto Frame = &FrameWriter::Frame;
+constexpr auto U32 = &FrameWriter::U32;
+const std::string kPreface(FrameWriter::kPreface);
 
 // ---- A real exchange between our client and server sessions ----
 
