@@ -237,8 +237,9 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
             add_request("shop/x", "x", "web"), [not_ns])
         assert "came with 2 file descriptors" in agent.request(
             add_request("shop/x", "x", "web"), [ns1, ns2])
-        assert "unknown workload uid shop/nobody" in agent.request(
-            field(2, field(2, b"shop/nobody")))
+        # Keep and Del for a uid this node never saw are acked, as Istio's ztunnel does.
+        assert agent.request(field(2, field(2, b"shop/nobody"))) == ""
+        assert agent.request(field(5, field(1, b"shop/nobody"))) == ""
         assert "no workload shop/ghost on node" in agent.request(
             add_request("shop/ghost", "ghost", "web"), [ns1])
         assert 'runs as service account "intruder"' in agent.request(
@@ -249,7 +250,9 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
         assert done["server_count"] == 2 << 20 and done["server_sha256"] == done["sha256"]
         assert zt.proc.poll() is None
         log = zt.log.read_text()
-        assert log.count("NACK to the ZDS peer") >= 7
+        # Six bad messages were NACKed (the unknown Keep and Del were acked).
+        assert log.count("NACK to the ZDS peer") >= 6
+        assert "keep for pod shop/nobody, which this process does not serve" in log
 
         # The agent restarts and its snapshot no longer has pod1: pod1 is drained (its
         # listeners go), pod2 stays served.
@@ -265,7 +268,7 @@ def test_bad_zds_messages_are_nacked_and_hurt_no_pod(topo, tmp_path):
     assert zt.stop() == 0
 
 
-def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
+def test_a_pod_the_config_does_not_know_yet_is_refused_or_retried(topo, tmp_path):
     node, pod1, pod2 = topo.netns("node"), topo.netns("pod1"), topo.netns("pod2")
     topo.link(pod1, POD1_IP, pod2, POD2_IP)
     pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
@@ -276,18 +279,39 @@ def test_a_pod_the_config_does_not_know_yet_is_retried(topo, tmp_path):
     agent = Agent(topo, tmp_path)
     zt = start_node(node, tmp_path, agent.zds)
     zt.wait_log("connected to the ZDS socket")
-    outs = [agent.enroll(pod2, "pod2", "db"), agent.enroll(pod1, "pod1", "web")]
-    assert "node process acknowledged" in outs[0]
-    assert ('node process refused it: no workload shop/pod1 on node "node-a" in the config '
-            "(retrying every 5 s)") in outs[1]
-    # The rules are in, the listeners are not: pod1's traffic is refused, not leaked;
-    # and the node process says it is not ready, naming the pod.
+    assert "node process acknowledged" in agent.enroll(pod2, "pod2", "db")
+
+    # A live enrollment the node refuses fails and is taken back: no rules stay in
+    # pod1, whose traffic is not captured (so not refused), and the node holds nothing.
+    r = agent.cli("enroll", "--netns", f"/var/run/netns/{pod1.name}", "--uid", "shop/pod1",
+                  "--name", "pod1", "--namespace", "shop", "--service-account", "web")
+    assert r.returncode == 1
+    assert 'refused pod shop/pod1: no workload shop/pod1 on node "node-a" in the config' \
+        in r.stderr and "capture rules removed" in r.stderr
+    assert "ISTIO" not in pod1.run("iptables-save").stdout
+    assert send(pod1)["server_count"] == 1 << 20
+    assert readiness(node) == (200, "ready")
+
+    # The Kubernetes agent writes a pod into the config just before it enrolls it:
+    # the node reads the file at once instead of waiting for its next poll.
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    assert "node process acknowledged" in agent.enroll(pod1, "pod1", "web")
+    assert ":15001" in listening(pod1)
+
+    # In a snapshot (the node process restarted and its config lacks pod1), a refused
+    # pod stays enrolled: the node keeps it pending (not ready, naming it, its traffic
+    # refused rather than leaked) and serves it as soon as the config names it.
+    assert zt.stop() == 0
+    (tmp_path / "mesh.yaml").write_text(only_pod2)
+    zt = start_node(node, tmp_path, agent.zds, log="zt2.log")
+    zt.wait_log('no workload shop/pod1 on node "node-a"', timeout=10)
     assert ":15001" not in listening(pod1)
     assert readiness(node) == (500, "not ready: pod shop/pod1 set up")
-
-    # The workload appears in the config: within a retry the pod is served.
     (tmp_path / "mesh.yaml").write_text(CONFIG)
-    zt.wait_log("pod shop/pod1 set up after", timeout=12)
+    t0 = time.monotonic()
+    zt.wait_log("pod shop/pod1 set up after", timeout=5)
+    # A published config retries pending pods at the next tick, not the 5 s retry.
+    assert time.monotonic() - t0 < 2.5
     assert readiness(node) == (200, "ready")
     done = send(pod1)
     assert done["server_count"] == 1 << 20

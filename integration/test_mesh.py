@@ -8,6 +8,7 @@ on each node, and an out-of-mesh pod (a3).
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -307,7 +308,8 @@ def test_node_process_killed_and_restarted_gets_the_snapshot_and_traffic_resumes
     node_a.start()
     assert node_a.starts == 2
     agent_log = node_a.agent_log.read_text()
-    assert "node process connected; sending the snapshot of 2 pod(s)" in agent_log, agent_log
+    assert re.search(r"node process \d+ connected; sending the snapshot of 2 pod\(s\)",
+                     agent_log), agent_log
     assert node_a.lines("serving pod", a1.zds_uid) and node_a.lines("serving pod", a2.zds_uid)
     assert not node_a.lines("NACK")
 

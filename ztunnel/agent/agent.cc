@@ -75,6 +75,7 @@ std::map<std::string, std::string> ParseRequest(const std::string& text) {
 }
 
 bool Agent::Start(std::string* error) {
+  synced_ = !options_.wait_for_sync;
   return Listen(options_.zds_socket, &zds_listen_, error) &&
          Listen(options_.control_socket, &control_listen_, error);
 }
@@ -86,14 +87,20 @@ int Agent::Run() {
   sigaddset(&mask, SIGTERM);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   io::UniqueFd signals(::signalfd(-1, &mask, SFD_CLOEXEC));
-  ZT_INFO("agent", "serving ZDS on {} and control on {}", options_.zds_socket,
-          options_.control_socket);
+  ZT_INFO("agent", "serving ZDS on {} and control on {}{}", options_.zds_socket,
+          options_.control_socket,
+          synced_ ? "" : "; snapshots wait until the pod list is rebuilt (`synced`)");
+  std::vector<pollfd> fds;
   for (;;) {
-    pollfd fds[4] = {{signals.get(), POLLIN, 0},
-                     {zds_listen_.get(), POLLIN, 0},
-                     {control_listen_.get(), POLLIN, 0},
-                     {node_.valid() ? node_.get() : -1, POLLIN, 0}};
-    if (::poll(fds, 4, -1) < 0) {
+    fds.assign({{signals.get(), POLLIN, 0},
+                {zds_listen_.get(), POLLIN, 0},
+                {control_listen_.get(), POLLIN, 0}});
+    std::vector<uint64_t> ids;
+    for (const Node& n : nodes_) {
+      fds.push_back({n.fd.get(), POLLIN, 0});
+      ids.push_back(n.id);
+    }
+    if (::poll(fds.data(), fds.size(), -1) < 0) {
       if (errno == EINTR) continue;
       ZT_ERROR("agent", "poll: {}", std::strerror(errno));
       return 1;
@@ -101,7 +108,14 @@ int Agent::Run() {
     if (fds[0].revents != 0) break;
     if (fds[1].revents != 0) AcceptNode();
     if (fds[2].revents != 0) ServeControl();
-    if (fds[3].revents != 0 && node_.valid()) OnNodeReadable();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (fds[3 + i].revents == 0) continue;
+      // The handlers above may have dropped or added connections: find it by id.
+      for (Node& n : nodes_) {
+        if (n.id == ids[i] && n.fd.valid()) OnNodeReadable(n);
+      }
+    }
+    ReapNodes();
   }
   // Pods stay enrolled and captured across an agent restart, as with istio-cni: the
   // rules live in the pods, not in this process.
@@ -114,9 +128,6 @@ int Agent::Run() {
 void Agent::AcceptNode() {
   io::UniqueFd conn(::accept4(zds_listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
-  // A node process that restarted may connect before its old connection is seen to
-  // close: the newest connection is the node process.
-  if (node_.valid()) DropNode("a new node process connection replaces it");
   if (!WaitReadable(conn.get(), options_.ack_timeout_ms)) {
     ZT_WARN("agent", "node process connected but sent no hello within {} ms",
             options_.ack_timeout_ms);
@@ -126,50 +137,85 @@ void Agent::AcceptNode() {
   std::string error;
   zds::ZdsHello hello;
   if (inpod::ReceiveDatagram(conn.get(), &d, &error) != inpod::Receive::kOk ||
-      !hello.ParseFromString(d.bytes) || hello.version() != zds::V1) {
-    ZT_WARN("agent", "node process sent no valid ZdsHello (V1): {}",
+      !hello.ParseFromString(d.bytes)) {
+    ZT_WARN("agent", "node process sent no valid ZdsHello: {}",
             error.empty() ? "bad message" : error);
     return;
   }
-  node_ = std::move(conn);
-  ZT_INFO("agent", "node process connected; sending the snapshot of {} pod(s)", pods_.size());
-  SendSnapshot();
+  // Any version is accepted, as istio-cni does: the messages that follow are the same.
+  if (hello.version() != zds::V1) {
+    ZT_INFO("agent", "node process says ZDS version {}; speaking V1", hello.version());
+  }
+  // Every connection is kept: a second node process (an upgrade's new one, or one
+  // that restarted before its old connection is seen to close) must not make the
+  // first reconnect in a loop.
+  nodes_.push_back(Node{std::move(conn), next_node_id_++, false});
+  Node& node = nodes_.back();
+  if (!synced_) {
+    ZT_INFO("agent", "node process {} connected; its snapshot waits for the pod list", node.id);
+    return;
+  }
+  ZT_INFO("agent", "node process {} connected; sending the snapshot of {} pod(s)", node.id,
+          pods_.size());
+  SendSnapshot(node);
 }
 
-void Agent::SendSnapshot() {
+void Agent::SendSnapshot(Node& node) {
   for (auto& [uid, pod] : pods_) {
     std::string nack;
-    if (!Exchange(AddRequest(pod), pod.netns.get(), &nack)) {
-      if (!node_.valid()) return;
-      ZT_WARN("agent", "node process refused pod {}: {}", uid, nack);
+    zds::WorkloadRequest request;
+    if (pod.kept()) {
+      request.mutable_keep()->set_uid(uid);
+    } else {
+      request = AddRequest(pod);
+    }
+    if (!Exchange(node, request, pod.netns.get(), &nack)) {
+      if (!node.fd.valid()) return;
+      // It stays enrolled: the node process retries it (the config may name it soon).
+      ZT_WARN("agent", "node process {} refused pod {} in its snapshot: {}", node.id, uid, nack);
     }
   }
   zds::WorkloadRequest done;
   done.mutable_snapshot_sent();
   std::string nack;
-  if (!Exchange(done, -1, &nack) && node_.valid()) {
-    ZT_WARN("agent", "node process refused the snapshot end: {}", nack);
+  if (!Exchange(node, done, -1, &nack) && node.fd.valid()) {
+    ZT_WARN("agent", "node process {} refused the snapshot end: {}", node.id, nack);
   }
+  if (node.fd.valid()) node.snapshot_sent = true;
 }
 
-bool Agent::Exchange(const zds::WorkloadRequest& request, int fd, std::string* nack) {
-  if (!node_.valid()) return false;
+bool Agent::Broadcast(const zds::WorkloadRequest& request, int fd, std::string* nack) {
+  bool ok = true;
+  for (Node& node : nodes_) {
+    if (!node.fd.valid() || !node.snapshot_sent) continue;
+    std::string why;
+    if (!Exchange(node, request, fd, &why) && !why.empty()) {
+      ok = false;
+      if (!nack->empty()) *nack += "; ";
+      *nack += nodes_.size() > 1 ? "node process " + std::to_string(node.id) + ": " + why : why;
+    }
+  }
+  return ok;
+}
+
+bool Agent::Exchange(Node& node, const zds::WorkloadRequest& request, int fd, std::string* nack) {
+  if (!node.fd.valid()) return false;
   std::string error;
-  if (!inpod::SendMessage(node_.get(), request, fd, &error)) {
-    DropNode(error);
+  if (!inpod::SendMessage(node.fd.get(), request, fd, &error)) {
+    DropNode(node, error);
     return false;
   }
-  if (!WaitReadable(node_.get(), options_.ack_timeout_ms)) {
-    DropNode("no answer to \"" + inpod::Describe(request) + "\" within " +
-             std::to_string(options_.ack_timeout_ms) + " ms");
+  if (!WaitReadable(node.fd.get(), options_.ack_timeout_ms)) {
+    DropNode(node, "no answer to \"" + inpod::Describe(request) + "\" within " +
+                       std::to_string(options_.ack_timeout_ms) + " ms");
     return false;
   }
   inpod::Datagram d;
   zds::WorkloadResponse response;
-  const inpod::Receive got = inpod::ReceiveDatagram(node_.get(), &d, &error);
+  const inpod::Receive got = inpod::ReceiveDatagram(node.fd.get(), &d, &error);
   if (got != inpod::Receive::kOk || !response.ParseFromString(d.bytes) || !response.has_ack()) {
-    DropNode(got == inpod::Receive::kClosed ? "it closed the connection"
-                                            : "it answered with something other than an ack");
+    DropNode(node, got == inpod::Receive::kClosed ? "it closed the connection"
+                                                  : "it answered with something other than an ack");
     return false;
   }
   if (!response.ack().error().empty()) {
@@ -179,19 +225,29 @@ bool Agent::Exchange(const zds::WorkloadRequest& request, int fd, std::string* n
   return true;
 }
 
-void Agent::OnNodeReadable() {
+void Agent::OnNodeReadable(Node& node) {
   // Between exchanges the node process has nothing to say; readable means it left.
   inpod::Datagram d;
   std::string error;
-  const inpod::Receive got = inpod::ReceiveDatagram(node_.get(), &d, &error);
-  DropNode(got == inpod::Receive::kClosed ? "it closed the connection"
-                                          : "it sent an unexpected message");
+  const inpod::Receive got = inpod::ReceiveDatagram(node.fd.get(), &d, &error);
+  DropNode(node, got == inpod::Receive::kClosed ? "it closed the connection"
+                                                : "it sent an unexpected message");
 }
 
-void Agent::DropNode(const std::string& why) {
-  if (!node_.valid()) return;
-  ZT_WARN("agent", "dropping the node process connection: {}", why);
-  node_.reset();
+void Agent::DropNode(Node& node, const std::string& why) {
+  if (!node.fd.valid()) return;
+  ZT_WARN("agent", "dropping node process connection {}: {}", node.id, why);
+  node.fd.reset();
+}
+
+void Agent::ReapNodes() {
+  std::erase_if(nodes_, [](const Node& n) { return !n.fd.valid(); });
+}
+
+size_t Agent::ServedNodes() const {
+  size_t n = 0;
+  for (const Node& node : nodes_) n += node.fd.valid() && node.snapshot_sent ? 1 : 0;
+  return n;
 }
 
 bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string* reply) {
@@ -215,10 +271,6 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
       return false;
     }
   }
-  if (auto it = pods_.find(pod.uid); it != pods_.end() && it->second.netns_path != pod.netns_path) {
-    *reply = "uid " + pod.uid + " is already enrolled with netns " + it->second.netns_path;
-    return false;
-  }
   auto ns = io::OpenNetns(pod.netns_path);
   if (!ns) {
     *reply =
@@ -227,29 +279,72 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
     return false;
   }
   pod.netns = std::move(ns).value();
+  auto existing = pods_.find(pod.uid);
+  // The same pod may be named by another path to its netns (/proc/<pid>/ns/net after
+  // a restart, the CNI's /var/run/netns/cni-… at creation): the namespace decides.
+  if (existing != pods_.end() && !existing->second.kept() &&
+      io::InodeOf(existing->second.netns.get()) != io::InodeOf(pod.netns.get())) {
+    *reply = "uid " + pod.uid + " is already enrolled with netns " + existing->second.netns_path;
+    return false;
+  }
+  const bool again = existing != pods_.end() && !existing->second.kept();
   std::string error;
   if (!iptables::Install(pod.netns.get(), options_.capture, options_.tools, &error)) {
     *reply = "installing the capture rules in " + pod.netns_path + " failed: " + error;
     return false;
   }
-  const bool again = pods_.count(pod.uid) != 0;
+  if (again) {
+    ZT_INFO("agent", "pod {} was already enrolled; rules checked", pod.uid);
+    *reply = "pod " + pod.uid + " was already enrolled; rules checked";
+    return true;
+  }
   const std::string uid = pod.uid;
+  const bool was_kept = existing != pods_.end();
+  std::string nack;
+  if (!Broadcast(AddRequest(pod), pod.netns.get(), &nack)) {
+    // Take it back: captured traffic nobody serves would be refused.
+    std::string undo;
+    if (!was_kept && !iptables::Uninstall(pod.netns.get(), options_.tools, &undo)) {
+      ZT_ERROR("agent", "removing the rules of refused pod {} failed: {}", uid, undo);
+    }
+    if (!was_kept) {
+      // Node processes that did take it must drop it again.
+      zds::WorkloadRequest del;
+      del.mutable_del()->set_uid(uid);
+      std::string ignored;
+      (void)Broadcast(del, -1, &ignored);
+    }
+    *reply = "node process refused pod " + uid + ": " + nack +
+             (was_kept ? "; it stays kept" : "; enrollment taken back, capture rules removed");
+    return false;
+  }
   pods_[uid] = std::move(pod);
   ZT_INFO("agent", "enrolled pod {} ({}/{}), rules installed", uid, pods_[uid].namespace_name,
           pods_[uid].name);
-  *reply = again ? "pod " + uid + " was already enrolled; rules checked"
-                 : "pod " + uid + " enrolled; capture rules installed";
-  if (!node_.valid()) {
-    *reply += "; no node process connected: it gets the pod in its snapshot";
+  *reply = "pod " + uid + " enrolled; capture rules installed";
+  const size_t served = ServedNodes();
+  if (served == 0) {
+    *reply += synced_ ? "; no node process connected: it gets the pod in its snapshot"
+                      : "; node processes get it in their snapshot once synced";
+  } else {
+    *reply += served == 1 ? "; node process acknowledged"
+                          : "; " + std::to_string(served) + " node processes acknowledged";
+  }
+  return true;
+}
+
+bool Agent::Keep(const std::string& uid, std::string* reply) {
+  if (uid.empty()) {
+    *reply = "--uid is required";
+    return false;
+  }
+  if (auto it = pods_.find(uid); it != pods_.end()) {
+    *reply = "pod " + uid + (it->second.kept() ? " is already kept" : " is enrolled");
     return true;
   }
-  std::string nack;
-  if (Exchange(AddRequest(pods_[uid]), pods_[uid].netns.get(), &nack)) {
-    *reply += "; node process acknowledged";
-  } else {
-    *reply += nack.empty() ? "; node process lost: it gets the pod in its snapshot"
-                           : "; node process refused it: " + nack;
-  }
+  pods_[uid].uid = uid;
+  *reply = "pod " + uid + " kept until its network namespace is found";
+  ZT_INFO("agent", "{}", *reply);
   return true;
 }
 
@@ -260,25 +355,46 @@ bool Agent::Unenroll(const std::string& uid, std::string* reply) {
     return false;
   }
   std::string error;
-  const bool removed = iptables::Uninstall(it->second.netns.get(), options_.tools, &error);
+  const bool kept = it->second.kept();
+  const bool removed = kept || iptables::Uninstall(it->second.netns.get(), options_.tools, &error);
   pods_.erase(it);
-  *reply = removed ? "pod " + uid + " unenrolled; capture rules removed"
-                   : "pod " + uid + " unenrolled, but removing its rules failed: " + error;
+  *reply = kept      ? "pod " + uid + " (kept, without a known netns) unenrolled"
+           : removed ? "pod " + uid + " unenrolled; capture rules removed"
+                     : "pod " + uid + " unenrolled, but removing its rules failed: " + error;
   ZT_INFO("agent", "{}", *reply);
-  if (node_.valid()) {
-    zds::WorkloadRequest del;
-    del.mutable_del()->set_uid(uid);
-    std::string nack;
-    if (!Exchange(del, -1, &nack) && !nack.empty()) {
-      *reply += "; node process answered: " + nack;
-    }
-  }
+  zds::WorkloadRequest del;
+  del.mutable_del()->set_uid(uid);
+  std::string nack;
+  if (!Broadcast(del, -1, &nack)) *reply += "; node process answered: " + nack;
   return removed;
+}
+
+bool Agent::Synced(std::string* reply) {
+  if (synced_) {
+    *reply = "already synced";
+    return true;
+  }
+  synced_ = true;
+  size_t sent = 0;
+  for (Node& node : nodes_) {
+    if (!node.fd.valid() || node.snapshot_sent) continue;
+    SendSnapshot(node);
+    ++sent;
+  }
+  ReapNodes();
+  *reply = "synced; snapshot of " + std::to_string(pods_.size()) + " pod(s) sent to " +
+           std::to_string(sent) + " node process(es)";
+  ZT_INFO("agent", "{}", *reply);
+  return true;
 }
 
 std::string Agent::List() const {
   std::string out;
   for (const auto& [uid, pod] : pods_) {
+    if (pod.kept()) {
+      out += uid + " - - -\n";
+      continue;
+    }
     out += uid + " " + pod.namespace_name + "/" + pod.name + " " + pod.service_account + " " +
            pod.netns_path + "\n";
   }
@@ -299,6 +415,10 @@ void Agent::ServeControl() {
     ok = Enroll(fields, &reply);
   } else if (verb == "unenroll") {
     ok = Unenroll(fields.count("uid") ? fields.at("uid") : "", &reply);
+  } else if (verb == "keep") {
+    ok = Keep(fields.count("uid") ? fields.at("uid") : "", &reply);
+  } else if (verb == "synced") {
+    ok = Synced(&reply);
   } else if (verb == "list") {
     ok = true;
     reply = List();

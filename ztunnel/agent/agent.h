@@ -1,12 +1,14 @@
 // The enrollment agent: the istio-cni role on a node (DESIGN.md §4 "ZDS"). It owns the
-// ZDS socket the node process connects to, installs and removes the in-pod capture
-// rules, and tells the node process which pods are enrolled: a full snapshot on every
-// (re)connect, then each enroll and unenroll as it happens. Operators (or a CNI
-// plugin) drive it over a control socket (`ztunnel-agent enroll ...`).
+// ZDS socket node processes connect to, installs and removes the in-pod capture
+// rules, and tells every connected node process which pods are enrolled: a full
+// snapshot on each (re)connect, then each enroll and unenroll as it happens. Operators
+// or the Kubernetes agent (kube/, Go) drive it over a control socket
+// (`ztunnel-agent enroll ...`).
 #pragma once
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "ztunnel/inpod/wire.h"
 #include "ztunnel/io/fd.h"
@@ -21,12 +23,18 @@ struct Options {
   iptables::CaptureConfig capture;
   iptables::Tools tools;
   int ack_timeout_ms = 5000;  // a node that does not answer in time is dropped
+  // Hold every node's snapshot until a `synced` control request: a restarted agent
+  // must not tell node processes "no pods" before it has rebuilt its pod list.
+  bool wait_for_sync = false;
 };
 
-/// Pod is one enrolled pod; the netns descriptor is kept open for the snapshot.
+/// Pod is one enrolled pod; the netns descriptor is kept open for the snapshot. A
+/// kept pod (no netns yet: known to be enrolled, its namespace not found again after
+/// a restart) goes into snapshots as KeepWorkload.
 struct Pod {
   std::string uid, netns_path, name, namespace_name, service_account;
   io::UniqueFd netns;
+  bool kept() const { return !netns.valid(); }
 };
 
 /// Agent runs on one thread: Start binds, Run serves until Stop (or a signal).
@@ -38,26 +46,48 @@ class Agent {
   /// Run serves until SIGINT/SIGTERM; returns the exit code.
   int Run();
 
-  /// Enroll installs the rules in the pod's netns and tells the node process. The
-  /// reply text says what happened (the node's NACK reason included).
+  /// Enroll installs the rules in the pod's netns and tells every node process. A
+  /// NACK from one fails the enrollment and takes it back (rules removed, the others
+  /// told to delete it): a pod is never left captured and unserved. The reply text
+  /// says what happened (the node's NACK reason included).
   bool Enroll(const std::map<std::string, std::string>& fields, std::string* reply);
-  /// Unenroll removes the rules and tells the node process.
+  /// Keep records a pod that stays enrolled but whose netns is not known yet (after a
+  /// restart): snapshots carry it as KeepWorkload, so node processes keep serving it.
+  bool Keep(const std::string& uid, std::string* reply);
+  /// Unenroll removes the rules and tells every node process.
   bool Unenroll(const std::string& uid, std::string* reply);
-  /// List is one line per pod: "uid namespace/name sa netns".
+  /// Synced ends --wait-for-sync: waiting node processes get their snapshots.
+  bool Synced(std::string* reply);
+  /// List is one line per pod: "uid namespace/name sa netns" ("-" as netns: kept).
   std::string List() const;
 
  private:
+  // Node is one node process connection; several may be connected at once (an old
+  // and a new node process during an upgrade), each gets every message.
+  struct Node {
+    io::UniqueFd fd;
+    uint64_t id = 0;
+    bool snapshot_sent = false;
+  };
   void AcceptNode();
-  void OnNodeReadable();
-  void SendSnapshot();
+  void OnNodeReadable(Node& node);
+  void SendSnapshot(Node& node);
+  // Broadcast sends one request to every node that has its snapshot. False when one
+  // NACKed it (`*nack`: which and why).
+  bool Broadcast(const inpod::zds::WorkloadRequest& request, int fd, std::string* nack);
   // Exchange sends one request and waits for its ack. False: the node is gone or
   // silent (it is dropped) — `*nack` is set when it answered with an error.
-  bool Exchange(const inpod::zds::WorkloadRequest& request, int fd, std::string* nack);
-  void DropNode(const std::string& why);
+  bool Exchange(Node& node, const inpod::zds::WorkloadRequest& request, int fd, std::string* nack);
+  void DropNode(Node& node, const std::string& why);
+  void ReapNodes();  // forgets dropped connections
+  size_t ServedNodes() const;
   void ServeControl();
 
   Options options_;
-  io::UniqueFd zds_listen_, control_listen_, node_;
+  io::UniqueFd zds_listen_, control_listen_;
+  std::vector<Node> nodes_;
+  uint64_t next_node_id_ = 1;
+  bool synced_ = true;  // false until `synced` with wait_for_sync
   std::map<std::string, Pod> pods_;
 };
 

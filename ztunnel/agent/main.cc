@@ -1,9 +1,12 @@
 // ztunnel-agent: the node's enrollment agent (the istio-cni role).
 //
 //   ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]
+//                       [--wait-for-sync]
 //   ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS
 //                        --service-account SA [--control-socket PATH]
+//   ztunnel-agent keep --uid UID        (enrolled, netns not known yet)
 //   ztunnel-agent unenroll --uid UID [--control-socket PATH]
+//   ztunnel-agent synced                (ends --wait-for-sync)
 //   ztunnel-agent list [--control-socket PATH]
 //
 // Environment: INPOD_UDS (the ZDS socket, as Istio's ztunnel names it),
@@ -27,10 +30,18 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]\n"
+    "                           [--wait-for-sync]\n"
     "       ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS "
     "--service-account SA\n"
+    "       ztunnel-agent keep --uid UID\n"
     "       ztunnel-agent unenroll --uid UID\n"
-    "       ztunnel-agent list\n";
+    "       ztunnel-agent synced\n"
+    "       ztunnel-agent list\n"
+    "\n"
+    "serve --wait-for-sync holds every node process's snapshot until `synced` (a\n"
+    "restarted agent rebuilds its pod list first). Every command but serve talks to a\n"
+    "running agent over --control-socket.\n"
+    "Environment: INPOD_UDS (--zds-socket), ZTUNNEL_AGENT_SOCKET (--control-socket).\n";
 
 int Usage(const std::string& problem) {
   std::fprintf(stderr, "ztunnel-agent: %s\n%s", problem.c_str(), kUsage);
@@ -71,16 +82,20 @@ int Request(const std::string& socket_path, const std::string& text) {
 int main(int argc, char** argv) {
   if (argc < 2) return Usage("missing command");
   const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
   const std::set<std::string> valued = {"zds-socket", "control-socket", "netns",          "uid",
                                         "name",       "namespace",      "service-account"};
   std::map<std::string, std::string> flags;
-  bool dns_capture = false;
+  bool dns_capture = false, wait_for_sync = false;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
     if (!arg.starts_with("--")) return Usage("unexpected argument \"" + arg + "\"");
     arg = arg.substr(2);
-    if (arg == "dns-capture") {
-      dns_capture = true;
+    if (arg == "dns-capture" || arg == "wait-for-sync") {
+      (arg == "dns-capture" ? dns_capture : wait_for_sync) = true;
       continue;
     }
     std::string value;
@@ -107,6 +122,7 @@ int main(int argc, char** argv) {
     options.zds_socket = flag_or_env("zds-socket", "INPOD_UDS", "/var/run/ztunnel/ztunnel.sock");
     options.control_socket = control;
     options.capture.dns_capture = dns_capture;
+    options.wait_for_sync = wait_for_sync;
     zt::agent::Agent agent(options);
     std::string error;
     if (!agent.Start(&error)) {
@@ -131,6 +147,11 @@ int main(int argc, char** argv) {
     if (!flags.count("uid")) return Usage("unenroll needs --uid");
     return Request(control, "unenroll\nuid=" + flags["uid"] + "\n");
   }
+  if (command == "keep") {
+    if (!flags.count("uid")) return Usage("keep needs --uid");
+    return Request(control, "keep\nuid=" + flags["uid"] + "\n");
+  }
+  if (command == "synced") return Request(control, "synced\n");
   if (command == "list") return Request(control, "list\n");
   return Usage("unknown command \"" + command + "\"");
 }

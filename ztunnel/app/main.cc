@@ -77,6 +77,7 @@ struct MeshRuntime {
   io::SocketAddress plaintext_addr;
   std::thread refresher;
   std::mutex mu;
+  std::mutex reload_mu;  // one reload at a time: the watcher is not thread-safe
   std::condition_variable wake;
   bool stop = false;
   // on_publish runs on the control thread after each published reload (set once the
@@ -104,7 +105,10 @@ struct MeshRuntime {
   }
 
   // ReloadIfChanged publishes a changed config; a bad one is logged and ignored.
+  // Called by the control loop and by the ZDS thread (a pod enrolled just after the
+  // Kubernetes agent wrote it into the config).
   void ReloadIfChanged() {
+    std::lock_guard reloading(reload_mu);
     std::shared_ptr<const state::State> next;
     std::string error;
     switch (watcher->Poll(&next, &error)) {
@@ -590,6 +594,16 @@ int main(int argc, char** argv) {
         serving, mesh->state, opts.node_name, opts.mark, opts.drain_timeout, &readiness);
     inpod_manager->set_metrics(&metrics);
     inpod_manager->set_max_pending(opts.max_pending_pods);
+    if (mesh->watcher) {
+      inpod_manager->set_config_refresh([rt = mesh.get()] { rt->ReloadIfChanged(); });
+    }
+    {
+      std::lock_guard lock(mesh->mu);
+      mesh->on_publish = [&workers, manager = inpod_manager.get()] {
+        for (auto& w : workers) w->StateChanged();
+        manager->ConfigChanged();
+      };
+    }
     {
       std::lock_guard lock(admin_ctx.mu);
       admin_ctx.inpod = inpod_manager.get();

@@ -61,12 +61,25 @@ std::string InpodManager::AddPod(const PodInfo& info, io::UniqueFd netns) {
   return error + " (retrying every 5 s)";
 }
 
+const state::Workload* InpodManager::FindWorkload(const state::State& s,
+                                                  const PodInfo& info) const {
+  for (const state::Workload& w : s.workloads()) {
+    if (w.namespace_name == info.namespace_name && w.name == info.name &&
+        (w.node.empty() || w.node == node_)) {
+      return &w;
+    }
+  }
+  return nullptr;
+}
+
 void InpodManager::Tick() {
   PublishOnExit publish{this};
   const auto now = std::chrono::steady_clock::now();
+  // A new config may name what the pending pods were waiting for: retry them now.
+  const bool config_changed = config_changed_.exchange(false, std::memory_order_acq_rel);
   for (auto it = pending_.begin(); it != pending_.end();) {
     Pending& p = it->second;
-    if (now < p.next_try) {
+    if (now < p.next_try && !config_changed) {
       ++it;
       continue;
     }
@@ -88,13 +101,13 @@ void InpodManager::Tick() {
 std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
   // The pod must be a workload of this node in the config, or it has no identity.
   auto snapshot = state_.Load();
-  const state::Workload* workload = nullptr;
-  for (const state::Workload& w : snapshot->workloads()) {
-    if (w.namespace_name == info.namespace_name && w.name == info.name &&
-        (w.node.empty() || w.node == node_)) {
-      workload = &w;
-      break;
-    }
+  const state::Workload* workload = FindWorkload(*snapshot, info);
+  if (workload == nullptr && refresh_config_) {
+    // The Kubernetes agent writes a new pod into the config just before it enrolls
+    // it: read the file now rather than NACK and wait for the next poll.
+    refresh_config_();
+    snapshot = state_.Load();
+    workload = FindWorkload(*snapshot, info);
   }
   if (workload == nullptr) {
     return "no workload " + info.namespace_name + "/" + info.name + " on node \"" + node_ +
@@ -153,7 +166,12 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
 }
 
 std::string InpodManager::KeepPod(const std::string& uid) {
-  return pods_.count(uid) != 0 || pending_.count(uid) != 0 ? "" : "unknown workload uid " + uid;
+  // Acked either way, as Istio's ztunnel does: an agent that restarted keeps pods it
+  // knows are enrolled; one this process never saw has nothing to keep.
+  if (pods_.count(uid) == 0 && pending_.count(uid) == 0) {
+    ZT_INFO("inpod", "keep for pod {}, which this process does not serve: nothing to keep", uid);
+  }
+  return "";
 }
 
 std::string InpodManager::DelPod(const std::string& uid) {
@@ -163,7 +181,11 @@ std::string InpodManager::DelPod(const std::string& uid) {
     return "";  // never set up: nothing to stop
   }
   auto it = pods_.find(uid);
-  if (it == pods_.end()) return "unknown workload uid " + uid;
+  if (it == pods_.end()) {
+    // Acked, as Istio's ztunnel does: the pod is not served, which is what was asked.
+    ZT_DEBUG("inpod", "delete for pod {}, which this process does not serve", uid);
+    return "";
+  }
   Stop(it->second);
   ZT_INFO("inpod", "stopped serving pod {} ({}/{})", uid, it->second.info.namespace_name,
           it->second.info.name);

@@ -3,7 +3,9 @@
 // the pod's rules let them be, served by every worker.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -60,6 +62,12 @@ class InpodManager : public ZdsHandler {
   /// enrolling thousands of unknown pods would otherwise make the node hold a netns fd
   /// and a retry for each; past the bound they are NACKed and not kept.
   void set_max_pending(size_t n) { max_pending_ = n; }
+  /// set_config_refresh gives a way to read a changed config at once (called on this
+  /// thread when an Add names a workload the config does not have yet).
+  void set_config_refresh(std::function<void()> refresh) { refresh_config_ = std::move(refresh); }
+  /// ConfigChanged says a new config was published: pending pods are retried on the
+  /// next Tick rather than at their 5 s retry. Thread-safe.
+  void ConfigChanged() { config_changed_.store(true, std::memory_order_release); }
   /// Summary lists served and pending pods for the config dump; thread-safe.
   std::vector<admin::PodSummary> Summary() const;
 
@@ -71,6 +79,8 @@ class InpodManager : public ZdsHandler {
   };
   // Stop removes the pod from every worker and waits until they let go of it.
   void Stop(Pod& pod);
+  // FindWorkload is the pod's workload on this node in `s`, or null.
+  const state::Workload* FindWorkload(const state::State& s, const PodInfo& info) const;
   // Setup serves the pod, or says why it cannot.
   std::string Setup(const PodInfo& info, io::UniqueFd& netns);
 
@@ -96,6 +106,8 @@ class InpodManager : public ZdsHandler {
   std::map<std::string, Pending> pending_;
   metrics::Metrics* metrics_ = nullptr;
   size_t max_pending_ = 256;
+  std::function<void()> refresh_config_;
+  std::atomic<bool> config_changed_{false};
   // A copy of pods_ and pending_ for other threads, refreshed after every change.
   struct PublishOnExit {
     InpodManager* self;

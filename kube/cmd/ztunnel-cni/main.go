@@ -1,0 +1,174 @@
+// ztunnel-cni: the Kubernetes node agent (istio-cni's role) and, when a container
+// runtime runs it with CNI_COMMAND set, the chained CNI plugin.
+//
+//	ztunnel-cni agent [flags]   watch the API server, capture this node's ambient pods
+//	ztunnel-cni version
+//
+// Every flag also reads an environment variable (named in --help); a flag wins.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"ztunnel.dev/kube/internal/agent"
+	"ztunnel.dev/kube/internal/cni"
+)
+
+var version = "dev"
+
+func main() {
+	if os.Getenv("CNI_COMMAND") != "" {
+		os.Exit(cni.RunPlugin(os.Stdin, os.Stdout))
+	}
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "agent":
+		os.Exit(runAgent(os.Args[2:]))
+	case "version", "--version":
+		fmt.Println("ztunnel-cni", version)
+	case "help", "--help", "-h":
+		usage(os.Stdout)
+	default:
+		fmt.Fprintf(os.Stderr, "ztunnel-cni: unknown command %q\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+}
+
+func usage(w *os.File) {
+	fmt.Fprint(w, `usage: ztunnel-cni agent [flags]     (ztunnel-cni agent --help lists them)
+       ztunnel-cni version
+Run by a container runtime with CNI_COMMAND set, it is the chained CNI plugin.
+`)
+}
+
+// envFlags registers flags whose defaults come from environment variables.
+type envFlags struct {
+	fs  *flag.FlagSet
+	bad []string
+}
+
+func (e *envFlags) env(name, fallback string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return fallback
+}
+
+func (e *envFlags) String(name, envName, fallback, help string) *string {
+	return e.fs.String(name, e.env(envName, fallback), help+" (env "+envName+")")
+}
+
+func (e *envFlags) Bool(name, envName string, fallback bool, help string) *bool {
+	v := fallback
+	if s := e.env(envName, ""); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			e.bad = append(e.bad, fmt.Sprintf("%s=%q is not a boolean", envName, s))
+		}
+		v = b
+	}
+	return e.fs.Bool(name, v, help+" (env "+envName+")")
+}
+
+func (e *envFlags) Duration(name, envName string, fallback time.Duration, help string) *time.Duration {
+	v := fallback
+	if s := e.env(envName, ""); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			e.bad = append(e.bad, fmt.Sprintf("%s=%q is not a duration (e.g. 100ms)", envName, s))
+		}
+		v = d
+	}
+	return e.fs.Duration(name, v, help+" (env "+envName+")")
+}
+
+func runAgent(args []string) int {
+	fs := flag.NewFlagSet("ztunnel-cni agent", flag.ContinueOnError)
+	// Only klog's verbosity: its file-logging flags do not belong in a container.
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.Var(klogFlags.Lookup("v").Value, "v", "log verbosity: 0 changes, 1 each captured sandbox, 2 config writes and retries, 3 every skipped pod")
+	e := &envFlags{fs: fs}
+	host, _ := os.Hostname()
+	self, _ := os.Executable()
+	cfg := agent.Config{}
+	kubeconfig := e.String("kubeconfig", "KUBECONFIG", "", "kubeconfig file; empty: the in-cluster service account")
+	node := e.String("node-name", "NODE_NAME", host, "this node's name (spec.nodeName of its pods)")
+	trust := e.String("trust-domain", "TRUST_DOMAIN", "cluster.local", "SPIFFE trust domain of workload identities")
+	cluster := e.String("cluster-id", "CLUSTER_ID", "Kubernetes", "cluster name in workload uids and metrics")
+	suffix := e.String("domain-suffix", "DOMAIN_SUFFIX", "cluster.local", "cluster DNS suffix of service hostnames")
+	root := e.String("root-namespace", "ROOT_NAMESPACE", "istio-system", "Istio root namespace: its AuthorizationPolicies without a selector apply mesh-wide")
+	rulesBin := e.String("rules-agent", "ZTUNNEL_RULES_AGENT", filepath.Join(filepath.Dir(self), "ztunnel-agent"), "the ztunnel-agent binary (capture rules and ZDS), started as a child; empty: one already runs on --control-socket")
+	dns := e.Bool("dns-capture", "DNS_CAPTURE", false, "also redirect the pods' DNS (port 53) to the node process's 15053")
+	zds := e.String("zds-socket", "INPOD_UDS", "/var/run/ztunnel/ztunnel.sock", "ZDS socket node processes connect to")
+	control := e.String("control-socket", "ZTUNNEL_AGENT_SOCKET", "/var/run/ztunnel/agent.sock", "ztunnel-agent's control socket")
+	cniSocket := e.String("cni-socket", "ZTUNNEL_CNI_SOCKET", cni.DefaultAgentSocket, "where the CNI plugin reaches this agent")
+	binDir := e.String("cni-bin-dir", "CNI_BIN_DIR", "/opt/cni/bin", "the node's CNI plugin directory")
+	confDir := e.String("cni-conf-dir", "CNI_CONF_DIR", "/etc/cni/net.d", "the node's CNI network config directory")
+	install := e.Bool("install-cni", "INSTALL_CNI", true, "install and chain the CNI plugin so new pods are captured before they start")
+	meshConfig := e.String("mesh-config", "ZTUNNEL_MESH_CONFIG", "/var/run/ztunnel/mesh.json", "the local config file written for the node process (its --local-config); empty: do not write one (a control plane serves the node process)")
+	procRoot := e.String("proc-root", "PROC_ROOT", "/proc", "the host's /proc (hostPID), to find running pods' network namespaces")
+	debounce := e.Duration("debounce", "ZTUNNEL_CONFIG_DEBOUNCE", 100*time.Millisecond, "how long a burst of API changes is coalesced before the config is written")
+	health := e.String("health-listen", "HEALTH_LISTEN", "127.0.0.1:15031", "address of /healthz/ready (200 once the pod list is rebuilt); empty: none")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if len(e.bad) > 0 {
+		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: %s\n", strings.Join(e.bad, "; "))
+		return 2
+	}
+	if *node == "" {
+		fmt.Fprintln(os.Stderr, "ztunnel-cni agent: --node-name (NODE_NAME) is empty")
+		return 2
+	}
+	if *debounce < 0 || *debounce > 10*time.Second {
+		fmt.Fprintln(os.Stderr, "ztunnel-cni agent: --debounce must be between 0 and 10s")
+		return 2
+	}
+	cfg = agent.Config{
+		Kubeconfig: *kubeconfig, NodeName: *node, TrustDomain: *trust, ClusterID: *cluster,
+		DomainSuffix: *suffix, RootNamespace: *root, RulesAgentBin: *rulesBin,
+		ZDSSocket: *zds, ControlSocket: *control, CNISocket: *cniSocket, CNIBinDir: *binDir,
+		CNIConfDir: *confDir, InstallCNI: *install, MeshConfigPath: *meshConfig,
+		ProcRoot: *procRoot, Debounce: *debounce, HealthListen: *health,
+	}
+	if *dns {
+		cfg.RulesAgentArgs = append(cfg.RulesAgentArgs, "--dns-capture")
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	klog.InfoS("ztunnel-cni agent starting", "version", version, "node", cfg.NodeName)
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: %v\n", err)
+		return 1
+	}
+	klog.InfoS("ztunnel-cni agent stopped; enrolled pods stay captured")
+	return 0
+}

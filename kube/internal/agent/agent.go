@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+
+	"ztunnel.dev/kube/internal/cni"
+	"ztunnel.dev/kube/internal/enroll"
+	"ztunnel.dev/kube/internal/rules"
+)
+
+// AuthorizationPolicyGVR is Istio's security.istio.io/v1 AuthorizationPolicy.
+var AuthorizationPolicyGVR = schema.GroupVersionResource{
+	Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
+
+// enrolledPod is one pod this agent captured.
+type enrolledPod struct {
+	key    types.NamespacedName
+	netns  string
+	served bool // the node process acked it (the config then says HBONE)
+}
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg    Config
+	client kubernetes.Interface
+	dyn    dynamic.Interface
+	rules  *rules.Client
+
+	factory      informers.SharedInformerFactory // cluster-wide: the mesh state
+	localFactory informers.SharedInformerFactory // spec.nodeName=this node: enrollment
+	dynFactory   dynamicinformer.DynamicSharedInformerFactory
+
+	podLister       corelisters.PodLister
+	localPodLister  corelisters.PodLister
+	nsLister        corelisters.NamespaceLister
+	serviceLister   corelisters.ServiceLister
+	sliceLister     discoverylisters.EndpointSliceLister
+	policies        *policyStore
+	writer          *configWriter
+	queue           workqueue.TypedRateLimitingInterface[types.NamespacedName]
+	recorder        record.EventRecorder
+	synced          atomic.Bool
+	policiesWatched atomic.Bool
+
+	opMu       sync.Mutex // enroll/unenroll one at a time, in order
+	mu         sync.Mutex // guards the maps below
+	enrolled   map[types.UID]*enrolledPod
+	byKey      map[types.NamespacedName]types.UID
+	ipOverride map[types.UID][]string
+}
+
+// New connects to the API server (nothing is started yet).
+func New(cfg Config) (*Agent, error) {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes client configuration: %w (set --kubeconfig or KUBECONFIG outside a cluster)", err)
+	}
+	rc.UserAgent = "ztunnel-cni/" + cfg.NodeName
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg: cfg, client: client, dyn: dyn,
+		rules:      &rules.Client{Socket: cfg.ControlSocket},
+		enrolled:   map[types.UID]*enrolledPod{},
+		byKey:      map[types.NamespacedName]types.UID{},
+		ipOverride: map[types.UID][]string{},
+	}
+	a.policies = newPolicyStore(a)
+	a.writer = newConfigWriter(a)
+	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, 10*time.Second))
+	broadcaster := record.NewBroadcaster()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	a.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ztunnel-cni", Host: cfg.NodeName})
+
+	a.factory = informers.NewSharedInformerFactory(client, 0)
+	a.localFactory = informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+		}))
+	a.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	return a, nil
+}
+
+// Run starts everything and serves until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.RulesAgentBin != "" {
+		if _, err := rules.StartAgent(a.cfg.RulesAgentBin, a.cfg.ZDSSocket, a.cfg.ControlSocket,
+			a.cfg.RulesAgentArgs, os.Stderr); err != nil {
+			return err
+		}
+	}
+	go a.serveHealth(ctx)
+
+	pods := a.factory.Core().V1().Pods()
+	a.podLister = pods.Lister()
+	local := a.localFactory.Core().V1().Pods()
+	a.localPodLister = local.Lister()
+	namespaces := a.factory.Core().V1().Namespaces()
+	a.nsLister = namespaces.Lister()
+	services := a.factory.Core().V1().Services()
+	a.serviceLister = services.Lister()
+	slices := a.factory.Discovery().V1().EndpointSlices()
+	a.sliceLister = slices.Lister()
+
+	dirty := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { a.writer.MarkDirty() },
+		UpdateFunc: func(any, any) { a.writer.MarkDirty() },
+		DeleteFunc: func(any) { a.writer.MarkDirty() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), services.Informer(), slices.Informer()} {
+		if _, err := inf.AddEventHandler(dirty); err != nil {
+			return err
+		}
+	}
+	if _, err := local.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.enqueuePod(obj) },
+		UpdateFunc: func(_, obj any) { a.enqueuePod(obj) },
+		DeleteFunc: func(obj any) { a.enqueuePod(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := namespaces.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { a.enqueueNamespace(obj) },
+		UpdateFunc: func(old, obj any) {
+			if old.(*corev1.Namespace).Labels[enroll.DataplaneModeLabel] != obj.(*corev1.Namespace).Labels[enroll.DataplaneModeLabel] {
+				a.enqueueNamespace(obj)
+			}
+		},
+	}); err != nil {
+		return err
+	}
+	a.factory.Start(ctx.Done())
+	a.localFactory.Start(ctx.Done())
+	go a.watchPolicies(ctx)
+
+	t0 := time.Now()
+	for typ, ok := range a.factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("the %v informer did not sync (API server unreachable?)", typ)
+		}
+	}
+	for typ, ok := range a.localFactory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("the %v informer did not sync", typ)
+		}
+	}
+	klog.InfoS("informers synced", "elapsed", time.Since(t0).Round(time.Millisecond))
+	if err := a.restore(); err != nil {
+		return err
+	}
+	if err := a.writer.Flush(); err != nil {
+		return err
+	}
+	if msg, err := a.rules.Synced(); err != nil {
+		return fmt.Errorf("releasing the node processes' snapshots: %w", err)
+	} else {
+		klog.InfoS("pod list rebuilt", "agent", msg)
+	}
+	a.synced.Store(true)
+	go a.writer.Run(ctx)
+
+	if err := a.serveCNI(ctx); err != nil {
+		return err
+	}
+	go func() {
+		for a.processNext(ctx) {
+		}
+	}()
+	<-ctx.Done()
+	a.queue.ShutDown()
+	if a.cfg.InstallCNI {
+		// Pods created while no agent runs must not wait for one that is gone for good;
+		// an upgrade's new agent chains itself again.
+		if err := cni.Unchain(a.cfg.CNIConfDir); err != nil {
+			klog.ErrorS(err, "removing the CNI plugin from the network config")
+		}
+	}
+	return nil
+}
+
+func (a *Agent) event(kind, ns, name, reason, msg string) {
+	ref := &corev1.ObjectReference{Kind: kind, Namespace: ns, Name: name}
+	switch kind {
+	case "Pod":
+		ref.APIVersion = "v1"
+	case "Service":
+		ref.APIVersion = "v1"
+	case "AuthorizationPolicy":
+		ref.APIVersion = "security.istio.io/v1"
+	}
+	a.recorder.Event(ref, corev1.EventTypeWarning, reason, msg)
+}
+
+func (a *Agent) serveHealth(ctx context.Context) {
+	if a.cfg.HealthListen == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.synced.Load() {
+			http.Error(w, "not ready: rebuilding the pod list from the API server", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Addr: a.cfg.HealthListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		klog.ErrorS(err, "health endpoint", "listen", a.cfg.HealthListen)
+	}
+}

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"ztunnel.dev/kube/internal/meshstate"
+)
+
+// configWriter rebuilds the node process's config from the listers and writes it
+// when it changed: debounced after informer events, at once when an enrollment
+// needs the pod in the config before the node process hears of it.
+type configWriter struct {
+	a       *Agent
+	dirty   chan struct{}
+	mu      sync.Mutex // one build+write at a time
+	reports map[string]string
+	writes  uint64
+}
+
+func newConfigWriter(a *Agent) *configWriter {
+	return &configWriter{a: a, dirty: make(chan struct{}, 1), reports: map[string]string{}}
+}
+
+// MarkDirty schedules a rebuild.
+func (w *configWriter) MarkDirty() {
+	select {
+	case w.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes debounced rebuilds until ctx ends.
+func (w *configWriter) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.dirty:
+		}
+		// Coalesce a burst (a rollout touches many objects at once).
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(w.a.cfg.Debounce):
+		}
+		if err := w.Flush(); err != nil {
+			klog.ErrorS(err, "writing the mesh config failed; retrying")
+			time.AfterFunc(time.Second, w.MarkDirty)
+		}
+	}
+}
+
+// Flush builds and writes the config now.
+func (w *configWriter) Flush() error {
+	if w.a.cfg.MeshConfigPath == "" {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	in := w.a.inputs()
+	cfg, problems := meshstate.Build(in)
+	for _, p := range problems {
+		w.report(p)
+	}
+	data, err := meshstate.Render(cfg)
+	if err != nil {
+		return err
+	}
+	changed, err := meshstate.WriteAtomic(w.a.cfg.MeshConfigPath, data)
+	if err != nil {
+		return err
+	}
+	if changed {
+		w.writes++
+		klog.V(2).InfoS("wrote the mesh config", "path", w.a.cfg.MeshConfigPath,
+			"workloads", len(cfg.Workloads), "services", len(cfg.Services), "policies", len(cfg.Policies))
+	}
+	return nil
+}
+
+// report logs a problem once per object and reason (and records an Event for those
+// a user must fix).
+func (w *configWriter) report(p meshstate.Problem) {
+	key := p.Kind + "/" + p.Namespace + "/" + p.Name
+	if w.reports[key] == p.Reason {
+		return
+	}
+	w.reports[key] = p.Reason
+	if p.Transient {
+		klog.V(3).InfoS("not in the mesh config yet", "object", key, "reason", p.Reason)
+		return
+	}
+	klog.InfoS("object used only in part", "object", key, "reason", p.Reason)
+	w.a.event(p.Kind, p.Namespace, p.Name, "ZtunnelConfig", p.Reason)
+}
+
+// inputs snapshots the listers and this agent's enrollments.
+func (a *Agent) inputs() meshstate.Inputs {
+	pods, _ := a.podLister.List(labels.Everything())
+	services, _ := a.serviceLister.List(labels.Everything())
+	slices, _ := a.sliceLister.List(labels.Everything())
+	a.mu.Lock()
+	enrolled := make(map[types.UID]bool, len(a.enrolled))
+	for uid, e := range a.enrolled {
+		enrolled[uid] = e.served
+	}
+	override := make(map[types.UID][]string, len(a.ipOverride))
+	for uid, ips := range a.ipOverride {
+		override[uid] = ips
+	}
+	a.mu.Unlock()
+	return meshstate.Inputs{
+		Pods: pods, Services: services, Slices: slices, Policies: a.policies.List(),
+		TrustDomain: a.cfg.TrustDomain, ClusterID: a.cfg.ClusterID, DomainSuffix: a.cfg.DomainSuffix,
+		RootNamespace: a.cfg.RootNamespace,
+		LocalNode:     a.cfg.NodeName, LocalEnrolled: enrolled, IPOverride: override,
+	}
+}
