@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package the build, tests, demo and benchmarks need
-# (DESIGN.md §5), then builds BoringSSL from source (see install_boringssl).
+# (DESIGN.md §5), then builds BoringSSL from source (see install_boringssl), fortio,
+# and the single-node Kubernetes test harness binaries (see install_kube).
 # Idempotent: prints nothing when everything is present.
 set -euo pipefail
 
@@ -80,6 +81,67 @@ install_fortio() {
   mv "$staging/fortio" "$FORTIO_BIN.tmp.$$" && mv "$FORTIO_BIN.tmp.$$" "$FORTIO_BIN"
 }
 
+# Kubernetes for the single-node test harness (/work/shared/KUBERNETES.md): one
+# multi-call binary kube (kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet and kubectl are symlinks to it), etcd and helm, at the versions of
+# scripts/kube/versions.sh. They are built from the Go module proxy by
+# scripts/kube/build.sh (15-30 min cold on 2 cores); a prebuilt archive of the same
+# three binaries in the shared cache is used instead when its sha256 matches.
+. "$repo/scripts/kube/versions.sh"
+KUBE_PREFIX=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/kube-${KUBE_VERSION#v}
+KUBE_CACHE=${ZTUNNEL_SHARED_CACHE:-$repo/../shared/cache}/k8s-bin-${KUBE_VERSION#v}.tar.zst
+KUBE_CACHE_SHA256=c7b273365e825fcebab045b2b35ad3530495282ca09341a175f39b2866a94a33
+
+kube_installed() {
+  local f
+  for f in kube etcd helm "${KUBE_COMMANDS[@]}"; do
+    [ -x "$KUBE_PREFIX/bin/$f" ] || return 1
+  done
+}
+
+install_kube() {
+  kube_installed && return 0
+  # One install at a time: a second setup run waits for the first's build.
+  mkdir -p "$(dirname "$KUBE_PREFIX")"
+  exec 9>"$KUBE_PREFIX.lock"
+  flock 9
+  if kube_installed; then
+    exec 9>&-
+    return 0
+  fi
+  # Install atomically: a half-built prefix must never look complete.
+  local staging="$KUBE_PREFIX.tmp.$$"
+  rm -rf "$staging"
+  trap 'rm -rf "$staging"' RETURN
+  if [ -f "$KUBE_CACHE" ] &&
+    [ "$(sha256sum <"$KUBE_CACHE" | cut -d' ' -f1)" = "$KUBE_CACHE_SHA256" ]; then
+    echo "setup: unpacking Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION and helm $HELM_VERSION from $KUBE_CACHE into $KUBE_PREFIX"
+    mkdir -p "$staging/bin"
+    zstd -dcq "$KUBE_CACHE" | tar -C "$staging/bin" --no-same-owner -xf - kube etcd helm || {
+      rm -rf "$staging"
+      echo "setup: unpacking $KUBE_CACHE failed" >&2
+      exit 1
+    }
+    local c
+    for c in "${KUBE_COMMANDS[@]}"; do
+      ln -s kube "$staging/bin/$c"
+    done
+  else
+    [ ! -f "$KUBE_CACHE" ] ||
+      echo "setup: $KUBE_CACHE does not have sha256 $KUBE_CACHE_SHA256; building instead"
+    "$repo/scripts/kube/build.sh" "$staging" || { rm -rf "$staging"; exit 1; }
+  fi
+  "$repo/scripts/kube/verify.sh" "$staging/bin" || {
+    rm -rf "$staging"
+    echo "setup: the Kubernetes binaries are not the expected versions (see above)" >&2
+    exit 1
+  }
+  rm -rf "$KUBE_PREFIX"
+  mv "$staging" "$KUBE_PREFIX"
+  exec 9>&-
+  echo "setup: Kubernetes binaries installed in $KUBE_PREFIX/bin"
+}
+
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
@@ -96,6 +158,10 @@ packages=(
   python3-matplotlib
   # network tools used by tests, demo and benchmarks
   iproute2 iptables iperf3 tcpdump tshark haproxy procps psmisc
+  # the single-node Kubernetes test harness: container runtime, CNI plugins (bridge,
+  # host-local, loopback in /usr/lib/cni), busybox for test images, what kubelet
+  # needs, and zstd to unpack the prebuilt binaries (see install_kube)
+  containerd runc containernetworking-plugins busybox-static conntrack socat zstd
 )
 
 missing=()
@@ -107,6 +173,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   install_boringssl
   install_fortio
+  install_kube
   exit 0
 fi
 
@@ -119,7 +186,23 @@ export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer once, non-interactively.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq >/dev/null
+# Install without starting services (containerd's postinst would start its systemd
+# unit): a policy-rc.d that denies every action, removed afterwards, also on failure.
+# One that is already there (container images have one) is left as it is.
+policy_rc_d=/usr/sbin/policy-rc.d
+if [ ! -e "$policy_rc_d" ]; then
+  trap 'rm -f "$policy_rc_d"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  printf '#!/bin/sh\n# scripts/setup.sh: start no service while installing packages\nexit 101\n' >"$policy_rc_d"
+  chmod 755 "$policy_rc_d"
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ "$(trap -p EXIT)" ]; then
+  rm -f "$policy_rc_d"
+  trap - EXIT INT TERM
+fi
 echo "setup: done"
 install_boringssl
 install_fortio
+install_kube
