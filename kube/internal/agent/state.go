@@ -35,20 +35,31 @@ func (w *configWriter) MarkDirty() {
 	}
 }
 
-// Run writes debounced rebuilds until ctx ends.
+// Run writes rebuilds until ctx ends: at once for a change after a quiet period (a
+// policy edit reaches the node without waiting), and at most once per Debounce
+// during a burst (a rollout touches many objects; each write costs the node process
+// a full parse).
 func (w *configWriter) Run(ctx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.dirty:
 		}
-		// Coalesce a burst (a rollout touches many objects at once).
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(w.a.cfg.Debounce):
+		if wait := w.a.cfg.Debounce - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
+		// Events that arrived meanwhile are in this write.
+		select {
+		case <-w.dirty:
+		default:
+		}
+		last = time.Now()
 		if err := w.Flush(); err != nil {
 			klog.ErrorS(err, "writing the mesh config failed; retrying")
 			time.AfterFunc(time.Second, w.MarkDirty)
