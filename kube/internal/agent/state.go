@@ -18,13 +18,13 @@ import (
 type configWriter struct {
 	a       *Agent
 	dirty   chan struct{}
-	mu      sync.Mutex // one build+write at a time
-	reports map[string]string
+	mu      sync.Mutex      // one build+write at a time
+	reports map[string]bool // "kind/ns/name\x00reason" reported and still true
 	writes  uint64
 }
 
 func newConfigWriter(a *Agent) *configWriter {
-	return &configWriter{a: a, dirty: make(chan struct{}, 1), reports: map[string]string{}}
+	return &configWriter{a: a, dirty: make(chan struct{}, 1), reports: map[string]bool{}}
 }
 
 // MarkDirty schedules a rebuild.
@@ -76,9 +76,13 @@ func (w *configWriter) Flush() error {
 	defer w.mu.Unlock()
 	in := w.a.inputs()
 	cfg, problems := meshstate.Build(in)
+	// Only objects with a problem now are remembered: a pod that is gone leaves no
+	// trace, one whose problem comes back is reported again.
+	seen := make(map[string]bool, len(problems))
 	for _, p := range problems {
-		w.report(p)
+		w.report(p, seen)
 	}
+	w.reports = seen
 	data, err := meshstate.Render(cfg)
 	if err != nil {
 		return err
@@ -96,15 +100,17 @@ func (w *configWriter) Flush() error {
 }
 
 // report logs a problem once per object and reason (and records an Event for those
-// a user must fix).
-func (w *configWriter) report(p meshstate.Problem) {
+// a user must fix); `seen` collects this build's problems.
+func (w *configWriter) report(p meshstate.Problem, seen map[string]bool) {
 	key := p.Kind + "/" + p.Namespace + "/" + p.Name
-	if w.reports[key] == p.Reason {
+	seen[key+"\x00"+p.Reason] = true
+	if w.reports[key+"\x00"+p.Reason] {
 		return
 	}
-	w.reports[key] = p.Reason
 	if p.Transient {
-		klog.V(3).InfoS("not in the mesh config yet", "object", key, "reason", p.Reason)
+		// Expected for a moment (a pod without an IP yet) or for good (host network):
+		// one line, no Event.
+		klog.InfoS("not in the mesh config", "object", key, "reason", p.Reason)
 		return
 	}
 	klog.InfoS("object used only in part", "object", key, "reason", p.Reason)
