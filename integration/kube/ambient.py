@@ -97,7 +97,8 @@ class Mesh:
         self.node = ztnet.Ztunnel(
             self.node_ns, log, "--inpod", "--inpod-uds", str(self.zds), "--local-config",
             str(self.config), "--ca-dir", str(self.dir / "ca"), "--ca-generate",
-            "--node-name", self.kube.node_name, "--drain-timeout", "3s")
+            "--node-name", self.kube.node_name, "--drain-timeout", "3s",
+            "--log-level", os.environ.get("ZTUNNEL_KUBE_TEST_LOG_LEVEL", "info"))
         self.topo.processes.append(self.node.proc)
 
     def node_log(self) -> str:
