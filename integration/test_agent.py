@@ -65,7 +65,8 @@ def agent(topo, tmp_path):
     zds, control = tmp_path / "zds.sock", tmp_path / "agent.sock"
     log = open(tmp_path / "agent.log", "w")
     proc = subprocess.Popen([AGENT, "serve", "--zds-socket", str(zds), "--control-socket",
-                             str(control)], stdout=log, stderr=subprocess.STDOUT)
+                             str(control), "--unenroll-grace", "1s"], stdout=log,
+                            stderr=subprocess.STDOUT)
     topo.processes.append(proc)
     deadline = time.monotonic() + 10
     while not control.exists():
@@ -163,7 +164,18 @@ def test_enroll_installs_rules_and_the_node_gets_each_pod(topo, agent):
     node.answer()
     t.join(timeout=30)
     assert "capture rules removed" in result["r"].stdout
-    assert "ISTIO" not in rules(pod1)
+    # The redirects go at once; the connection routing stays for the grace (1 s here),
+    # so connections the node process carries drain instead of being reset.
+    nat = pod1.run("iptables-save", "-t", "nat").stdout + pod1.run("ip6tables-save", "-t",
+                                                                   "nat").stdout
+    assert "ISTIO" not in nat and "CONNMARK --restore-mark" in rules(pod1)
+    deadline = time.monotonic() + 10
+    while "ISTIO" in rules(pod1) or "lookup 100" in pod1.run("ip", "rule").stdout:
+        assert time.monotonic() < deadline, rules(pod1)
+        time.sleep(0.1)
+    while "drain grace over, the rest of its capture removed" not in agent["log"].read_text():
+        assert time.monotonic() < deadline, agent["log"].read_text()
+        time.sleep(0.05)
     assert "ISTIO_OUTPUT" in rules(pod2)
 
     # The node process restarts: the new connection gets the whole snapshot again.

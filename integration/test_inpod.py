@@ -56,7 +56,8 @@ class Agent:
     def __init__(self, topo, tmp: Path):
         self.zds, self.control = tmp / "zds.sock", tmp / "agent.sock"
         self.proc = subprocess.Popen([AGENT, "serve", "--zds-socket", str(self.zds),
-                                      "--control-socket", str(self.control)],
+                                      "--control-socket", str(self.control),
+                                      "--unenroll-grace", "1s"],
                                      stdout=open(tmp / "agent.log", "w"),
                                      stderr=subprocess.STDOUT)
         topo.processes.append(self.proc)
@@ -131,8 +132,12 @@ def test_enrolled_pods_are_captured_and_tunnelled(topo, tmp_path):
     assert "capture rules removed" in r.stdout
     zt.wait_log("stopped serving pod shop/pod1")
     assert ":15001" not in listening(pod1)
-    assert "ISTIO" not in pod1.run("iptables-save").stdout
+    assert "REDIRECT" not in pod1.run("iptables-save").stdout
     assert send(pod1)["server_count"] == 1 << 20
+    deadline = time.monotonic() + 10  # the connection routing goes after the 1 s grace
+    while "ISTIO" in pod1.run("iptables-save").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     assert zt.proc.poll() is None
     assert zt.stop() == 0
 

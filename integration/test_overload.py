@@ -45,7 +45,10 @@ def test_quick_reenrollment_with_live_traffic_never_crashes(mesh):
     the previous one's pending timer, and the process died (use-after-free) when that
     timer's CQE arrived."""
     grace = 8.0
-    c = mesh(node_args=("--drain-timeout", f"{grace:g}s"))
+    # A small buffer pool: the live connections (which now outlive each unenrollment,
+    # as drained connections should) touch pool pages as they go; with the default
+    # 8 MiB per worker that alone could fill the RSS budget meant for the node's state.
+    c = mesh(node_args=("--drain-timeout", f"{grace:g}s", "--buffer-count", "32"))
     node = c.node("node-a")
     c.start_sink("b1")
     c.start_sink("b2")

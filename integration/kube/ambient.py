@@ -63,7 +63,8 @@ class Mesh:
              "--zds-socket", str(self.zds), "--control-socket", str(self.control),
              "--cni-socket", str(self.cni_socket), "--cni-bin-dir", str(self.kube.cni_bin_dir),
              "--cni-conf-dir", str(self.kube.cni_conf_dir), "--mesh-config", str(self.config),
-             "--health-listen", f"127.0.0.1:{self.health}", "-v", "2"],
+             "--health-listen", f"127.0.0.1:{self.health}", "--unenroll-grace", "5s",
+             "-v", "2"],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
         self.topo.processes.append(self.agent)
         self.wait(lambda: self.agent_ready(), 60, "the agent's readiness", self.agent_log)

@@ -370,3 +370,34 @@ def test_api_server_away_for_a_minute(kube, kube_ns, mesh):
     print(f"after the API server came back: label removed -> unenrolled {time.monotonic() - t1:.2f} s")
     assert mesh.agent.poll() is None
 
+
+def test_unenrolled_pods_live_connections_get_the_drain_grace(kube, kube_ns, mesh):
+    """Unenrolling stops new captures at once; a connection already carried by the
+    node process keeps flowing for the drain grace (--drain-timeout 3s here), then is
+    closed."""
+    label_namespace(kube, kube_ns, "ambient")
+    kube.apply(echo_server(kube, "server", kube_ns))
+    server_ip = kube.wait_pod_ready(kube_ns, "server")["status"]["podIP"]
+    kube.apply(pod(kube, "client", kube_ns, ["sh", "-c",
+               f"(while true; do echo tick; sleep 0.1; done | nc {server_ip} {PORT} > /tmp/live;"
+               " date +%s > /tmp/closed) & sleep 3600"]))
+    kube.wait_pod_ready(kube_ns, "client")
+
+    def ticks():
+        return kube.exec(kube_ns, "client", "wc -l < /tmp/live", check=False).strip()
+    mesh.wait(lambda: ticks() not in ("", "0"), 20, "the live connection", mesh.node_log)
+    uid = kube.pod(kube_ns, "client")["metadata"]["uid"]
+    t0 = time.time()
+    label_namespace(kube, kube_ns, None)
+    mesh.wait(lambda: uid not in mesh.enrolled(), 2.0, "unenrollment", mesh.agent_log)
+    before = int(ticks())
+    time.sleep(1.0)
+    assert int(ticks()) > before, "the live connection stopped before its grace\n" + \
+        mesh.node_log()[-4000:]
+    mesh.wait(lambda: kube.exec(kube_ns, "client", "cat /tmp/closed", check=False).strip(), 10,
+              "the connection to be closed after the grace", mesh.node_log)
+    closed = float(kube.exec(kube_ns, "client", "cat /tmp/closed").strip())
+    print(f"unenrolled -> live connection closed: {closed - t0:.2f} s (grace 3 s)")
+    assert 2.0 <= closed - t0 < 8.0  # whole seconds: busybox date has no %N
+    # A new connection is plain TCP now, and works.
+    assert MARKER in send_from(kube, kube_ns, "client", server_ip)

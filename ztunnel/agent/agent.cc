@@ -9,10 +9,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
 
+#include "ztunnel/core/duration.h"
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/netns.h"
 
@@ -100,7 +102,7 @@ int Agent::Run() {
       fds.push_back({n.fd.get(), POLLIN, 0});
       ids.push_back(n.id);
     }
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
+    if (::poll(fds.data(), fds.size(), FinishLeaving()) < 0) {
       if (errno == EINTR) continue;
       ZT_ERROR("agent", "poll: {}", std::strerror(errno));
       return 1;
@@ -118,7 +120,15 @@ int Agent::Run() {
     ReapNodes();
   }
   // Pods stay enrolled and captured across an agent restart, as with istio-cni: the
-  // rules live in the pods, not in this process.
+  // rules live in the pods, not in this process. Pods still leaving lose their
+  // remaining rules now rather than keep them for ever.
+  for (auto& [uid, pod] : leaving_) {
+    std::string error;
+    if (!iptables::Uninstall(pod.netns.get(), options_.tools, &error)) {
+      ZT_WARN("agent", "removing the rest of pod {}'s capture failed: {}", uid, error);
+    }
+  }
+  leaving_.clear();
   ZT_INFO("agent", "stopping; {} pod(s) stay enrolled", pods_.size());
   ::unlink(options_.zds_socket.c_str());
   ::unlink(options_.control_socket.c_str());
@@ -250,6 +260,29 @@ size_t Agent::ServedNodes() const {
   return n;
 }
 
+int Agent::FinishLeaving() {
+  const auto now = std::chrono::steady_clock::now();
+  int timeout = -1;
+  for (auto it = leaving_.begin(); it != leaving_.end();) {
+    if (it->second.until > now) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(it->second.until - now).count();
+      timeout = timeout < 0 ? static_cast<int>(left) : std::min(timeout, static_cast<int>(left));
+      ++it;
+      continue;
+    }
+    std::string error;
+    if (iptables::Uninstall(it->second.netns.get(), options_.tools, &error)) {
+      ZT_INFO("agent", "pod {}: drain grace over, the rest of its capture removed", it->first);
+    } else {
+      // The pod (and its netns) may be gone already: nothing is left to leak then.
+      ZT_INFO("agent", "pod {}: removing the rest of its capture: {}", it->first, error);
+    }
+    it = leaving_.erase(it);
+  }
+  return timeout < 0 ? -1 : timeout + 1;
+}
+
 bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string* reply) {
   auto get = [&](const char* key) {
     auto it = fields.find(key);
@@ -288,6 +321,9 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
     return false;
   }
   const bool again = existing != pods_.end() && !existing->second.kept();
+  // Enrolled again within its grace: Install puts the redirects back beside the
+  // routing that stayed.
+  leaving_.erase(pod.uid);
   std::string error;
   if (!iptables::Install(pod.netns.get(), options_.capture, options_.tools, &error)) {
     *reply = "installing the capture rules in " + pod.netns_path + " failed: " + error;
@@ -356,10 +392,18 @@ bool Agent::Unenroll(const std::string& uid, std::string* reply) {
   }
   std::string error;
   const bool kept = it->second.kept();
-  const bool removed = kept || iptables::Uninstall(it->second.netns.get(), options_.tools, &error);
+  // New connections go direct at once; those the node process carries keep their
+  // routing for the grace (FinishLeaving removes it).
+  const bool removed =
+      kept || iptables::StopCapturing(it->second.netns.get(), options_.tools, &error);
+  if (!kept) {
+    leaving_[uid] = Leaving{std::move(it->second.netns),
+                            std::chrono::steady_clock::now() + options_.unenroll_grace};
+  }
   pods_.erase(it);
   *reply = kept      ? "pod " + uid + " (kept, without a known netns) unenrolled"
-           : removed ? "pod " + uid + " unenrolled; capture rules removed"
+           : removed ? "pod " + uid + " unenrolled; capture rules removed (connection routing " +
+                           "kept for " + FormatDuration(options_.unenroll_grace) + ")"
                      : "pod " + uid + " unenrolled, but removing its rules failed: " + error;
   ZT_INFO("agent", "{}", *reply);
   zds::WorkloadRequest del;

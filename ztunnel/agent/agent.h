@@ -6,6 +6,7 @@
 // (`ztunnel-agent enroll ...`).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -26,6 +27,10 @@ struct Options {
   // Hold every node's snapshot until a `synced` control request: a restarted agent
   // must not tell node processes "no pods" before it has rebuilt its pod list.
   bool wait_for_sync = false;
+  // After unenroll, how long the connmark routing stays (the REDIRECTs go at once) so
+  // connections the node process still carries keep working through its drain grace.
+  // At least the node process's --drain-timeout.
+  std::chrono::milliseconds unenroll_grace{30000};
 };
 
 /// Pod is one enrolled pod; the netns descriptor is kept open for the snapshot. A
@@ -83,7 +88,18 @@ class Agent {
   size_t ServedNodes() const;
   void ServeControl();
 
+  // Leaving is an unenrolled pod whose connmark routing is still in place; its netns
+  // stays open until the rest of the capture is removed at `until`.
+  struct Leaving {
+    io::UniqueFd netns;
+    std::chrono::steady_clock::time_point until;
+  };
+  // FinishLeaving removes the rest of the capture of pods whose grace is over; returns
+  // the poll timeout until the next one (-1: none).
+  int FinishLeaving();
+
   Options options_;
+  std::map<std::string, Leaving> leaving_;
   io::UniqueFd zds_listen_, control_listen_;
   std::vector<Node> nodes_;
   uint64_t next_node_id_ = 1;

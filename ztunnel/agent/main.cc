@@ -24,13 +24,14 @@
 #include <string>
 
 #include "ztunnel/agent/agent.h"
+#include "ztunnel/core/duration.h"
 #include "ztunnel/inpod/wire.h"
 
 namespace {
 
 constexpr const char* kUsage =
     "usage: ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]\n"
-    "                           [--wait-for-sync]\n"
+    "                           [--wait-for-sync] [--unenroll-grace DURATION]\n"
     "       ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS "
     "--service-account SA\n"
     "       ztunnel-agent keep --uid UID\n"
@@ -39,9 +40,12 @@ constexpr const char* kUsage =
     "       ztunnel-agent list\n"
     "\n"
     "serve --wait-for-sync holds every node process's snapshot until `synced` (a\n"
-    "restarted agent rebuilds its pod list first). Every command but serve talks to a\n"
-    "running agent over --control-socket.\n"
-    "Environment: INPOD_UDS (--zds-socket), ZTUNNEL_AGENT_SOCKET (--control-socket).\n";
+    "restarted agent rebuilds its pod list first). After unenroll, a pod's redirects go at\n"
+    "once and its connection routing after --unenroll-grace (default 30s; at least the\n"
+    "node process's --drain-timeout), so live connections drain. Every command but serve\n"
+    "talks to a running agent over --control-socket.\n"
+    "Environment: INPOD_UDS (--zds-socket), ZTUNNEL_AGENT_SOCKET (--control-socket),\n"
+    "ZTUNNEL_UNENROLL_GRACE (--unenroll-grace).\n";
 
 int Usage(const std::string& problem) {
   std::fprintf(stderr, "ztunnel-agent: %s\n%s", problem.c_str(), kUsage);
@@ -86,8 +90,9 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  const std::set<std::string> valued = {"zds-socket", "control-socket", "netns",          "uid",
-                                        "name",       "namespace",      "service-account"};
+  const std::set<std::string> valued = {
+      "zds-socket", "control-socket", "netns",           "uid",
+      "name",       "namespace",      "service-account", "unenroll-grace"};
   std::map<std::string, std::string> flags;
   bool dns_capture = false, wait_for_sync = false;
   for (int i = 2; i < argc; ++i) {
@@ -123,6 +128,12 @@ int main(int argc, char** argv) {
     options.control_socket = control;
     options.capture.dns_capture = dns_capture;
     options.wait_for_sync = wait_for_sync;
+    const std::string grace = flag_or_env("unenroll-grace", "ZTUNNEL_UNENROLL_GRACE", "30s");
+    const auto parsed = zt::ParseDuration(grace);
+    if (!parsed || *parsed > std::chrono::hours(24)) {
+      return Usage("--unenroll-grace \"" + grace + "\" is not a duration up to 24h (e.g. 30s)");
+    }
+    options.unenroll_grace = *parsed;
     zt::agent::Agent agent(options);
     std::string error;
     if (!agent.Start(&error)) {

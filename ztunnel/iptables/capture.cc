@@ -187,6 +187,28 @@ bool Install(int fd, const CaptureConfig& config, const Tools& tools, std::strin
   return true;
 }
 
+bool StopCapturing(int fd, const Tools& tools, std::string* error) {
+  for (Family f : kFamilies) {
+    Ours ours;
+    if (!ReadOurs(fd, tools, f, &ours, error)) return false;
+    Ours nat;
+    for (const Jump& j : ours.jumps) {
+      if (std::string_view(j.table) == "nat") nat.jumps.push_back(j);
+    }
+    for (const Chain& c : ours.chains) {
+      if (std::string_view(c.table) == "nat") nat.chains.push_back(c);
+    }
+    if (nat.empty()) continue;
+    const CommandResult r =
+        RunInNetns(fd, {RestoreTool(tools, f), "--noflush"}, RemovalInput(nat.jumps, nat.chains));
+    if (!r.ok()) {
+      *error = fmt::format("{} (removing the redirects): {}", RestoreTool(tools, f), r.Describe());
+      return false;
+    }
+  }
+  return true;
+}
+
 bool Uninstall(int fd, const Tools& tools, std::string* error) {
   std::vector<std::string> failures;
   for (Family f : kFamilies) {

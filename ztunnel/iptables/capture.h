@@ -27,6 +27,13 @@ bool Install(int netns_fd, const CaptureConfig& config, const Tools& tools, std:
 /// without any of it is fine. On failure `*error` says what could not be removed.
 bool Uninstall(int netns_fd, const Tools& tools, std::string* error);
 
+/// StopCapturing removes only the REDIRECTs (the nat table's chains and jumps), so
+/// new connections go direct, and keeps the connmark rules and the policy routing
+/// that connections the node process still carries depend on: the app's packets of
+/// such a connection are routed to loopback by their restored mark. Uninstall, after
+/// the drain grace, removes the rest. Install on top of it captures again.
+bool StopCapturing(int netns_fd, const Tools& tools, std::string* error);
+
 /// Snapshot is the namespace's rules and policy routing as text (iptables-save for
 /// both families, `ip rule`, table 100), counters zeroed: for tests and debugging.
 std::string Snapshot(int netns_fd, const Tools& tools = {});

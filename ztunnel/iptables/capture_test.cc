@@ -62,6 +62,35 @@ TEST_CASE("Install is idempotent and Uninstall restores the namespace", "[iptabl
   CHECK(Snapshot(ns.get()) == before);
 }
 
+TEST_CASE("StopCapturing drops the redirects and keeps the connection routing",
+          "[iptables][root]") {
+  io::UniqueFd ns = FreshNetns();
+  const std::string before = Snapshot(ns.get());
+  std::string error;
+  REQUIRE(Install(ns.get(), {}, {}, &error));
+  const std::string installed = Snapshot(ns.get());
+  REQUIRE(StopCapturing(ns.get(), {}, &error));
+  const std::string stopped = Snapshot(ns.get());
+  INFO(stopped);
+  // New connections go direct: no REDIRECT, no nat chain or jump of ours.
+  CHECK(stopped.find("REDIRECT") == std::string::npos);
+  CHECK(stopped.find("*nat") == std::string::npos);
+  // Connections the node process carries keep their mark and its route to loopback.
+  for (const char* expect :
+       {"-A OUTPUT -j ISTIO_OUTPUT", "CONNMARK --restore-mark", "CONNMARK --set-xmark 0x111/0xfff",
+        "fwmark 0x111/0xfff lookup 100", "local default dev lo"}) {
+    CHECK(stopped.find(expect) != std::string::npos);
+  }
+  REQUIRE(StopCapturing(ns.get(), {}, &error));  // twice = once
+  CHECK(Snapshot(ns.get()) == stopped);
+  // Enrolled again within the grace: the same rules as a fresh install.
+  REQUIRE(Install(ns.get(), {}, {}, &error));
+  CHECK(Snapshot(ns.get()) == installed);
+  REQUIRE(StopCapturing(ns.get(), {}, &error));
+  REQUIRE(Uninstall(ns.get(), {}, &error));  // the grace is over
+  CHECK(Snapshot(ns.get()) == before);
+}
+
 TEST_CASE("A failed install names the tool and leaves the namespace as it was",
           "[iptables][root]") {
   io::UniqueFd ns = FreshNetns();

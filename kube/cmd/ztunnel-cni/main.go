@@ -124,6 +124,7 @@ func runAgent(args []string) int {
 	meshConfig := e.String("mesh-config", "ZTUNNEL_MESH_CONFIG", "/var/run/ztunnel/mesh.json", "the local config file written for the node process (its --local-config); empty: do not write one (a control plane serves the node process)")
 	procRoot := e.String("proc-root", "PROC_ROOT", "/proc", "the host's /proc (hostPID), to find running pods' network namespaces")
 	debounce := e.Duration("debounce", "ZTUNNEL_CONFIG_DEBOUNCE", 100*time.Millisecond, "how long a burst of API changes is coalesced before the config is written")
+	unenrollGrace := e.Duration("unenroll-grace", "ZTUNNEL_UNENROLL_GRACE", 30*time.Second, "after a pod leaves the mesh, how long its live connections keep their routing (new ones go direct at once); at least the node process's --drain-timeout")
 	health := e.String("health-listen", "HEALTH_LISTEN", "127.0.0.1:15031", "address of /healthz/ready (200 once the pod list is rebuilt); empty: none")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -157,6 +158,11 @@ func runAgent(args []string) int {
 	if *dns {
 		cfg.RulesAgentArgs = append(cfg.RulesAgentArgs, "--dns-capture")
 	}
+	if *unenrollGrace < 0 || *unenrollGrace > 24*time.Hour {
+		fmt.Fprintln(os.Stderr, "ztunnel-cni agent: --unenroll-grace must be between 0 and 24h")
+		return 2
+	}
+	cfg.RulesAgentArgs = append(cfg.RulesAgentArgs, "--unenroll-grace", fmt.Sprintf("%dms", unenrollGrace.Milliseconds()))
 	a, err := agent.New(cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: %v\n", err)
