@@ -100,6 +100,15 @@ def no_stray_captures():
         c.proc.wait(timeout=10)
 
 
+def ticking_client(kube, ns, server_ip):
+    """A pod "client" holding one live connection to server_ip:PORT, sending a tick
+    every 0.1 s; the echoes go to /tmp/live, and /tmp/closed gets the time (whole
+    seconds: busybox date has no %N) when the connection ends."""
+    return pod(kube, "client", ns, ["sh", "-c",
+               f"(while true; do echo tick; sleep 0.1; done | nc {server_ip} {PORT} > /tmp/live;"
+               " date +%s > /tmp/closed) & sleep 3600"])
+
+
 def test_first_connection_of_a_new_pod_goes_over_hbone(kube, kube_ns, mesh, tmp_path):
     """A labelled namespace: the server pod is captured when its sandbox is made, and a
     client pod whose very first action is a connection is captured before it: the
@@ -233,10 +242,7 @@ def test_authorization_policy_denies_within_a_second_and_closes_live_connections
     label_namespace(kube, kube_ns, "ambient")
     kube.apply(echo_server(kube, "server", kube_ns))
     server_ip = kube.wait_pod_ready(kube_ns, "server")["status"]["podIP"]
-    # A live connection, ticking; /tmp/closed appears when it ends.
-    kube.apply(pod(kube, "client", kube_ns, ["sh", "-c",
-               f"(while true; do echo tick; sleep 0.1; done | nc {server_ip} {PORT} > /tmp/live;"
-               " date +%s.%N > /tmp/closed) & sleep 3600"]))
+    kube.apply(ticking_client(kube, kube_ns, server_ip))
     kube.wait_pod_ready(kube_ns, "client")
     mesh.wait(lambda: "tick" in kube.exec(kube_ns, "client", "cat /tmp/live", check=False), 20,
               "the live connection to carry ticks", mesh.node_log)
@@ -378,9 +384,7 @@ def test_unenrolled_pods_live_connections_get_the_drain_grace(kube, kube_ns, mes
     label_namespace(kube, kube_ns, "ambient")
     kube.apply(echo_server(kube, "server", kube_ns))
     server_ip = kube.wait_pod_ready(kube_ns, "server")["status"]["podIP"]
-    kube.apply(pod(kube, "client", kube_ns, ["sh", "-c",
-               f"(while true; do echo tick; sleep 0.1; done | nc {server_ip} {PORT} > /tmp/live;"
-               " date +%s > /tmp/closed) & sleep 3600"]))
+    kube.apply(ticking_client(kube, kube_ns, server_ip))
     kube.wait_pod_ready(kube_ns, "client")
 
     def ticks():

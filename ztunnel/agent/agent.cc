@@ -53,6 +53,13 @@ zds::WorkloadRequest AddRequest(const Pod& pod) {
   return add;
 }
 
+// DelRequest is the DelWorkload message for `uid`.
+zds::WorkloadRequest DelRequest(const std::string& uid) {
+  zds::WorkloadRequest del;
+  del.mutable_del()->set_uid(uid);
+  return del;
+}
+
 bool WaitReadable(int fd, int timeout_ms) {
   pollfd p{fd, POLLIN, 0};
   int n;
@@ -345,10 +352,8 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
     }
     if (!was_kept) {
       // Node processes that did take it must drop it again.
-      zds::WorkloadRequest del;
-      del.mutable_del()->set_uid(uid);
       std::string ignored;
-      (void)Broadcast(del, -1, &ignored);
+      (void)Broadcast(DelRequest(uid), -1, &ignored);
     }
     *reply = "node process refused pod " + uid + ": " + nack +
              (was_kept ? "; it stays kept" : "; enrollment taken back, capture rules removed");
@@ -406,10 +411,8 @@ bool Agent::Unenroll(const std::string& uid, std::string* reply) {
                            "kept for " + FormatDuration(options_.unenroll_grace) + ")"
                      : "pod " + uid + " unenrolled, but removing its rules failed: " + error;
   ZT_INFO("agent", "{}", *reply);
-  zds::WorkloadRequest del;
-  del.mutable_del()->set_uid(uid);
   std::string nack;
-  if (!Broadcast(del, -1, &nack)) *reply += "; node process answered: " + nack;
+  if (!Broadcast(DelRequest(uid), -1, &nack)) *reply += "; node process answered: " + nack;
   return removed;
 }
 

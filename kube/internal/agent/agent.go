@@ -219,9 +219,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) event(kind, ns, name, reason, msg string) {
 	ref := &corev1.ObjectReference{Kind: kind, Namespace: ns, Name: name}
 	switch kind {
-	case "Pod":
-		ref.APIVersion = "v1"
-	case "Service":
+	case "Pod", "Service":
 		ref.APIVersion = "v1"
 	case "AuthorizationPolicy":
 		ref.APIVersion = "security.istio.io/v1"

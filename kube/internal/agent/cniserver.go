@@ -112,15 +112,16 @@ func (a *Agent) podEvent(ctx context.Context, ev cni.PodEvent) cni.PodEventReply
 		return cni.PodEventReply{Reason: d.Reason}
 	}
 	a.mu.Lock()
-	if old, ok := a.byKey[key]; ok && old != pod.UID {
-		a.mu.Unlock()
+	old, hadKey := a.byKey[key]
+	e, enrolled := a.enrolled[pod.UID]
+	staleSandbox := enrolled && e.netns != ev.Netns
+	a.mu.Unlock()
+	switch {
+	case hadKey && old != pod.UID:
 		_ = a.unenroll(old, key, "pod replaced")
-	} else if e, ok := a.enrolled[pod.UID]; ok && e.netns != ev.Netns {
+	case staleSandbox:
 		// A new sandbox for the same pod (the old one died): capture the new netns.
-		a.mu.Unlock()
 		_ = a.unenroll(pod.UID, key, "sandbox recreated")
-	} else {
-		a.mu.Unlock()
 	}
 	if err := a.enrollPod(pod, ev.Netns, ev.IPs); err != nil {
 		return cni.PodEventReply{Error: "ztunnel could not capture the pod: " + err.Error()}

@@ -97,7 +97,7 @@ func (a *Agent) reconcile(ctx context.Context, key types.NamespacedName) error {
 	d := a.wanted(pod)
 	switch {
 	case d.Enroll && !had:
-		ips := podIPs(pod)
+		ips := enroll.PodIPs(pod)
 		if len(ips) == 0 {
 			return nil // no sandbox yet: the CNI plugin brings it, or a status update
 		}
@@ -114,17 +114,6 @@ func (a *Agent) reconcile(ctx context.Context, key types.NamespacedName) error {
 		}
 	}
 	return a.syncAnnotation(ctx, pod)
-}
-
-func podIPs(pod *corev1.Pod) []string {
-	var out []string
-	for _, ip := range pod.Status.PodIPs {
-		out = append(out, ip.IP)
-	}
-	if len(out) == 0 && pod.Status.PodIP != "" {
-		out = []string{pod.Status.PodIP}
-	}
-	return out
 }
 
 // enrollPod captures the pod: the config names it first (the node process needs its
@@ -149,13 +138,9 @@ func (a *Agent) enrollPod(pod *corev1.Pod, netnsPath string, ips []string) error
 		a.forget(pod.UID, key)
 		return err
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
 	t0 := time.Now()
 	msg, err := a.rules.Enroll(rules.Pod{UID: string(pod.UID), Netns: netnsPath, Name: pod.Name,
-		Namespace: pod.Namespace, ServiceAccount: sa})
+		Namespace: pod.Namespace, ServiceAccount: enroll.ServiceAccount(pod)})
 	if err != nil {
 		a.forget(pod.UID, key)
 		a.writer.MarkDirty()
@@ -238,7 +223,7 @@ func (a *Agent) restore() error {
 		if !a.wanted(pod).Enroll {
 			continue
 		}
-		ips := podIPs(pod)
+		ips := enroll.PodIPs(pod)
 		if len(ips) == 0 {
 			continue // not started: the CNI plugin will bring it
 		}

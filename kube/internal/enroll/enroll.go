@@ -58,3 +58,24 @@ func Decide(pod *corev1.Pod, namespaceLabels map[string]string) Decision {
 func Terminal(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
+
+// PodIPs is the pod's addresses from its status (status.podIPs, else status.podIP).
+func PodIPs(pod *corev1.Pod) []string {
+	var out []string
+	for _, ip := range pod.Status.PodIPs {
+		out = append(out, ip.IP)
+	}
+	if len(out) == 0 && pod.Status.PodIP != "" {
+		out = []string{pod.Status.PodIP}
+	}
+	return out
+}
+
+// ServiceAccount is the account the pod runs as ("default" when unset), the one its
+// SPIFFE identity names.
+func ServiceAccount(pod *corev1.Pod) string {
+	if pod.Spec.ServiceAccountName == "" {
+		return "default"
+	}
+	return pod.Spec.ServiceAccountName
+}

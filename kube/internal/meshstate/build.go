@@ -53,6 +53,19 @@ func Build(in Inputs) (Config, []Problem) {
 	cfg := Config{Workloads: []Workload{}, Services: []Service{}, Policies: []Policy{}}
 	endpointPorts, slicePortProblems := podServicePorts(in)
 	problems = append(problems, slicePortProblems...)
+	// As istiod: a selector without matchLabels selects nothing (nil), an empty one
+	// everything; the root namespace's select in every namespace.
+	type selecting struct {
+		namespace, key string
+		selector       labels.Selector
+	}
+	var selectors []selecting
+	for _, p := range in.Policies {
+		if p.Scope == "WorkloadSelector" && p.Selector != nil {
+			selectors = append(selectors, selecting{p.Namespace, p.Namespace + "/" + p.Name,
+				labels.SelectorFromSet(p.Selector)})
+		}
+	}
 	for _, pod := range in.Pods {
 		w, problem := workload(in, pod)
 		if problem != nil {
@@ -60,13 +73,10 @@ func Build(in Inputs) (Config, []Problem) {
 			continue
 		}
 		w.Services = endpointPorts[pod.UID]
-		for _, p := range in.Policies {
-			// As istiod: a selector without matchLabels selects nothing (nil), an
-			// empty one everything; the root namespace's select in every namespace.
-			if p.Scope == "WorkloadSelector" && p.Selector != nil &&
-				(p.Namespace == pod.Namespace || p.Namespace == in.RootNamespace) &&
-				labels.SelectorFromSet(p.Selector).Matches(labels.Set(pod.Labels)) {
-				w.AuthorizationPolicies = append(w.AuthorizationPolicies, p.Namespace+"/"+p.Name)
+		for _, s := range selectors {
+			if (s.namespace == pod.Namespace || s.namespace == in.RootNamespace) &&
+				s.selector.Matches(labels.Set(pod.Labels)) {
+				w.AuthorizationPolicies = append(w.AuthorizationPolicies, s.key)
 			}
 		}
 		cfg.Workloads = append(cfg.Workloads, w)
@@ -103,26 +113,17 @@ func workload(in Inputs, pod *corev1.Pod) (Workload, *Problem) {
 	}
 	ips := in.IPOverride[pod.UID]
 	if len(ips) == 0 {
-		for _, ip := range pod.Status.PodIPs {
-			ips = append(ips, ip.IP)
-		}
-		if len(ips) == 0 && pod.Status.PodIP != "" {
-			ips = []string{pod.Status.PodIP}
-		}
+		ips = enroll.PodIPs(pod)
 	}
 	if len(ips) == 0 {
 		return Workload{}, problem("no IP yet", true)
-	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
 	}
 	name, kind := workloadNameAndType(pod)
 	w := Workload{
 		UID:               in.ClusterID + "//v1/Pod/" + pod.Namespace + "/" + pod.Name,
 		Name:              pod.Name,
 		Namespace:         pod.Namespace,
-		ServiceAccount:    sa,
+		ServiceAccount:    enroll.ServiceAccount(pod),
 		TrustDomain:       in.TrustDomain,
 		WorkloadIPs:       ips,
 		Protocol:          "TCP",
