@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
 
@@ -109,7 +110,10 @@ Result<int> CancelFdAndWait(Loop& loop, int fd) {
 
 // --- MultishotAccept -------------------------------------------------------------
 
-MultishotAccept::MultishotAccept(Loop& loop, int listen_fd) : loop_(loop), fd_(listen_fd) { Arm(); }
+MultishotAccept::MultishotAccept(Loop& loop, int listen_fd, size_t max_queued)
+    : loop_(loop), fd_(listen_fd), max_queued_(std::max<size_t>(max_queued, 2)) {
+  Arm();
+}
 
 MultishotAccept::~MultishotAccept() {
   assert(!armed_ && "destroying an armed MultishotAccept: call Stop() and wait");
@@ -122,6 +126,7 @@ void MultishotAccept::Arm() {
   io_uring_prep_multishot_accept(loop_.Prepare(this), fd_, nullptr, nullptr,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
   armed_ = true;
+  paused_ = false;
 }
 
 namespace {
@@ -141,17 +146,25 @@ void MultishotAccept::OnComplete(int32_t res, uint32_t flags) {
     // no longer listens (EINVAL after shutdown, EBADF after close), or resources ran
     // out: re-arming then only fails again at once, so Next() re-arms when the caller
     // asks for the next connection, after its back-off.
-    if (!stopped_ && res != -ECANCELED && res != -EINVAL && res != -EBADF &&
+    // A pause (the queue is full) ends the same way: Next() re-arms.
+    if (!stopped_ && !paused_ && res != -ECANCELED && res != -EINVAL && res != -EBADF &&
         !ResourceExhausted(res)) {
       Arm();
     }
   }
-  if (res == -ECANCELED && stopped_) {
-    // no fd; the waiter learns about the stop below
+  if (res == -ECANCELED && (stopped_ || paused_)) {
+    // no fd; a stop wakes the waiter below, a pause ends quietly
   } else if (res < 0 && !ready_.empty() && ready_.back() < 0) {
     // At most one pending error: a burst of failures must not grow the queue.
   } else {
     ready_.push_back(res);
+    // A consumer slower than the kernel must not turn the whole backlog into open fds
+    // here: stop accepting until it catches up (the kernel may still post what it has
+    // in flight before the cancel lands; that stays a handful).
+    if (armed_ && !paused_ && !stopped_ && ready_.size() >= max_queued_) {
+      paused_ = true;
+      loop_.CancelOp(this);
+    }
   }
   if (waiter_ != nullptr) std::exchange(waiter_, nullptr)->Resume();
 }
@@ -166,6 +179,8 @@ Result<UniqueFd> MultishotAccept::Next() {
   }
   const int32_t res = ready_.front();
   ready_.pop_front();
+  // Resume a paused accept once the cancel has landed and half the queue is taken.
+  if (paused_ && !armed_ && !stopped_ && ready_.size() <= max_queued_ / 2) Arm();
   if (res < 0) return FromCqe(res);
   return UniqueFd(res);
 }

@@ -57,10 +57,14 @@ Result<int> CancelFdAndWait(Loop& loop, int fd);
 /// released the operation, after which the object may be destroyed. When accepting
 /// fails for want of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS) it
 /// is not re-armed until the next Next(), so the caller can back off first, and at
-/// most one error waits in its queue.
+/// most one error waits in its queue. At most `max_queued` accepted connections wait
+/// for Next(): past that the accept is cancelled, the kernel's listen backlog holds new
+/// connections (pushing back on clients), and Next() re-arms once half are taken.
 class MultishotAccept final : public Completion {
  public:
-  MultishotAccept(Loop& loop, int listen_fd);
+  /// kDefaultMaxQueued bounds the fds a slow consumer can leave waiting per listener.
+  static constexpr size_t kDefaultMaxQueued = 256;
+  MultishotAccept(Loop& loop, int listen_fd, size_t max_queued = kDefaultMaxQueued);
   ~MultishotAccept();
   /// Next suspends the current fiber until a connection (or an error) arrives.
   Result<UniqueFd> Next();
@@ -68,14 +72,18 @@ class MultishotAccept final : public Completion {
   void Stop();
   /// armed is true while the kernel still holds the operation (the object must live).
   bool armed() const { return armed_; }
+  /// queued is how many accepted connections (or errors) wait for Next().
+  size_t queued() const { return ready_.size(); }
   void OnComplete(int32_t res, uint32_t flags) override;
 
  private:
   void Arm();
   Loop& loop_;
   int fd_;
+  size_t max_queued_;
   bool armed_ = false;
   bool stopped_ = false;
+  bool paused_ = false;        // cancelled because the queue is full; Next() re-arms
   std::deque<int32_t> ready_;  // accepted fds or negative errnos
   Fiber* waiter_ = nullptr;
 };

@@ -9,8 +9,10 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "ztunnel/io/socket.h"
@@ -43,11 +45,8 @@ TEST_CASE("Accept and Connect pair up over loopback", "[io]") {
 
 TEST_CASE("Connect to a closed port fails with ECONNREFUSED", "[io]") {
   LoopThread lt;
-  SocketAddress closed;
-  {
-    Listener l = ListenLoopback();
-    closed = l.addr;
-  }  // closed now
+  Listener refusing = testing::BindRefusingLoopback();
+  const SocketAddress closed = refusing.addr;
   Status s = lt.RunFiber([&] {
     auto client = TcpSocket(AF_INET);
     return Connect(lt.loop(), client->get(), closed, 1s);
@@ -258,6 +257,41 @@ TEST_CASE("MultishotAccept yields every connection and stops cleanly", "[io]") {
   });
   CHECK(accepted == kConns);
   CHECK(stop_code == Errc::kCancelled);
+}
+
+TEST_CASE("MultishotAccept stops accepting while its queue is full, then resumes", "[io]") {
+  LoopThread lt;
+  Listener l = ListenLoopback(1024);
+  constexpr size_t kMax = 8;
+  constexpr int kConns = 40;
+  auto [queued_when_full, accepted, distinct] = lt.RunFiber([&] {
+    MultishotAccept accept(lt.loop(), l.fd.get(), kMax);
+    std::vector<UniqueFd> clients;
+    // One connection at a time, each given time to be accepted: a consumer that never
+    // calls Next() must not leave more than kMax accepted fds (plus one the kernel may
+    // post before the cancel lands); the rest wait in the listen backlog.
+    for (int i = 0; i < kConns; ++i) {
+      clients.push_back(BlockingConnect(l.addr));
+      Sleep(lt.loop(), 2ms);
+    }
+    const size_t full = accept.queued();
+    std::vector<UniqueFd> got;
+    while (got.size() < static_cast<size_t>(kConns)) {
+      auto fd = accept.Next();
+      REQUIRE(fd.ok());
+      got.push_back(std::move(fd).value());
+    }
+    std::set<int> fds;
+    for (auto& fd : got) fds.insert(fd.get());
+    accept.Stop();
+    auto after = accept.Next();
+    REQUIRE_FALSE(after.ok());
+    return std::make_tuple(full, got.size(), fds.size());
+  });
+  CHECK(queued_when_full >= kMax);
+  CHECK(queued_when_full <= kMax + 1);
+  CHECK(accepted == static_cast<size_t>(kConns));  // nothing lost: the backlog kept them
+  CHECK(distinct == static_cast<size_t>(kConns));
 }
 
 TEST_CASE("MultishotRecv fills provided buffers until EOF", "[io]") {

@@ -35,6 +35,20 @@ inline Listener ListenLoopback(int backlog = 128) {
   return {std::move(l).value(), *addr};
 }
 
+/// BindRefusingLoopback binds 127.0.0.1:0 without listening: every connect to it is
+/// refused, and the port stays taken while the returned fd lives (a closed listener's
+/// port could be reused by anything on the machine, or be a connect's own source port).
+inline Listener BindRefusingLoopback() {
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const SocketAddress any = SocketAddress::Loopback4(0);
+  if (!fd.valid() || ::bind(fd.get(), any.sa(), any.len()) != 0) {
+    throw std::runtime_error(std::string("bind 127.0.0.1:0: ") + std::strerror(errno));
+  }
+  auto addr = LocalAddress(fd.get());
+  if (!addr) throw std::runtime_error("getsockname: " + addr.error().Message());
+  return {std::move(fd), *addr};
+}
+
 /// BlockingConnect connects a plain blocking client socket (the test's side).
 inline UniqueFd BlockingConnect(const SocketAddress& addr) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0));

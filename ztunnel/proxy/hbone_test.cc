@@ -82,11 +82,8 @@ TEST_CASE("An unreachable target gets 503 and the application a reset", "[proxy]
   InboundServer inbound(pki.server);
   Client client(inbound.addr(), pki.client, {kServerId});
   REQUIRE(client.ready());
-  io::SocketAddress closed;
-  {
-    Listener gone = ListenLoopback();
-    closed = gone.addr;
-  }
+  Listener refusing = io::testing::BindRefusingLoopback();
+  const io::SocketAddress closed = refusing.addr;
   auto result = std::make_shared<std::promise<StreamResult>>();
   UniqueFd app = client.Open(closed, result);
   auto f = result->get_future();
@@ -408,11 +405,8 @@ TEST_CASE("The pool shares connections: 300 streams from 3 identities use 3 conn
 
 TEST_CASE("The pool reports why it cannot connect", "[proxy][hbone]") {
   Pki pki;
-  io::SocketAddress closed;
-  {
-    Listener gone = ListenLoopback();
-    closed = gone.addr;
-  }
+  Listener refusing = io::testing::BindRefusingLoopback();
+  const io::SocketAddress closed = refusing.addr;
   LoopThread lt;
   PoolOptions options;
   options.mark = 0;

@@ -133,11 +133,8 @@ TEST_CASE("Outbound resets connections it cannot place", "[proxy]") {
     CHECK(RecvError(c.get()) == ECONNRESET);
   }
   SECTION("upstream refuses") {
-    io::SocketAddress closed;
-    {
-      Listener gone = ListenLoopback();
-      closed = gone.addr;
-    }
+    Listener refusing = io::testing::BindRefusingLoopback();
+    const io::SocketAddress closed = refusing.addr;
     RunningWorker worker([closed](int) -> Result<io::SocketAddress> { return closed; });
     UniqueFd c = BlockingConnect(worker.addr());
     CHECK(RecvError(c.get()) == ECONNRESET);
