@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 60
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build test unit integration kube kube-up kube-down demo bench bench-hbone bench-quick bench-relay bench-kube asan fuzz format clean
+.PHONY: all setup configure build image test unit integration kube kube-up kube-down demo bench bench-hbone bench-quick bench-relay bench-kube asan fuzz format clean
 
 all: build
 
@@ -18,6 +18,11 @@ configure: setup
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The node's container images as OCI archives in $(BUILD_DIR)/image (no Docker engine):
+# ztunnel (node process) and ztunnel-cni (node agent). TAG=... overrides the version.
+image: build
+	@/usr/bin/python3 scripts/image.py --build-dir $(BUILD_DIR) $(if $(TAG),--tag $(TAG))
 
 # Every test: unit tests, the root-only integration tests and the bench smoke run on
 # the release build; then the unit and integration tests again under ASan + UBSan;

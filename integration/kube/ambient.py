@@ -21,7 +21,7 @@ import ztnet  # noqa: E402
 
 CNI_BIN = os.environ.get("ZTUNNEL_CNI_BIN", str(REPO / "build/kube/ztunnel-cni"))
 AGENT_BIN = os.environ.get("ZTUNNEL_AGENT_BIN", str(REPO / "build/ztunnel/agent/ztunnel-agent"))
-CRD = REPO / "kube/crds/authorizationpolicies.security.istio.io.yaml"
+CRD = REPO / "helm/ztunnel/crds/authorizationpolicies.security.istio.io.yaml"
 PORT = 8080
 MARKER = "ZTMARKER-plaintext-must-not-appear"
 POD_SUBNET = "10.244.0.0/24"  # node.py's host-local range

@@ -416,6 +416,34 @@ bool Agent::Unenroll(const std::string& uid, std::string* reply) {
   return removed;
 }
 
+bool Agent::Cleanup(std::string* reply) {
+  int removed = 0, failed = 0;
+  std::string first_error;
+  auto uninstall = [&](const std::string& uid, int netns_fd) {
+    std::string error;
+    if (iptables::Uninstall(netns_fd, options_.tools, &error)) {
+      ++removed;
+    } else {
+      // A pod whose netns is gone has nothing left to leak.
+      ++failed;
+      if (first_error.empty()) first_error = "pod " + uid + ": " + error;
+    }
+  };
+  for (auto& [uid, pod] : pods_) {
+    if (!pod.kept()) uninstall(uid, pod.netns.get());
+    std::string nack;
+    (void)Broadcast(DelRequest(uid), -1, &nack);
+  }
+  for (auto& [uid, leaving] : leaving_) uninstall(uid, leaving.netns.get());
+  pods_.clear();
+  leaving_.clear();
+  *reply = fmt::format("capture removed from {} pods", removed);
+  if (failed > 0)
+    *reply += fmt::format(" ({} could not be entered; first: {})", failed, first_error);
+  ZT_INFO("agent", "cleanup: {}", *reply);
+  return true;
+}
+
 bool Agent::Synced(std::string* reply) {
   if (synced_) {
     *reply = "already synced";
@@ -464,6 +492,8 @@ void Agent::ServeControl() {
     ok = Unenroll(fields.count("uid") ? fields.at("uid") : "", &reply);
   } else if (verb == "keep") {
     ok = Keep(fields.count("uid") ? fields.at("uid") : "", &reply);
+  } else if (verb == "cleanup") {
+    ok = Cleanup(&reply);
   } else if (verb == "synced") {
     ok = Synced(&reply);
   } else if (verb == "list") {

@@ -60,6 +60,9 @@ class Agent {
   /// restart): snapshots carry it as KeepWorkload, so node processes keep serving it.
   bool Keep(const std::string& uid, std::string* reply);
   /// Unenroll removes the rules and tells every node process.
+  // Cleanup removes every pod's capture entirely and at once (an uninstall: no node
+  // process will carry their connections), and tells the node processes.
+  bool Cleanup(std::string* reply);
   bool Unenroll(const std::string& uid, std::string* reply);
   /// Synced ends --wait-for-sync: waiting node processes get their snapshots.
   bool Synced(std::string* reply);

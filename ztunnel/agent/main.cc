@@ -7,6 +7,7 @@
 //   ztunnel-agent keep --uid UID        (enrolled, netns not known yet)
 //   ztunnel-agent unenroll --uid UID [--control-socket PATH]
 //   ztunnel-agent synced                (ends --wait-for-sync)
+//   ztunnel-agent cleanup               (an uninstall: every capture removed now)
 //   ztunnel-agent list [--control-socket PATH]
 //
 // Environment: INPOD_UDS (the ZDS socket, as Istio's ztunnel names it),
@@ -37,12 +38,14 @@ constexpr const char* kUsage =
     "       ztunnel-agent keep --uid UID\n"
     "       ztunnel-agent unenroll --uid UID\n"
     "       ztunnel-agent synced\n"
+    "       ztunnel-agent cleanup\n"
     "       ztunnel-agent list\n"
     "\n"
     "serve --wait-for-sync holds every node process's snapshot until `synced` (a\n"
     "restarted agent rebuilds its pod list first). After unenroll, a pod's redirects go at\n"
     "once and its connection routing after --unenroll-grace (default 30s; at least the\n"
-    "node process's --drain-timeout), so live connections drain. Every command but serve\n"
+    "node process's --drain-timeout), so live connections drain; cleanup (an uninstall)\n"
+    "removes every pod's capture at once. Every command but serve\n"
     "talks to a running agent over --control-socket.\n"
     "Environment: INPOD_UDS (--zds-socket), ZTUNNEL_AGENT_SOCKET (--control-socket),\n"
     "ZTUNNEL_UNENROLL_GRACE (--unenroll-grace).\n";
@@ -163,6 +166,7 @@ int main(int argc, char** argv) {
     return Request(control, "keep\nuid=" + flags["uid"] + "\n");
   }
   if (command == "synced") return Request(control, "synced\n");
+  if (command == "cleanup") return Request(control, "cleanup\n");
   if (command == "list") return Request(control, "list\n");
   return Usage("unknown command \"" + command + "\"");
 }

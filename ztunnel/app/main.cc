@@ -488,6 +488,7 @@ int main(int argc, char** argv) {
   admin::Readiness readiness;
   readiness.Set("workers", true);
   metrics::Metrics metrics;
+  metrics.RecordBuild(ZTUNNEL_VERSION);
   AdminContext admin_ctx;
   std::vector<admin::HttpEndpoint> endpoints;
   auto endpoint = [&](const std::string& listen, const char* name, admin::HttpHandler h) {

@@ -124,6 +124,15 @@ Metrics::Metrics()
 
 Metrics::~Metrics() = default;
 
+void Metrics::RecordBuild(const std::string& tag) {
+  prometheus::BuildGauge()
+      .Name("istio_build")
+      .Help("Istio component build info")
+      .Register(*registry_)
+      .Add({{"component", "ztunnel"}, {"tag", tag}})
+      .Set(1);
+}
+
 void Metrics::ProxyStarted() {
   active_proxies_->Increment();
   proxies_started_->Increment();

@@ -31,6 +31,9 @@ class Metrics {
   OverloadMetrics& overload() { return *overload_; }
 
   /// ProxyStarted / ProxyStopped track enrolled pods (Istio's workload_manager_*).
+  /// RecordBuild exports istio_build{component="ztunnel",tag=...} 1, as Istio's ztunnel
+  /// does (dashboards count versions during a rollout with it). Call once.
+  void RecordBuild(const std::string& tag);
   void ProxyStarted();
   void ProxyStopped();
   /// ConfigReload counts a local-config reload that was applied or rejected.

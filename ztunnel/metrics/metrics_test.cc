@@ -135,7 +135,9 @@ TEST_CASE("Enrollment, reload and process metrics are exported", "[metrics]") {
   m.ConfigReload(true);
   m.ConfigReload(false);
   m.ConfigReload(false);
+  m.RecordBuild("1.2.3");
   const std::string text = m.Render();
+  CHECK(Value(Line(text, "istio_build", {R"(component="ztunnel")", R"(tag="1.2.3")"})) == 1);
   CHECK(text.find("\nworkload_manager_active_proxy_count 1") != std::string::npos);
   CHECK(text.find("\nworkload_manager_proxies_started_total 2") != std::string::npos);
   CHECK(text.find("\nworkload_manager_proxies_stopped_total 1") != std::string::npos);

@@ -38,6 +38,8 @@ func main() {
 	switch os.Args[1] {
 	case "agent":
 		os.Exit(runAgent(os.Args[2:]))
+	case "cleanup-annotations":
+		os.Exit(runSweep(os.Args[2:]))
 	case "version", "--version":
 		fmt.Println("ztunnel-cni", version)
 	case "help", "--help", "-h":
@@ -51,9 +53,33 @@ func main() {
 
 func usage(w *os.File) {
 	fmt.Fprint(w, `usage: ztunnel-cni agent [flags]     (ztunnel-cni agent --help lists them)
+       ztunnel-cni cleanup-annotations [--kubeconfig FILE]   (after an uninstall)
        ztunnel-cni version
 Run by a container runtime with CNI_COMMAND set, it is the chained CNI plugin.
 `)
+}
+
+// runSweep removes the redirection annotation left on any pod (the chart's
+// post-delete hook).
+func runSweep(args []string) int {
+	fs := flag.NewFlagSet("ztunnel-cni cleanup-annotations", flag.ContinueOnError)
+	e := &envFlags{fs: fs}
+	kubeconfig := e.String("kubeconfig", "KUBECONFIG", "", "kubeconfig file; empty: the in-cluster service account")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := agent.SweepAnnotations(ctx, *kubeconfig)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ztunnel-cni cleanup-annotations: %v\n", err)
+		return 1
+	}
+	fmt.Printf("removed the %s annotation from %d pods\n", "ambient.istio.io/redirection", n)
+	return 0
 }
 
 // envFlags registers flags whose defaults come from environment variables.
@@ -97,6 +123,20 @@ func (e *envFlags) Duration(name, envName string, fallback time.Duration, help s
 	return e.fs.Duration(name, v, help+" (env "+envName+")")
 }
 
+// excludeList is the comma-separated list plus the agent's own namespace, deduplicated.
+func excludeList(list, own string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, ns := range append(strings.Split(list, ","), own) {
+		ns = strings.TrimSpace(ns)
+		if ns != "" && !seen[ns] {
+			seen[ns] = true
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
 func runAgent(args []string) int {
 	fs := flag.NewFlagSet("ztunnel-cni agent", flag.ContinueOnError)
 	// Only klog's verbosity: its file-logging flags do not belong in a container.
@@ -125,6 +165,9 @@ func runAgent(args []string) int {
 	procRoot := e.String("proc-root", "PROC_ROOT", "/proc", "the host's /proc (hostPID), to find running pods' network namespaces")
 	debounce := e.Duration("debounce", "ZTUNNEL_CONFIG_DEBOUNCE", 100*time.Millisecond, "how long a burst of API changes is coalesced before the config is written")
 	unenrollGrace := e.Duration("unenroll-grace", "ZTUNNEL_UNENROLL_GRACE", 30*time.Second, "after a pod leaves the mesh, how long its live connections keep their routing (new ones go direct at once); at least the node process's --drain-timeout")
+	exclude := e.String("exclude-namespaces", "EXCLUDE_NAMESPACES", "kube-system", "comma-separated namespaces never enrolled, whose new pods the CNI plugin passes without the agent; the agent's own namespace (POD_NAMESPACE) is added")
+	onExit := e.String("on-exit", "ZTUNNEL_CNI_ON_EXIT", "auto", "what a stopping agent leaves: auto (in a pod: keep while its DaemonSet lives on, cleanup once it is deleted; outside a pod: unchain), keep (plugin chained, pods captured), unchain (pods captured), cleanup (nothing of ours)")
+	dsName := e.String("daemonset-name", "DAEMONSET_NAME", "ztunnel-cni", "this agent's DaemonSet (in POD_NAMESPACE), which --on-exit=auto asks about")
 	health := e.String("health-listen", "HEALTH_LISTEN", "127.0.0.1:15031", "address of /healthz/ready (200 once the pod list is rebuilt); empty: none")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -154,6 +197,14 @@ func runAgent(args []string) int {
 		ZDSSocket: *zds, ControlSocket: *control, CNISocket: *cniSocket, CNIBinDir: *binDir,
 		CNIConfDir: *confDir, InstallCNI: *install, MeshConfigPath: *meshConfig,
 		ProcRoot: *procRoot, Debounce: *debounce, HealthListen: *health,
+		ExcludeNamespaces: excludeList(*exclude, os.Getenv("POD_NAMESPACE")),
+		OnExit:            *onExit, PodNamespace: os.Getenv("POD_NAMESPACE"), DaemonSetName: *dsName,
+	}
+	switch *onExit {
+	case agent.ExitAuto, agent.ExitKeep, agent.ExitUnchain, agent.ExitCleanup:
+	default:
+		fmt.Fprintf(os.Stderr, "ztunnel-cni agent: --on-exit %q: want auto, keep, unchain or cleanup\n", *onExit)
+		return 2
 	}
 	if *dns {
 		cfg.RulesAgentArgs = append(cfg.RulesAgentArgs, "--dns-capture")

@@ -29,7 +29,6 @@ import (
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
-	"ztunnel.dev/kube/internal/cni"
 	"ztunnel.dev/kube/internal/enroll"
 	"ztunnel.dev/kube/internal/rules"
 )
@@ -206,13 +205,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	<-ctx.Done()
 	a.queue.ShutDown()
-	if a.cfg.InstallCNI {
-		// Pods created while no agent runs must not wait for one that is gone for good;
-		// an upgrade's new agent chains itself again.
-		if err := cni.Unchain(a.cfg.CNIConfDir); err != nil {
-			klog.ErrorS(err, "removing the CNI plugin from the network config")
-		}
-	}
+	a.onExit()
 	return nil
 }
 

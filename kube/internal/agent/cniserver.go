@@ -58,7 +58,7 @@ func (a *Agent) serveCNI(ctx context.Context) error {
 func (a *Agent) keepChained(ctx context.Context, bin string) {
 	reported := ""
 	for {
-		path, changed, err := cni.Chain(a.cfg.CNIConfDir, a.cfg.CNISocket)
+		path, changed, err := cni.Chain(a.cfg.CNIConfDir, cni.Entry{AgentSocket: a.cfg.CNISocket, ExcludeNamespaces: a.cfg.ExcludeNamespaces})
 		switch {
 		case err != nil && err.Error() != reported:
 			klog.ErrorS(err, "chaining the CNI plugin (new pods are not captured before they start until it works)")

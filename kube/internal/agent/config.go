@@ -23,9 +23,18 @@ type Config struct {
 	CNIBinDir      string
 	CNIConfDir     string
 	InstallCNI     bool
+	// ExcludeNamespaces are never enrolled, and the CNI plugin passes their pods without
+	// asking the agent, so the mesh's own pods and the system's start while it is away.
+	ExcludeNamespaces []string
 
 	MeshConfigPath string // the node process's --local-config
 	ProcRoot       string
 	Debounce       time.Duration
 	HealthListen   string
+
+	// OnExit is what a stopping agent leaves on the node (ExitAuto, ...); PodNamespace
+	// and DaemonSetName name the agent's own DaemonSet, which ExitAuto asks about.
+	OnExit        string
+	PodNamespace  string
+	DaemonSetName string
 }

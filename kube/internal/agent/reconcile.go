@@ -61,6 +61,11 @@ func (a *Agent) processNext(ctx context.Context) bool {
 
 // wanted says whether the pod should be captured, and why (or why not).
 func (a *Agent) wanted(pod *corev1.Pod) enroll.Decision {
+	for _, ns := range a.cfg.ExcludeNamespaces {
+		if pod.Namespace == ns {
+			return enroll.Decision{Enroll: false, Reason: "namespace " + ns + " is excluded (--exclude-namespaces)"}
+		}
+	}
 	var nsLabels map[string]string
 	if ns, err := a.nsLister.Get(pod.Namespace); err == nil {
 		nsLabels = ns.Labels

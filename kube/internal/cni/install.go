@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -63,10 +64,30 @@ func primaryConfig(confDir string) (string, error) {
 	return filepath.Join(confDir, names[0]), nil
 }
 
+// Entry is our plugin's entry in the chained configuration: where the agent listens,
+// and the namespaces whose pods the plugin passes without asking it (so the mesh's own
+// pods and the system's can start while the agent is away).
+type Entry struct {
+	AgentSocket       string
+	ExcludeNamespaces []string
+}
+
+func (e Entry) conf() map[string]any {
+	m := map[string]any{"type": PluginType, "agentSocket": e.AgentSocket}
+	if len(e.ExcludeNamespaces) > 0 {
+		ns := make([]any, len(e.ExcludeNamespaces))
+		for i, n := range e.ExcludeNamespaces {
+			ns[i] = n
+		}
+		m["excludeNamespaces"] = ns
+	}
+	return m
+}
+
 // Chain adds our plugin at the end of the primary network's plugin list (a single
 // .conf becomes a .conflist, as istio-cni does). It returns the file and whether it
 // changed; running it again changes nothing.
-func Chain(confDir, agentSocket string) (string, bool, error) {
+func Chain(confDir string, entry Entry) (string, bool, error) {
 	path, err := primaryConfig(confDir)
 	if err != nil {
 		return "", false, err
@@ -87,16 +108,17 @@ func Chain(confDir, agentSocket string) (string, bool, error) {
 		conf = map[string]any{"cniVersion": conf["cniVersion"], "name": conf["name"], "plugins": []any{single}}
 		plugins = conf["plugins"].([]any)
 	}
-	for _, p := range plugins {
+	want := entry.conf()
+	for i, p := range plugins {
 		if m, ok := p.(map[string]any); ok && m["type"] == PluginType {
-			if m["agentSocket"] == agentSocket {
+			if reflect.DeepEqual(m, want) {
 				return path, false, nil
 			}
-			m["agentSocket"] = agentSocket
+			plugins[i] = want
 			return path, true, writeConf(path, path, conf)
 		}
 	}
-	conf["plugins"] = append(plugins, map[string]any{"type": PluginType, "agentSocket": agentSocket})
+	conf["plugins"] = append(plugins, want)
 	out := path
 	if !strings.HasSuffix(path, ".conflist") {
 		out = strings.TrimSuffix(path, filepath.Ext(path)) + ".conflist"

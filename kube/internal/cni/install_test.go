@@ -17,11 +17,11 @@ func TestChainIsIdempotentAndUnchainRestores(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "99-other.conflist"), []byte(orig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	path, changed, err := Chain(dir, "/run/z/cni.sock")
+	path, changed, err := Chain(dir, Entry{AgentSocket: "/run/z/cni.sock"})
 	if err != nil || !changed || filepath.Base(path) != "10-net.conflist" {
 		t.Fatalf("Chain = %s %v %v", path, changed, err)
 	}
-	if _, changed, _ := Chain(dir, "/run/z/cni.sock"); changed {
+	if _, changed, _ := Chain(dir, Entry{AgentSocket: "/run/z/cni.sock"}); changed {
 		t.Error("a second Chain changed the file")
 	}
 	conf := readJSON(t, path)
@@ -41,12 +41,37 @@ func TestChainIsIdempotentAndUnchainRestores(t *testing.T) {
 	}
 }
 
+func TestChainUpdatesOurEntryWhenItsSettingsChange(t *testing.T) {
+	dir := t.TempDir()
+	orig := `{"cniVersion":"1.0.0","name":"k8s","plugins":[{"type":"bridge"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "10-net.conflist"), []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entry := Entry{AgentSocket: "/s", ExcludeNamespaces: []string{"kube-system", "ztunnel"}}
+	path, _, err := Chain(dir, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, _ := Chain(dir, entry); changed {
+		t.Error("the same entry changed the file")
+	}
+	entry.ExcludeNamespaces = []string{"kube-system"}
+	if _, changed, _ := Chain(dir, entry); !changed {
+		t.Error("new exclusions did not change the file")
+	}
+	plugins := readJSON(t, path)["plugins"].([]any)
+	ours := plugins[1].(map[string]any)
+	if len(plugins) != 2 || len(ours["excludeNamespaces"].([]any)) != 1 {
+		t.Errorf("%v", plugins)
+	}
+}
+
 func TestChainWrapsASingleConf(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "10-net.conf"), []byte(`{"cniVersion":"0.4.0","name":"k8s","type":"bridge"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	path, _, err := Chain(dir, "/s")
+	path, _, err := Chain(dir, Entry{AgentSocket: "/s"})
 	if err != nil || filepath.Base(path) != "10-net.conflist" {
 		t.Fatalf("%s %v", path, err)
 	}
@@ -60,7 +85,7 @@ func TestChainWrapsASingleConf(t *testing.T) {
 }
 
 func TestChainNeedsANetwork(t *testing.T) {
-	if _, _, err := Chain(t.TempDir(), "/s"); err == nil {
+	if _, _, err := Chain(t.TempDir(), Entry{AgentSocket: "/s"}); err == nil {
 		t.Error("Chain with no network config succeeded")
 	}
 }

@@ -42,11 +42,13 @@ type PodEventReply struct {
 }
 
 type netConf struct {
-	CNIVersion  string          `json:"cniVersion"`
-	Name        string          `json:"name"`
-	Type        string          `json:"type"`
-	AgentSocket string          `json:"agentSocket"`
-	PrevResult  json.RawMessage `json:"prevResult"`
+	CNIVersion  string `json:"cniVersion"`
+	Name        string `json:"name"`
+	Type        string `json:"type"`
+	AgentSocket string `json:"agentSocket"`
+	// ExcludeNamespaces: pods here pass without the agent (the mesh's own, the system's).
+	ExcludeNamespaces []string        `json:"excludeNamespaces"`
+	PrevResult        json.RawMessage `json:"prevResult"`
 }
 
 type prevResult struct {
@@ -101,6 +103,12 @@ func RunPlugin(stdin io.Reader, stdout io.Writer) int {
 		addr, _, _ := strings.Cut(ip.Address, "/")
 		ev.IPs = append(ev.IPs, addr)
 	}
+	if command == "ADD" && contains(conf.ExcludeNamespaces, ev.PodNS) {
+		// Never enrolled, and must start even while the agent is away (the node
+		// process's own pod, the system's): not asked.
+		_, _ = stdout.Write(result)
+		return 0
+	}
 	socket := conf.AgentSocket
 	if socket == "" {
 		socket = DefaultAgentSocket
@@ -126,6 +134,15 @@ func RunPlugin(stdin io.Reader, stdout io.Writer) int {
 	}
 	_, _ = stdout.Write(result)
 	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func send(socket string, ev PodEvent) (PodEventReply, error) {

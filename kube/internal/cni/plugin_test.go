@@ -32,11 +32,20 @@ func fakeAgent(t *testing.T, reply PodEventReply) (string, *[]PodEvent) {
 const prev = `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.244.0.7/24","interface":0}]}`
 
 func run(t *testing.T, command, socket string) (int, string) {
+	return runExcluding(t, command, socket, "")
+}
+
+// runExcluding runs the plugin with `exclude` (a JSON list, or "") as excludeNamespaces.
+func runExcluding(t *testing.T, command, socket, exclude string) (int, string) {
 	t.Setenv("CNI_COMMAND", command)
 	t.Setenv("CNI_NETNS", "/var/run/netns/cni-1")
 	t.Setenv("CNI_CONTAINERID", "abc")
 	t.Setenv("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc")
-	conf := `{"cniVersion":"1.0.0","name":"k8s","type":"ztunnel-cni","agentSocket":"` + socket + `","prevResult":` + prev + `}`
+	extra := ""
+	if exclude != "" {
+		extra = `"excludeNamespaces":` + exclude + `,`
+	}
+	conf := `{"cniVersion":"1.0.0","name":"k8s","type":"ztunnel-cni",` + extra + `"agentSocket":"` + socket + `","prevResult":` + prev + `}`
 	var out bytes.Buffer
 	rc := RunPlugin(strings.NewReader(conf), &out)
 	return rc, out.String()
@@ -64,6 +73,17 @@ func TestAddFailsWhenTheAgentRefusesOrIsAway(t *testing.T) {
 	rc, out = run(t, "ADD", filepath.Join(t.TempDir(), "nobody.sock"))
 	if rc == 0 || !strings.Contains(out, "not reachable") {
 		t.Errorf("agent away: rc %d, %s", rc, out)
+	}
+}
+
+func TestAddPassesExcludedNamespacesWithoutTheAgent(t *testing.T) {
+	away := filepath.Join(t.TempDir(), "nobody.sock")
+	if rc, out := runExcluding(t, "ADD", away, `["kube-system","shop"]`); rc != 0 || out != prev {
+		t.Errorf("excluded namespace with the agent away: rc %d, %s", rc, out)
+	}
+	// Another namespace still needs the agent.
+	if rc, _ := runExcluding(t, "ADD", away, `["kube-system"]`); rc == 0 {
+		t.Error("a pod outside the excluded namespaces started with the agent away")
 	}
 }
 

@@ -76,6 +76,9 @@ func (c *Client) Keep(uid string) (string, error) { return c.request("keep", "ui
 // Unenroll removes the rules and tells node processes to drain the pod.
 func (c *Client) Unenroll(uid string) (string, error) { return c.request("unenroll", "uid", uid) }
 
+// Cleanup removes every pod's capture at once (an uninstall).
+func (c *Client) Cleanup() (string, error) { return c.request("cleanup") }
+
 // Synced releases the snapshots held by --wait-for-sync.
 func (c *Client) Synced() (string, error) { return c.request("synced") }
 

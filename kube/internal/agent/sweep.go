@@ -1,0 +1,53 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"ztunnel.dev/kube/internal/enroll"
+)
+
+// SweepAnnotations removes the redirection annotation from every pod of the cluster
+// that still carries it: after an uninstall (the chart's post-delete Job), when the
+// agents may have lost their rights before they could. Returns how many it changed.
+func SweepAnnotations(ctx context.Context, kubeconfig string) (int, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return 0, fmt.Errorf("kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return 0, err
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations": map[string]any{enroll.RedirectionAnnotation: nil}}})
+	changed := 0
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := client.CoreV1().Pods("").List(ctx, opts)
+		if err != nil {
+			return changed, fmt.Errorf("listing pods: %w", err)
+		}
+		for _, p := range list.Items {
+			if _, ok := p.Annotations[enroll.RedirectionAnnotation]; !ok {
+				continue
+			}
+			_, err := client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return changed, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+			}
+			changed++
+		}
+		if list.Continue == "" {
+			return changed, nil
+		}
+		opts.Continue = list.Continue
+	}
+}
