@@ -143,8 +143,12 @@ def cni_tree(build: Path) -> Tree:
 def write(tree: Tree, out: Path, name: str, tag: str, entrypoint: list[str],
           cmd: list[str] | None, component: str) -> dict:
     info = oci_image.build(
-        out, f"{name}:{tag}", files=tree.files, symlinks=tree.symlinks,
-        dirs={"/tmp": 0o1777, "/var/run/ztunnel": 0o755}, entrypoint=entrypoint, cmd=cmd,
+        out, f"{name}:{tag}", files=tree.files,
+        # /var/run -> ../run as on the host: the runtime's CNI_NETNS paths
+        # (/var/run/netns/...) then name the host's /run/netns mounted in.
+        symlinks={**tree.symlinks, "/var/run": "../run"},
+        dirs={"/tmp": 0o1777, "/run/ztunnel": 0o755, "/run/netns": 0o755},
+        entrypoint=entrypoint, cmd=cmd,
         labels={"org.opencontainers.image.title": component,
                 "org.opencontainers.image.version": tag,
                 "org.opencontainers.image.source": "https://ztunnel.dev"})

@@ -153,7 +153,7 @@ packages=(
   # is only a Recommends of clang-14 (we install with --no-install-recommends)
   clang libclang-rt-14-dev
   # tests
-  catch2 python3-pytest python3-h2 python3-cryptography python3-prometheus-client
+  catch2 python3-pytest python3-yaml python3-h2 python3-cryptography python3-prometheus-client
   # benchmark plots
   python3-matplotlib
   # network tools used by tests, demo and benchmarks

@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ambient import Capture  # noqa: E402
 from node import KubeNode  # noqa: E402
 
 
@@ -46,3 +47,13 @@ def kube_ns(kube, request):
         time.sleep(0.1)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_captures():
+    """A test that fails between a capture's start and stop must not leave tcpdump."""
+    yield
+    while Capture.live:
+        c = Capture.live.pop()
+        c.proc.kill()
+        c.proc.wait(timeout=10)

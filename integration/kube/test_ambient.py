@@ -22,8 +22,8 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
 
-from ambient import (AGENT_BIN, BRIDGE_IP, CRD, MARKER, PORT, POD_SUBNET, Mesh,  # noqa: E402
-                     echo_server, label_namespace, pod, send_from)
+from ambient import (AGENT_BIN, BRIDGE_IP, CRD, MARKER, PORT, POD_SUBNET, Capture,  # noqa: E402
+                     Mesh, echo_server, label_namespace, pod, send_from)
 
 
 @pytest.fixture(scope="module")
@@ -41,63 +41,6 @@ def mesh(kube):
         # The plugin is gone from the node's CNI config with the agent.
         conf = "".join(p.read_text() for p in Path(kube.cni_conf_dir).glob("*.conflist"))
         assert "ztunnel-cni" not in conf, conf
-
-
-class Capture:
-    """tcpdump on every host interface for the pod subnet: each pod's veth end sees
-    its packets (the bridge device itself sees only frames it floods or terminates,
-    not those it forwards between two pods)."""
-
-    live: list["Capture"] = []  # killed by the `no_stray_captures` fixture
-
-    def __init__(self, kube, path: Path):
-        self.path = path
-        Capture.live.append(self)
-        # --immediate-mode: without it packets wait in the kernel ring for up to 1 s,
-        # and those still there at SIGINT are never written.
-        self.proc = subprocess.Popen(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-w",
-                                      str(path), "-s", "0",
-                                      f"tcp and net {POD_SUBNET}"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # tcpdump says "listening on" once its capture is open; packets before that
-        # are not seen.
-        # "listening on" comes before the filter is on every interface: knock on the
-        # bridge's own address (a RST, over lo) until a packet is in the file.
-        deadline = time.monotonic() + 10
-        while not path.exists() or path.stat().st_size <= 24:
-            assert self.proc.poll() is None, self.proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "tcpdump captured nothing"
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                try:
-                    s.connect((BRIDGE_IP, 1))
-                except OSError:
-                    pass
-            time.sleep(0.1)
-
-    def stop(self) -> bytes:
-        time.sleep(0.5)
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
-        Capture.live.remove(self)
-        return self.path.read_bytes()
-
-    def tls_versions(self) -> set[str]:
-        out = subprocess.run(["tshark", "-r", str(self.path), "-d", "tcp.port==15008,tls",
-                              "-Y", "tls.handshake.type==2", "-T", "fields", "-e",
-                              "tls.handshake.extensions.supported_version"],
-                             capture_output=True, text=True).stdout
-        return {v for v in out.split() if v}
-
-
-@pytest.fixture(autouse=True)
-def no_stray_captures():
-    """A test that fails between a capture's start and stop must not leave tcpdump."""
-    yield
-    while Capture.live:
-        c = Capture.live.pop()
-        c.proc.kill()
-        c.proc.wait(timeout=10)
 
 
 def ticking_client(kube, ns, server_ip):

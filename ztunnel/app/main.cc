@@ -2,6 +2,7 @@
 // workers, wait for a signal, drain, exit.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -219,6 +220,39 @@ std::unique_ptr<DedicatedCapture> InstallDedicatedRules(const config::Options& o
   return capture;
 }
 
+// WaitForLocalConfig waits, in --inpod mode, for the node agent to write the local
+// config the first time (a DaemonSet's two pods start in any order), answering
+// SIGTERM/SIGINT (blocked by now: main takes them with sigwait) by exiting cleanly.
+void WaitForLocalConfig(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 || errno != ENOENT) return;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  const auto start = std::chrono::steady_clock::now();
+  auto next_log = start;
+  while (::stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_log) {
+      ZT_INFO("app",
+              "waiting for the local config {} (the node agent writes it); not ready until then",
+              path);
+      next_log = now + std::chrono::seconds(30);
+    }
+    const timespec tick{0, 100'000'000};
+    const int sig = ::sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      ZT_INFO("app", "{} while waiting for the local config: exiting", SignalName(sig));
+      std::exit(0);
+    }
+  }
+  ZT_INFO("app", "local config {} appeared after {} ms", path,
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                start)
+              .count());
+}
+
 // StartMesh loads the local config, opens the CA, issues the certificates of this
 // node's workloads and opens the HBONE listener; any failure is fatal and named.
 std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts, metrics::Metrics& metrics) {
@@ -226,6 +260,7 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts, metrics::Met
   rt->metrics = &metrics;
   rt->mesh.tcp_metrics = &metrics.tcp();
   std::string error;
+  if (opts.inpod) WaitForLocalConfig(opts.local_config);
   // Watch from before the first read, so a change during start-up is not missed.
   rt->watcher = std::make_unique<config::LocalConfigWatcher>(opts.local_config);
   auto state = config::LoadLocalConfig(opts.local_config, &error);

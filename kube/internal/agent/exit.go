@@ -92,7 +92,7 @@ func (a *Agent) onExit() {
 		klog.InfoS("capture removed", "agent", msg)
 	}
 	a.removeAnnotations()
-	for _, f := range []string{a.cfg.MeshConfigPath, a.cfg.CNISocket} {
+	for _, f := range []string{a.cfg.MeshConfigPath, a.cfg.CNISocket, a.cfg.ZDSSocket, a.cfg.ControlSocket} {
 		if f != "" {
 			if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 				klog.ErrorS(err, "removing", "file", f)

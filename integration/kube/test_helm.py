@@ -1,0 +1,168 @@
+"""The chart on the real node (issue 17): `make image`'s OCI archives imported into
+containerd, `helm install` → both DaemonSets ready → a labelled namespace's pods talk
+over HBONE → `helm uninstall` → nothing of ours left in the pods or on the node.
+
+The node's API server listens on 127.0.0.1 and no kube-proxy runs, so the agent (a
+hostNetwork pod) is given the API's address as KUBERNETES_SERVICE_HOST/PORT, as
+../shared/KUBERNETES.md says; the CNI directories are the harness's."""
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+
+from ambient import CNI_BIN, MARKER, PORT, Capture, echo_server, label_namespace, pod, send_from  # noqa: E402
+
+CHART = REPO / "helm/ztunnel"
+NAMESPACE = "ztunnel-system"
+BUILD = Path(CNI_BIN).resolve().parent.parent  # <build>/kube/ztunnel-cni
+ZTUNNEL_RUN = Path("/var/run/ztunnel")
+
+
+def build_images(out: Path, tag: str) -> list[dict]:
+    subprocess.run([sys.executable, str(REPO / "scripts/image.py"), "--build-dir", str(BUILD),
+                    "--out-dir", str(out), "--tag", tag], check=True, capture_output=True)
+    return json.loads((out / "images.json").read_text())
+
+
+def install_args(kube, tag: str) -> list[str]:
+    port = urllib.parse.urlparse(kube.api_server_url).port
+    return ["--namespace", NAMESPACE, "--set", f"tag={tag}",
+            "--set", f"cni.binDir={kube.cni_bin_dir}", "--set", f"cni.confDir={kube.cni_conf_dir}",
+            "--set", "cni.env.KUBERNETES_SERVICE_HOST=127.0.0.1",
+            "--set", f"cni.env.KUBERNETES_SERVICE_PORT={port}",
+            "--set", "cni.netnsDir=/run/netns",  # the mount's real path (/var/run -> /run)
+            "--set", "terminationGracePeriodSeconds=8", "--set", "cni.unenrollGrace=3s"]
+
+
+def daemonsets_ready(kube) -> dict:
+    out = json.loads(kube.kubectl("get", "daemonsets", "-n", NAMESPACE, "-o", "json"))
+    return {d["metadata"]["name"]: (d["status"].get("numberReady", 0),
+                                     d["status"].get("desiredNumberScheduled", 0),
+                                     d["status"].get("updatedNumberScheduled", 0))
+            for d in out["items"]}
+
+
+def in_pod_netns(kube, ns, name, *cmd) -> str:
+    return subprocess.run(["nsenter", f"--net={kube.pod_netns_path(ns, name)}", *cmd],
+                          capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def ours_on_the_node(kube) -> list[str]:
+    """What of ours is on the node outside the pods: CNI entry and binary, files."""
+    left = []
+    for conf in Path(kube.cni_conf_dir).glob("*"):
+        if "ztunnel-cni" in conf.read_text():
+            left.append(f"CNI config {conf} names ztunnel-cni")
+    if (Path(kube.cni_bin_dir) / "ztunnel-cni").exists():
+        left.append(f"{kube.cni_bin_dir}/ztunnel-cni")
+    if ZTUNNEL_RUN.exists():
+        left += [str(p) for p in ZTUNNEL_RUN.iterdir()]
+    return left
+
+
+@pytest.fixture(scope="module")
+def images(kube, tmp_path_factory):
+    out = tmp_path_factory.mktemp("images")
+    built = build_images(out, "e2e1")
+    for i in built:
+        assert any(i["name"] in n for n in kube.import_image(i["archive"])), i
+    sizes = ", ".join(f"{i['name']} {i['unpacked_size'] / 1e6:.1f} MB" for i in built)
+    print(f"images: {sizes}")
+    return built
+
+
+@pytest.fixture
+def release(kube, images):
+    """The chart installed; uninstalled (and the node checked) afterwards."""
+    assert not ZTUNNEL_RUN.exists() or not any(ZTUNNEL_RUN.iterdir()), "a ztunnel runs here already"
+    state = {"installed": True}
+    try:
+        t0 = time.monotonic()
+        kube.helm("install", "ztunnel", str(CHART), "--create-namespace", "--wait",
+                  "--timeout", "180s", *install_args(kube, "e2e1"))
+        state["ready_s"] = time.monotonic() - t0
+        print(f"helm install -> every DaemonSet pod ready: {state['ready_s']:.1f} s")
+        yield state
+    finally:
+        if state["installed"]:
+            kube.helm("uninstall", "ztunnel", "--namespace", NAMESPACE, "--wait", "--timeout", "120s",
+                      check=False)
+        kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=60s", check=False)
+        if ZTUNNEL_RUN.exists() and not any(ZTUNNEL_RUN.iterdir()):
+            ZTUNNEL_RUN.rmdir()  # the kubelet made it for the hostPath volumes
+
+
+def wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out after {timeout} s: {what}"
+        time.sleep(0.2)
+
+
+def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release, tmp_path):
+    # Both DaemonSets ready on the node, from the imported images.
+    ds = daemonsets_ready(kube)
+    assert ds == {"ztunnel": (1, 1, 1), "ztunnel-cni": (1, 1, 1)}, ds
+    pods = json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
+    images = sorted(c["image"] for p in pods for c in p["spec"]["containers"])
+    assert images == ["ztunnel.dev/ztunnel-cni:e2e1", "ztunnel.dev/ztunnel:e2e1"], images
+    node_pod = next(p for p in pods if p["metadata"]["labels"].get("app") == "ztunnel")
+    # The kubelet's readiness probe on 15021 passed; the pod has its own netns.
+    assert node_pod["status"]["podIP"].startswith("10.244."), node_pod["status"]
+
+    # A labelled namespace: the pods are captured and talk over HBONE.
+    label_namespace(kube, kube_ns, "ambient")
+    kube.apply(echo_server(kube, "server", kube_ns))
+    server = kube.wait_pod_ready(kube_ns, "server", timeout=90)
+    server_ip = server["status"]["podIP"]
+    kube.apply(pod(kube, "client", kube_ns, ["sleep", "3600"]))
+    kube.wait_pod_ready(kube_ns, "client", timeout=90)
+    for name in ("server", "client"):
+        wait(lambda: kube.pod(kube_ns, name)["metadata"].get("annotations", {})
+             .get("ambient.istio.io/redirection") == "enabled", 10, f"{name}'s annotation")
+    cap = Capture(kube, tmp_path / "helm.pcap")
+    got = send_from(kube, kube_ns, "client", server_ip)
+    raw = cap.stop()
+    assert MARKER in got, got
+    assert MARKER.encode() not in raw, "the plaintext marker crossed the node's network"
+    assert cap.tls_versions() == {"0x0304"}, cap.tls_versions()
+    assert "ISTIO_OUTPUT" in in_pod_netns(kube, kube_ns, "client", "iptables-save")
+
+    # Uninstall: the agent sees its DaemonSet deleted and removes everything of ours.
+    t0 = time.monotonic()
+    kube.helm("uninstall", "ztunnel", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
+    release["installed"] = False
+    wait(lambda: not json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"],
+         60, "the release's pods to be gone")
+    gone = time.monotonic() - t0
+    print(f"helm uninstall -> pods gone: {gone:.1f} s")
+    for name in ("server", "client"):
+        rules = in_pod_netns(kube, kube_ns, name, "iptables-save")
+        assert "ISTIO" not in rules, f"{name} keeps our rules:\n{rules}"
+        listeners = in_pod_netns(kube, kube_ns, name, "ss", "-Hltn")
+        for port in (15001, 15006, 15008):
+            assert f":{port} " not in listeners, f"{name} still listens on {port}:\n{listeners}"
+        routes = in_pod_netns(kube, kube_ns, name, "ip", "rule", "show")
+        assert "lookup 100" not in routes, routes
+        annotations = kube.pod(kube_ns, name)["metadata"].get("annotations", {})
+        assert "ambient.istio.io/redirection" not in annotations, annotations
+    deadline = time.monotonic() + 10
+    while ours_on_the_node(kube) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ours_on_the_node(kube), ours_on_the_node(kube)
+    # The pods keep working, now directly.
+    assert MARKER in send_from(kube, kube_ns, "client", server_ip)
+    # New pods start without the plugin.
+    kube.apply(echo_server(kube, "late", kube_ns))
+    kube.wait_pod_ready(kube_ns, "late", timeout=60)
