@@ -38,8 +38,8 @@ DEFAULT_HUB = "ztunnel.dev"
 XTABLES_DIR = "/usr/lib/x86_64-linux-gnu/xtables"
 # The extensions our rules use (ztunnel/iptables/rules.cc): matches mark, connmark,
 # tcp, udp; targets CONNMARK, MARK, REDIRECT (a link to the NAT module), and the
-# standard ones (RETURN, jumps to our chains). `make image` checks the image's
-# iptables-restore accepts every golden rule set (ztunnel/iptables/testdata).
+# standard ones (RETURN, jumps to our chains). A missing one fails enrollment on the
+# real node (integration/kube/test_helm.py installs the rules with this image).
 XTABLES_MODULES = ["libxt_standard.so", "libxt_mark.so", "libxt_MARK.so",
                    "libxt_connmark.so", "libxt_CONNMARK.so", "libxt_tcp.so", "libxt_udp.so",
                    "libxt_NAT.so", "libxt_REDIRECT.so"]

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
 
-from ambient import CNI_BIN, MARKER, PORT, Capture, echo_server, label_namespace, pod, send_from  # noqa: E402
+from ambient import (CNI_BIN, MARKER, Capture, Mesh, echo_server, label_namespace,  # noqa: E402
+                     pod, send_from)
 
 CHART = REPO / "helm/ztunnel"
 NAMESPACE = "ztunnel-system"
@@ -100,16 +101,6 @@ def release(kube, images):
             ZTUNNEL_RUN.rmdir()  # the kubelet made it for the hostPath volumes
 
 
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out after {timeout} s: {what}"
-        time.sleep(0.2)
-
-
 def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release, tmp_path):
     # Both DaemonSets ready on the node, from the imported images.
     ds = daemonsets_ready(kube)
@@ -129,7 +120,7 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     kube.apply(pod(kube, "client", kube_ns, ["sleep", "3600"]))
     kube.wait_pod_ready(kube_ns, "client", timeout=90)
     for name in ("server", "client"):
-        wait(lambda: kube.pod(kube_ns, name)["metadata"].get("annotations", {})
+        Mesh.wait(lambda: kube.pod(kube_ns, name)["metadata"].get("annotations", {})
              .get("ambient.istio.io/redirection") == "enabled", 10, f"{name}'s annotation")
     cap = Capture(kube, tmp_path / "helm.pcap")
     got = send_from(kube, kube_ns, "client", server_ip)
@@ -143,7 +134,7 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     t0 = time.monotonic()
     kube.helm("uninstall", "ztunnel", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
     release["installed"] = False
-    wait(lambda: not json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"],
+    Mesh.wait(lambda: not json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"],
          60, "the release's pods to be gone")
     gone = time.monotonic() - t0
     print(f"helm uninstall -> pods gone: {gone:.1f} s")

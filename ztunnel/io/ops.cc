@@ -158,9 +158,9 @@ void MultishotAccept::OnComplete(int32_t res, uint32_t flags) {
     // At most one pending error: a burst of failures must not grow the queue.
   } else {
     ready_.push_back(res);
-    // A consumer slower than the kernel must not turn the whole backlog into open fds
-    // here: stop accepting until it catches up (the kernel may still post what it has
-    // in flight before the cancel lands; that stays a handful).
+    // A consumer slower than the kernel must not turn the whole flood into open fds
+    // here: stop accepting until it catches up. What the kernel posts before the
+    // cancel lands (at most what the listen backlog held) is still queued.
     if (armed_ && !paused_ && !stopped_ && ready_.size() >= max_queued_) {
       paused_ = true;
       loop_.CancelOp(this);

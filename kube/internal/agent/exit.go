@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"ztunnel.dev/kube/internal/cni"
-	"ztunnel.dev/kube/internal/enroll"
 )
 
 // What a stopping agent leaves on the node (--on-exit).
@@ -66,22 +64,19 @@ func (a *Agent) exitMode() string {
 // onExit carries out the exit mode once the agent has stopped serving.
 func (a *Agent) onExit() {
 	mode := a.exitMode()
-	switch mode {
-	case ExitKeep:
-		return
-	case ExitUnchain:
-		if a.cfg.InstallCNI {
-			if err := cni.Unchain(a.cfg.CNIConfDir); err != nil {
-				klog.ErrorS(err, "removing the CNI plugin from the network config")
-			}
-		}
+	if mode == ExitKeep {
 		return
 	}
-	// Cleanup: first the chain, so no new pod is handed to an agent that is leaving.
+	// Unchain (and cleanup, first of all: no new pod is handed to an agent that is leaving).
 	if a.cfg.InstallCNI {
 		if err := cni.Unchain(a.cfg.CNIConfDir); err != nil {
 			klog.ErrorS(err, "removing the CNI plugin from the network config")
 		}
+	}
+	if mode == ExitUnchain {
+		return
+	}
+	if a.cfg.InstallCNI {
 		if err := os.Remove(filepath.Join(a.cfg.CNIBinDir, cni.PluginType)); err != nil && !os.IsNotExist(err) {
 			klog.ErrorS(err, "removing the CNI plugin binary")
 		}
@@ -115,10 +110,8 @@ func (a *Agent) removeAnnotations() {
 		keys = append(keys, e.key)
 	}
 	a.mu.Unlock()
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations": map[string]any{enroll.RedirectionAnnotation: nil}}})
 	for _, k := range keys {
-		_, err := a.client.CoreV1().Pods(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		_, err := a.client.CoreV1().Pods(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, redirectionPatch(false), metav1.PatchOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			klog.InfoS("could not remove the redirection annotation (the post-delete sweep will)", "pod", k, "why", err.Error())
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,10 +62,8 @@ func (a *Agent) processNext(ctx context.Context) bool {
 
 // wanted says whether the pod should be captured, and why (or why not).
 func (a *Agent) wanted(pod *corev1.Pod) enroll.Decision {
-	for _, ns := range a.cfg.ExcludeNamespaces {
-		if pod.Namespace == ns {
-			return enroll.Decision{Enroll: false, Reason: "namespace " + ns + " is excluded (--exclude-namespaces)"}
-		}
+	if slices.Contains(a.cfg.ExcludeNamespaces, pod.Namespace) {
+		return enroll.Decision{Enroll: false, Reason: "namespace " + pod.Namespace + " is excluded (--exclude-namespaces)"}
 	}
 	var nsLabels map[string]string
 	if ns, err := a.nsLister.Get(pod.Namespace); err == nil {
@@ -201,17 +200,23 @@ func (a *Agent) syncAnnotation(ctx context.Context, pod *corev1.Pod) error {
 	if served == has || enroll.Terminal(pod) {
 		return nil
 	}
-	var value any
-	if served {
-		value = enroll.RedirectionEnabled
-	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations": map[string]any{enroll.RedirectionAnnotation: value}}})
-	_, err := a.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	_, err := a.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, redirectionPatch(served), metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	return err
+}
+
+// redirectionPatch is the merge patch that sets (enabled) or removes the pod's
+// redirection annotation.
+func redirectionPatch(enabled bool) []byte {
+	var value any
+	if enabled {
+		value = enroll.RedirectionEnabled
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+		"annotations": map[string]any{enroll.RedirectionAnnotation: value}}})
+	return patch
 }
 
 // restore rebuilds the pod list after a (re)start: every local pod that should be

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,8 +25,7 @@ func SweepAnnotations(ctx context.Context, kubeconfig string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
-		"annotations": map[string]any{enroll.RedirectionAnnotation: nil}}})
+	patch := redirectionPatch(false)
 	changed := 0
 	opts := metav1.ListOptions{Limit: 500}
 	for {

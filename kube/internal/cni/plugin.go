@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,7 +104,7 @@ func RunPlugin(stdin io.Reader, stdout io.Writer) int {
 		addr, _, _ := strings.Cut(ip.Address, "/")
 		ev.IPs = append(ev.IPs, addr)
 	}
-	if command == "ADD" && contains(conf.ExcludeNamespaces, ev.PodNS) {
+	if command == "ADD" && slices.Contains(conf.ExcludeNamespaces, ev.PodNS) {
 		// Never enrolled, and must start even while the agent is away (the node
 		// process's own pod, the system's): not asked.
 		_, _ = stdout.Write(result)
@@ -134,15 +135,6 @@ func RunPlugin(stdin io.Reader, stdout io.Writer) int {
 	}
 	_, _ = stdout.Write(result)
 	return 0
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func send(socket string, ev PodEvent) (PodEventReply, error) {
