@@ -45,6 +45,10 @@ namespace {
 
 using namespace zt;
 
+// How long start-up waits for a listen address still held by a predecessor: one
+// kubelet restarted after a crash is freed within milliseconds (its io_uring teardown).
+constexpr std::chrono::seconds kListenPatience{5};
+
 // Fatal prints one line on stderr and exits non-zero: the contract for bad input.
 [[noreturn]] void Fatal(const std::string& message) {
   std::fprintf(stderr, "ztunnel: %s\n", message.c_str());
@@ -299,13 +303,13 @@ std::unique_ptr<MeshRuntime> StartMesh(const config::Options& opts, metrics::Met
   ZT_INFO("app", "local config {}: {} workloads, {} on this node (\"{}\")", opts.local_config,
           state->workloads().size(), local, opts.node_name);
 
-  auto listener = io::Listen(*addr, io::ListenOptions{});
+  auto listener = io::ListenPatiently(*addr, io::ListenOptions{}, kListenPatience);
   if (!listener) {
     Fatal("cannot listen on " + addr->ToString() +
           " (inbound HBONE): " + listener.error().Message());
   }
   rt->inbound_listener = std::move(listener).value();
-  auto plaintext = io::Listen(rt->plaintext_addr, io::ListenOptions{});
+  auto plaintext = io::ListenPatiently(rt->plaintext_addr, io::ListenOptions{}, kListenPatience);
   if (!plaintext) {
     Fatal("cannot listen on " + rt->plaintext_addr.ToString() +
           " (inbound plaintext): " + plaintext.error().Message());
@@ -513,7 +517,7 @@ int main(int argc, char** argv) {
   // Dedicated mode (the sidecar model): this process runs inside one pod's netns and
   // serves that pod only, with the pod's capture rules installed for its lifetime.
   if (opts.dedicated) CheckDedicated(opts);
-  auto listener = io::Listen(*outbound_addr, io::ListenOptions{});
+  auto listener = io::ListenPatiently(*outbound_addr, io::ListenOptions{}, kListenPatience);
   if (!listener) {
     Fatal("cannot listen on " + outbound_addr->ToString() +
           " (outbound): " + listener.error().Message());

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <thread>
 
 #include "ztunnel/io/netns.h"
 
@@ -48,6 +49,18 @@ Result<UniqueFd> Listen(const SocketAddress& addr, const ListenOptions& options)
   if (::bind(fd, addr.sa(), addr.len()) != 0) return Error::FromErrno(errno);
   if (::listen(fd, options.backlog) != 0) return Error::FromErrno(errno);
   return sock;
+}
+
+Result<UniqueFd> ListenPatiently(const SocketAddress& addr, const ListenOptions& options,
+                                 std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  while (true) {
+    auto l = Listen(addr, options);
+    if (l || l.error().sys != EADDRINUSE || std::chrono::steady_clock::now() >= deadline) {
+      return l;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 Result<SocketAddress> OriginalDst(int fd) {

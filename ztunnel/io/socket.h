@@ -28,6 +28,14 @@ struct ListenOptions {
 /// error, never silently ignored.
 Result<UniqueFd> Listen(const SocketAddress& addr, const ListenOptions& options);
 
+/// ListenPatiently is Listen, retried every 50 ms for up to `patience` while the address
+/// is in use. A process killed a moment ago (a crashed node process kubelet restarts
+/// at once) still holds its io_uring listeners until the kernel has torn its ring down,
+/// a few ms after the process is reaped. Start-up only: it sleeps. Any other error,
+/// and the conflict still there after `patience`, is returned as is.
+Result<UniqueFd> ListenPatiently(const SocketAddress& addr, const ListenOptions& options,
+                                 std::chrono::milliseconds patience);
+
 /// OriginalDst reads the pre-NAT destination of a REDIRECTed connection
 /// (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). kNotFound when the connection was not NATed.
 Result<SocketAddress> OriginalDst(int fd);

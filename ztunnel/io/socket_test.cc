@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <thread>
 
 #include "ztunnel/io/testing.h"
 
@@ -40,6 +41,28 @@ TEST_CASE("A bind conflict is an error, not a silent share", "[io]") {
   auto second = Listen(*taken, {});
   REQUIRE_FALSE(second.ok());
   CHECK(second.error().sys == EADDRINUSE);
+}
+
+TEST_CASE("ListenPatiently gets the address once its holder lets go, or gives up", "[io]") {
+  auto first = Listen(SocketAddress::Loopback4(0), {});
+  REQUIRE(first.ok());
+  auto taken = LocalAddress(first->get());
+  REQUIRE(taken.ok());
+  // Still held after the patience: the conflict is returned, not hidden.
+  auto refused = ListenPatiently(*taken, {}, std::chrono::milliseconds(120));
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().sys == EADDRINUSE);
+  // Released while waiting: the listener is had.
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    first->reset();
+  });
+  auto second = ListenPatiently(*taken, {}, std::chrono::seconds(5));
+  release.join();
+  REQUIRE(second.ok());
+  auto local = LocalAddress(second->get());
+  REQUIRE(local.ok());
+  CHECK(local->port() == taken->port());
 }
 
 TEST_CASE("Socket options are applied", "[io]") {
