@@ -6,6 +6,7 @@ mTLS identities; unenrolling pod1 lets its traffic flow uncaptured again; a rest
 the node process gets the snapshot back and traffic resumes."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -511,3 +512,68 @@ def test_pods_waiting_for_the_config_are_bounded(topo, tmp_path):
         os.close(ns1)
         os.close(ns2)
     assert zt.stop() == 0
+
+
+def test_a_new_node_process_takes_over_with_no_connection_lost(topo, tmp_path):
+    """An upgrade's hand-over: a second node process (its own netns, as a surged
+    DaemonSet pod) gets the snapshot and binds every pod's listeners beside the first
+    (SO_REUSEPORT); the first, told to stop, closes its listeners — what sat in their
+    accept queues moves to the new ones (tcp_migrate_req, set by the agent) — and
+    drains. A client opening a connection every 10 ms sees none refused or reset, and
+    a transfer live across the hand-over delivers every byte."""
+    node1, node2, pod1, pod2 = (topo.netns(n) for n in ("node1", "node2", "pod1", "pod2"))
+    topo.link(pod1, POD1_IP, pod2, POD2_IP)
+    pod2.spawn(PY, str(TOOLS / "sink.py"), POD2_IP, str(PORT))
+    pod2.wait_listening(PORT)
+    (tmp_path / "mesh.yaml").write_text(CONFIG)
+    agent = Agent(topo, tmp_path)
+    old = start_node(node1, tmp_path, agent.zds, "--drain-timeout", "20s", log="old.log")
+    for ns, name, sa in ((pod1, "pod1", "web"), (pod2, "pod2", "db")):
+        assert "node process acknowledged" in agent.enroll(ns, name, sa)
+    old.wait_log("serving pod shop/pod2")
+    migrate = "/proc/sys/net/ipv4/tcp_migrate_req"
+    for ns in (pod1, pod2):
+        assert ns.run("cat", migrate).stdout.strip() == "1"
+
+    stop = tmp_path / "stop-churn"
+    churn = pod1.spawn(PY, str(TOOLS / "churn.py"), POD2_IP, str(PORT), "--reply", "digest",
+                       "--stop-file", str(stop), stdout=subprocess.PIPE)
+    total, resume = 8 << 20, tmp_path / "resume"
+    live = pod1.spawn(PY, str(TOOLS / "send.py"), POD2_IP, str(PORT), str(total),
+                      "--pause-after", str(total // 2), "--pause-file", str(resume),
+                      stdout=subprocess.PIPE)
+    assert "paused_at" in live.stdout.readline().decode()
+    time.sleep(0.5)
+
+    new = start_node(node2, tmp_path, agent.zds, log="new.log")
+    new.wait_log("serving pod shop/pod2")
+    assert readiness(node2)[0] == 200  # ready means every snapshot pod is served
+    for ns in (pod1, pod2):  # both processes listen now
+        assert listening(ns).count(":15001") + listening(ns).count(":15008") >= 3
+    time.sleep(1.0)
+    old.proc.send_signal(signal.SIGTERM)
+    old.wait_log(": draining (stop accepting", timeout=10)
+    time.sleep(0.5)
+    resume.touch()  # the live transfer finishes on the old process, mid-drain
+    out, _ = live.communicate(timeout=60)
+    done = json.loads(out.decode().strip().splitlines()[-1])
+    assert done["server_count"] == total and done["server_sha256"] == done["sha256"]
+    assert old.proc.wait(timeout=30) == 0
+    time.sleep(1.0)  # the new process alone
+    stop.touch()
+    out, _ = churn.communicate(timeout=60)
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["failed"] == 0, result
+    assert result["ok"] >= 150, result
+    # Both served: the old one before and during the hand-over, the new one after.
+    new_served = new.log.read_text().count("direction=outbound")
+    old_served = old.log.read_text().count("direction=outbound")
+    assert new_served >= 50 and old_served >= 50, (old_served, new_served)
+
+    # Unenrolled, a pod gets its sysctl back with the rest of its capture.
+    assert agent.cli("unenroll", "--uid", "shop/pod1").returncode == 0
+    deadline = time.monotonic() + 10
+    while pod1.run("cat", migrate).stdout.strip() != "0":
+        assert time.monotonic() < deadline, "tcp_migrate_req stayed on after unenroll"
+        time.sleep(0.1)
+    assert new.stop() == 0

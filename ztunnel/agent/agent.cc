@@ -17,6 +17,7 @@
 #include "ztunnel/core/duration.h"
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/netns.h"
+#include "ztunnel/iptables/run.h"
 
 namespace zt::agent {
 namespace {
@@ -131,7 +132,7 @@ int Agent::Run() {
   // remaining rules now rather than keep them for ever.
   for (auto& [uid, pod] : leaving_) {
     std::string error;
-    if (!iptables::Uninstall(pod.netns.get(), options_.tools, &error)) {
+    if (!Uncapture(pod.netns.get(), uid, &error)) {
       ZT_WARN("agent", "removing the rest of pod {}'s capture failed: {}", uid, error);
     }
   }
@@ -267,6 +268,27 @@ size_t Agent::ServedNodes() const {
   return n;
 }
 
+void Agent::SetHandover(int netns_fd, const std::string& uid, bool on) {
+  const std::string path = options_.sysctl_dir + "/net/ipv4/tcp_migrate_req";
+  std::string error;
+  if (iptables::WriteInNetns(netns_fd, path, on ? "1" : "0", &error)) return;
+  if (on && !std::exchange(handover_warned_, true)) {
+    ZT_WARN("agent",
+            "pod {}: cannot turn on tcp_migrate_req ({}); connections queued on a node "
+            "process's listeners when it hands over in an upgrade may be reset. Further "
+            "pods are logged at debug",
+            uid, error);
+  } else {
+    ZT_DEBUG("agent", "pod {}: cannot set tcp_migrate_req to {}: {}", uid, on ? 1 : 0, error);
+  }
+}
+
+bool Agent::Uncapture(int netns_fd, const std::string& uid, std::string* error) {
+  if (!iptables::Uninstall(netns_fd, options_.tools, error)) return false;
+  SetHandover(netns_fd, uid, false);
+  return true;
+}
+
 int Agent::FinishLeaving() {
   const auto now = std::chrono::steady_clock::now();
   int timeout = -1;
@@ -279,7 +301,7 @@ int Agent::FinishLeaving() {
       continue;
     }
     std::string error;
-    if (iptables::Uninstall(it->second.netns.get(), options_.tools, &error)) {
+    if (Uncapture(it->second.netns.get(), it->first, &error)) {
       ZT_INFO("agent", "pod {}: drain grace over, the rest of its capture removed", it->first);
     } else {
       // The pod (and its netns) may be gone already: nothing is left to leak then.
@@ -336,6 +358,7 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
     *reply = "installing the capture rules in " + pod.netns_path + " failed: " + error;
     return false;
   }
+  SetHandover(pod.netns.get(), pod.uid, true);
   if (again) {
     ZT_INFO("agent", "pod {} was already enrolled; rules checked", pod.uid);
     *reply = "pod " + pod.uid + " was already enrolled; rules checked";
@@ -347,7 +370,7 @@ bool Agent::Enroll(const std::map<std::string, std::string>& fields, std::string
   if (!Broadcast(AddRequest(pod), pod.netns.get(), &nack)) {
     // Take it back: captured traffic nobody serves would be refused.
     std::string undo;
-    if (!was_kept && !iptables::Uninstall(pod.netns.get(), options_.tools, &undo)) {
+    if (!was_kept && !Uncapture(pod.netns.get(), uid, &undo)) {
       ZT_ERROR("agent", "removing the rules of refused pod {} failed: {}", uid, undo);
     }
     if (!was_kept) {
@@ -421,7 +444,7 @@ bool Agent::Cleanup(std::string* reply) {
   std::string first_error;
   auto uninstall = [&](const std::string& uid, int netns_fd) {
     std::string error;
-    if (iptables::Uninstall(netns_fd, options_.tools, &error)) {
+    if (Uncapture(netns_fd, uid, &error)) {
       ++removed;
     } else {
       // A pod whose netns is gone has nothing left to leak.

@@ -31,6 +31,10 @@ struct Options {
   // connections the node process still carries keep working through its drain grace.
   // At least the node process's --drain-timeout.
   std::chrono::milliseconds unenroll_grace{30000};
+  // Where the sysctls are reached (a pod's own are opened from inside its netns). In a
+  // container /proc/sys is read-only: the chart mounts the host's /proc/sys/net under
+  // /host/proc/sys.
+  std::string sysctl_dir = "/proc/sys";
 };
 
 /// Pod is one enrolled pod; the netns descriptor is kept open for the snapshot. A
@@ -87,6 +91,14 @@ class Agent {
   // silent (it is dropped) — `*nack` is set when it answered with an error.
   bool Exchange(Node& node, const inpod::zds::WorkloadRequest& request, int fd, std::string* nack);
   void DropNode(Node& node, const std::string& why);
+  // SetHandover turns net.ipv4.tcp_migrate_req on (or back off) in a pod: when an old
+  // node process closes its in-pod listeners during an upgrade, connections still in
+  // their accept queues move to the new process's listeners (SO_REUSEPORT group)
+  // instead of being reset. Best effort: a failure is logged, never fatal.
+  void SetHandover(int netns_fd, const std::string& uid, bool on);
+  // Uncapture removes a pod's whole capture (iptables::Uninstall) and the hand-over
+  // sysctl with it.
+  bool Uncapture(int netns_fd, const std::string& uid, std::string* error);
   void ReapNodes();  // forgets dropped connections
   size_t ServedNodes() const;
   void ServeControl();
@@ -106,7 +118,8 @@ class Agent {
   io::UniqueFd zds_listen_, control_listen_;
   std::vector<Node> nodes_;
   uint64_t next_node_id_ = 1;
-  bool synced_ = true;  // false until `synced` with wait_for_sync
+  bool synced_ = true;            // false until `synced` with wait_for_sync
+  bool handover_warned_ = false;  // the sysctl failure is logged once at warning
   std::map<std::string, Pod> pods_;
 };
 

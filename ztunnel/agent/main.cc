@@ -33,6 +33,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: ztunnel-agent serve [--zds-socket PATH] [--control-socket PATH] [--dns-capture]\n"
     "                           [--wait-for-sync] [--unenroll-grace DURATION]\n"
+    "                           [--sysctl-dir DIR]\n"
     "       ztunnel-agent enroll --netns PATH --uid UID --name NAME --namespace NS "
     "--service-account SA\n"
     "       ztunnel-agent keep --uid UID\n"
@@ -45,10 +46,13 @@ constexpr const char* kUsage =
     "restarted agent rebuilds its pod list first). After unenroll, a pod's redirects go at\n"
     "once and its connection routing after --unenroll-grace (default 30s; at least the\n"
     "node process's --drain-timeout), so live connections drain; cleanup (an uninstall)\n"
-    "removes every pod's capture at once. Every command but serve\n"
+    "removes every pod's capture at once. Enrolled pods get net.ipv4.tcp_migrate_req=1\n"
+    "(written under --sysctl-dir, default /proc/sys, from inside the pod's netns) so an\n"
+    "upgrade's old node process hands queued connections to the new one.\n"
+    "Every command but serve\n"
     "talks to a running agent over --control-socket.\n"
     "Environment: INPOD_UDS (--zds-socket), ZTUNNEL_AGENT_SOCKET (--control-socket),\n"
-    "ZTUNNEL_UNENROLL_GRACE (--unenroll-grace).\n";
+    "ZTUNNEL_UNENROLL_GRACE (--unenroll-grace), ZTUNNEL_SYSCTL_DIR (--sysctl-dir).\n";
 
 int Usage(const std::string& problem) {
   std::fprintf(stderr, "ztunnel-agent: %s\n%s", problem.c_str(), kUsage);
@@ -94,8 +98,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::set<std::string> valued = {
-      "zds-socket", "control-socket", "netns",           "uid",
-      "name",       "namespace",      "service-account", "unenroll-grace"};
+      "zds-socket", "control-socket",  "netns",          "uid",       "name",
+      "namespace",  "service-account", "unenroll-grace", "sysctl-dir"};
   std::map<std::string, std::string> flags;
   bool dns_capture = false, wait_for_sync = false;
   for (int i = 2; i < argc; ++i) {
@@ -137,6 +141,7 @@ int main(int argc, char** argv) {
       return Usage("--unenroll-grace \"" + grace + "\" is not a duration up to 24h (e.g. 30s)");
     }
     options.unenroll_grace = *parsed;
+    options.sysctl_dir = flag_or_env("sysctl-dir", "ZTUNNEL_SYSCTL_DIR", "/proc/sys");
     zt::agent::Agent agent(options);
     std::string error;
     if (!agent.Start(&error)) {

@@ -142,7 +142,7 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
   for (const Want& want : wants) {
     if (want.v6 && v6_missing) continue;
     const io::ListenOptions options{
-        .backlog = 4096, .mark = mark_, .netns_fd = netns_fd, .v6only = true};
+        .backlog = 4096, .reuse_port = true, .mark = mark_, .netns_fd = netns_fd, .v6only = true};
     auto l = io::Listen(*io::SocketAddress::Parse(want.addr), options);
     if (!l) {
       const int sys = l.error().sys;

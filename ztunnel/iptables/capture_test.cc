@@ -136,5 +136,17 @@ TEST_CASE("RunInNetns reports a missing binary and feeds stdin", "[iptables][roo
   CHECK(fails.Describe() == "exit code 3: oops");
 }
 
+TEST_CASE("WriteInNetns sets the namespace's own sysctl, not the caller's", "[iptables][root]") {
+  const std::string path = "/proc/sys/net/ipv4/tcp_migrate_req";
+  io::UniqueFd ns = FreshNetns();
+  const std::string before = RunInNetns(-1, {"cat", path}).out;
+  std::string error;
+  REQUIRE(WriteInNetns(ns.get(), path, before == "1\n" ? "0" : "1", &error));
+  CHECK(RunInNetns(ns.get(), {"cat", path}).out == (before == "1\n" ? "0\n" : "1\n"));
+  CHECK(RunInNetns(-1, {"cat", path}).out == before);
+  CHECK_FALSE(WriteInNetns(ns.get(), "/proc/sys/net/ipv4/no_such_sysctl", "1", &error));
+  CHECK(error == "writing /proc/sys/net/ipv4/no_such_sysctl: No such file or directory");
+}
+
 }  // namespace
 }  // namespace zt::iptables

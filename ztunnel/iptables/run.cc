@@ -168,4 +168,47 @@ CommandResult RunInNetns(int netns_fd, const std::vector<std::string>& argv,
   return r;
 }
 
+bool WriteInNetns(int netns_fd, const std::string& path, const std::string& value,
+                  std::string* error) {
+  int result[2] = {-1, -1};
+  if (::pipe2(result, O_CLOEXEC) != 0) {
+    *error = std::string("pipe: ") + std::strerror(errno);
+    return false;
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Child: async-signal-safe calls only; the errno (0: written) goes back on the pipe.
+    int code = 0;
+    if (netns_fd >= 0 && ::setns(netns_fd, CLONE_NEWNET) != 0) code = errno;
+    if (code == 0) {
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) {
+        code = errno;
+      } else {
+        const ssize_t n = ::write(fd, value.data(), value.size());
+        if (n != static_cast<ssize_t>(value.size())) code = n < 0 ? errno : EIO;
+        ::close(fd);
+      }
+    }
+    (void)!::write(result[1], &code, sizeof(code));
+    ::_exit(code == 0 ? 0 : 1);
+  }
+  ::close(result[1]);
+  if (pid < 0) {
+    *error = std::string("fork: ") + std::strerror(errno);
+    ::close(result[0]);
+    return false;
+  }
+  int code = EIO;
+  const bool reported =
+      ::read(result[0], &code, sizeof(code)) == static_cast<ssize_t>(sizeof(code));
+  ::close(result[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (reported && code == 0) return true;
+  *error = "writing " + path + ": " + std::strerror(reported ? code : EIO);
+  return false;
+}
+
 }  // namespace zt::iptables

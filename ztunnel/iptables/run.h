@@ -23,4 +23,11 @@ struct CommandResult {
 CommandResult RunInNetns(int netns_fd, const std::vector<std::string>& argv,
                          const std::string& input = "");
 
+/// WriteInNetns writes `value` to the file at `path` as opened from inside the network
+/// namespace `netns_fd`: a /proc/sys/net path then names that namespace's sysctl,
+/// whatever procfs mount it is reached through. A forked child enters the namespace;
+/// the caller's threads never move. False with *error (the path and errno text).
+bool WriteInNetns(int netns_fd, const std::string& path, const std::string& value,
+                  std::string* error);
+
 }  // namespace zt::iptables
