@@ -71,11 +71,12 @@ def ours_on_the_node(kube) -> list[str]:
 
 @pytest.fixture(scope="module")
 def images(kube, tmp_path_factory):
-    out = tmp_path_factory.mktemp("images")
-    built = build_images(out, "e2e1")
+    built = []
+    for tag in ("e2e1", "e2e2"):  # the second for the upgrade
+        built += build_images(tmp_path_factory.mktemp(f"images-{tag}"), tag)
     for i in built:
         assert any(i["name"] in n for n in kube.import_image(i["archive"])), i
-    sizes = ", ".join(f"{i['name']} {i['unpacked_size'] / 1e6:.1f} MB" for i in built)
+    sizes = ", ".join(f"{i['name']} {i['unpacked_size'] / 1e6:.1f} MB" for i in built[:2])
     print(f"images: {sizes}")
     return built
 
@@ -99,6 +100,61 @@ def release(kube, images):
         kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=60s", check=False)
         if ZTUNNEL_RUN.exists() and not any(ZTUNNEL_RUN.iterdir()):
             ZTUNNEL_RUN.rmdir()  # the kubelet made it for the hostPath volumes
+
+
+def release_pods(kube) -> list[tuple[str, str, bool]]:
+    """(name, image, ready) of every pod of the release, terminating ones included."""
+    pods = json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
+    return [(p["metadata"]["name"], p["spec"]["containers"][0]["image"],
+             any(c["type"] == "Ready" and c["status"] == "True"
+                 for c in p["status"].get("conditions", []))) for p in pods]
+
+
+def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release, tmp_path):
+    label_namespace(kube, kube_ns, "ambient")
+    kube.apply(echo_server(kube, "server", kube_ns))
+    server_ip = kube.wait_pod_ready(kube_ns, "server", timeout=90)["status"]["podIP"]
+    kube.apply(pod(kube, "client", kube_ns, ["sleep", "3600"]))
+    kube.wait_pod_ready(kube_ns, "client", timeout=90)
+    for name in ("server", "client"):
+        Mesh.wait(lambda: kube.pod(kube_ns, name)["metadata"].get("annotations", {})
+                  .get("ambient.istio.io/redirection") == "enabled", 10, f"{name}'s annotation")
+        # The agent reached the pod's own sysctl through the chart's hostPath mount.
+        migrate = in_pod_netns(kube, kube_ns, name, "cat", "/proc/sys/net/ipv4/tcp_migrate_req")
+        assert migrate.strip() == "1", f"{name}: tcp_migrate_req {migrate!r}"
+    assert MARKER in send_from(kube, kube_ns, "client", server_ip)
+
+    # A connection every 10 ms from the client pod across the whole rollout of both
+    # DaemonSets (node process surged, agent replaced).
+    stop = tmp_path / "stop"
+    churn = subprocess.Popen(
+        ["nsenter", f"--net={kube.pod_netns_path(kube_ns, 'client')}", sys.executable,
+         str(REPO / "integration/tools/churn.py"), server_ip, "8080", "--reply", "echo",
+         "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        kube.helm("upgrade", "ztunnel", str(CHART), "--wait", "--timeout", "180s",
+                  *install_args(kube, "e2e2"))
+        waited = time.monotonic() - t0
+        upgraded = [("ztunnel.dev/ztunnel-cni:e2e2", True), ("ztunnel.dev/ztunnel:e2e2", True)]
+        Mesh.wait(lambda: sorted((i, r) for _, i, r in release_pods(kube)) == upgraded, 60,
+                  "only the upgraded pods, ready")
+        rolled = time.monotonic() - t0
+        print(f"helm upgrade --wait: {waited:.1f} s; old pods gone: {rolled:.1f} s")
+        time.sleep(2.0)  # the new pods alone
+    finally:
+        stop.touch()
+        out, _ = churn.communicate(timeout=60)
+    result = json.loads(out.strip().splitlines()[-1])
+    print(f"connections during the upgrade: {result}")
+    assert result["failed"] == 0, result
+    assert result["ok"] >= 300, result
+    # Still over HBONE, served by the new node process.
+    assert MARKER in send_from(kube, kube_ns, "client", server_ip)
+    node_pod = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e2"))
+    log = kube.kubectl("logs", "-n", NAMESPACE, node_pod)
+    assert f"{kube_ns}/client" in log and "direction=outbound protocol=HBONE" in log, log[-3000:]
 
 
 def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release, tmp_path):
@@ -146,6 +202,8 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
             assert f":{port} " not in listeners, f"{name} still listens on {port}:\n{listeners}"
         routes = in_pod_netns(kube, kube_ns, name, "ip", "rule", "show")
         assert "lookup 100" not in routes, routes
+        migrate = in_pod_netns(kube, kube_ns, name, "cat", "/proc/sys/net/ipv4/tcp_migrate_req")
+        assert migrate.strip() == "0", f"{name} keeps tcp_migrate_req {migrate!r}"
         annotations = kube.pod(kube_ns, name)["metadata"].get("annotations", {})
         assert "ambient.istio.io/redirection" not in annotations, annotations
     deadline = time.monotonic() + 10
