@@ -193,6 +193,10 @@ std::string InpodManager::DelPod(const std::string& uid) {
   return "";
 }
 
+void InpodManager::Connected(bool up) {
+  if (metrics_ != nullptr) metrics_->AgentConnected(up);
+}
+
 void InpodManager::SnapshotDone(const std::set<std::string>& uids) {
   PublishOnExit publish{this};
   std::vector<std::string> gone;

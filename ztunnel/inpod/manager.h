@@ -50,6 +50,7 @@ class InpodManager : public ZdsHandler {
   void SnapshotDone(const std::set<std::string>& uids) override;
 
   void Tick() override;
+  void Connected(bool up) override;
 
   /// pods counts the pods being served.
   size_t pods() const { return pods_.size(); }

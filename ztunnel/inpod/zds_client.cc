@@ -78,6 +78,7 @@ void ZdsClient::Run() {
     if (stop_.load()) ::shutdown(sock.get(), SHUT_RDWR);
     connections_.fetch_add(1);
     const bool stopped = Serve(sock.get());
+    handler_.Connected(false);
     {
       std::lock_guard lock(mu_);
       sock_ = -1;
@@ -176,6 +177,7 @@ std::string ZdsClient::Handle(Datagram& d, std::set<std::string>& seen, bool* sn
       if (*snapshot_done) return "";  // a second one changes nothing
       *snapshot_done = true;
       handler_.SnapshotDone(seen);
+      handler_.Connected(true);
       synced_.store(true, std::memory_order_release);
       return "";
     case zds::WorkloadRequest::PAYLOAD_NOT_SET:

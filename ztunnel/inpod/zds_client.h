@@ -34,6 +34,9 @@ class ZdsHandler {
   /// SnapshotDone: `uids` (added or kept since this connection began) are all the
   /// enrolled pods; any other pod is to be drained.
   virtual void SnapshotDone(const std::set<std::string>& uids) = 0;
+  /// Connected is called with true once a connection's snapshot is done, and with
+  /// false when that connection ends.
+  virtual void Connected(bool /*up*/) {}
   /// Tick runs about once a second on the client's thread, for retries.
   virtual void Tick() {}
 };

@@ -46,6 +46,11 @@ struct Recorder : ZdsHandler {
     calls.push_back("snapshot-done");
     snapshot = uids;
   }
+  std::vector<bool> connected;  // each Connected call
+  void Connected(bool up) override {
+    std::lock_guard lock(mu);
+    connected.push_back(up);
+  }
 };
 
 // FakeAgent listens where the client connects and plays the agent's side.
@@ -172,6 +177,9 @@ TEST_CASE("ZDS client: reconnects and says hello again when the agent goes away"
   zds::WorkloadRequest done;
   done.mutable_snapshot_sent();
   CHECK(r.agent.Send(done).empty());
+  // Down when the first connection ended (it had no snapshot), up after the second's.
+  std::lock_guard lock(r.handler.mu);
+  CHECK(r.handler.connected == std::vector<bool>{false, true});
 }
 
 }  // namespace

@@ -114,6 +114,11 @@ Metrics::Metrics()
                           .Help("The total number of pods whose proxying stopped")
                           .Register(*registry_)
                           .Add({});
+  inpod_connected_ = &prometheus::BuildGauge()
+                          .Name("ztunnel_inpod_connected")
+                          .Help("1 while the node process has the node agent's ZDS snapshot")
+                          .Register(*registry_)
+                          .Add({});
   auto& reloads = prometheus::BuildCounter()
                       .Name("ztunnel_local_config_reloads_total")
                       .Help("Local config file reloads, by result (applied or rejected)")
@@ -142,6 +147,8 @@ void Metrics::ProxyStopped() {
   active_proxies_->Decrement();
   proxies_stopped_->Increment();
 }
+
+void Metrics::AgentConnected(bool up) { inpod_connected_->Set(up ? 1 : 0); }
 
 void Metrics::ConfigReload(bool applied) {
   (applied ? reloads_applied_ : reloads_rejected_)->Increment();

@@ -36,6 +36,9 @@ class Metrics {
   void RecordBuild(const std::string& tag);
   void ProxyStarted();
   void ProxyStopped();
+  /// AgentConnected sets ztunnel_inpod_connected: 1 while a ZDS connection to the
+  /// node agent is up and its snapshot applied (`ztunnel check` reads it).
+  void AgentConnected(bool up);
   /// ConfigReload counts a local-config reload that was applied or rejected.
   void ConfigReload(bool applied);
 
@@ -49,6 +52,7 @@ class Metrics {
   std::unique_ptr<OverloadMetrics> overload_;
   prometheus::Gauge* active_proxies_ = nullptr;
   prometheus::Counter* proxies_started_ = nullptr;
+  prometheus::Gauge* inpod_connected_ = nullptr;
   prometheus::Counter* proxies_stopped_ = nullptr;
   prometheus::Counter* reloads_applied_ = nullptr;
   prometheus::Counter* reloads_rejected_ = nullptr;

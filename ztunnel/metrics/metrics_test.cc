@@ -136,7 +136,10 @@ TEST_CASE("Enrollment, reload and process metrics are exported", "[metrics]") {
   m.ConfigReload(false);
   m.ConfigReload(false);
   m.RecordBuild("1.2.3");
+  CHECK(m.Render().find("\nztunnel_inpod_connected 0") != std::string::npos);
+  m.AgentConnected(true);
   const std::string text = m.Render();
+  CHECK(text.find("\nztunnel_inpod_connected 1") != std::string::npos);
   CHECK(Value(Line(text, "istio_build", {R"(component="ztunnel")", R"(tag="1.2.3")"})) == 1);
   CHECK(text.find("\nworkload_manager_active_proxy_count 1") != std::string::npos);
   CHECK(text.find("\nworkload_manager_proxies_started_total 2") != std::string::npos);

@@ -2,6 +2,7 @@
 // runtime runs it with CNI_COMMAND set, the chained CNI plugin.
 //
 //	ztunnel-cni agent [flags]   watch the API server, capture this node's ambient pods
+//	ztunnel-cni check [--pre]   pre-install / post-install checks (also as `ztunnel check`)
 //	ztunnel-cni version
 //
 // Every flag also reads an environment variable (named in --help); a flag wins.
@@ -31,11 +32,21 @@ func main() {
 	if os.Getenv("CNI_COMMAND") != "" {
 		os.Exit(cni.RunPlugin(os.Stdin, os.Stdout))
 	}
+	// Installed as (or linked to) `ztunnel`, it is the user's CLI: `ztunnel check`.
+	if filepath.Base(os.Args[0]) == "ztunnel" {
+		if len(os.Args) >= 2 && os.Args[1] == "check" {
+			os.Exit(runCheck("ztunnel", os.Args[2:]))
+		}
+		fmt.Fprint(os.Stderr, "usage: ztunnel check [--pre] [-o json] [flags]   (ztunnel check --help lists them)\n")
+		os.Exit(2)
+	}
 	if len(os.Args) < 2 {
 		usage(os.Stderr)
 		os.Exit(2)
 	}
 	switch os.Args[1] {
+	case "check":
+		os.Exit(runCheck("ztunnel-cni", os.Args[2:]))
 	case "agent":
 		os.Exit(runAgent(os.Args[2:]))
 	case "cleanup-annotations":
@@ -54,6 +65,7 @@ func main() {
 func usage(w *os.File) {
 	fmt.Fprint(w, `usage: ztunnel-cni agent [flags]     (ztunnel-cni agent --help lists them)
        ztunnel-cni cleanup-annotations [--kubeconfig FILE]   (after an uninstall)
+       ztunnel-cni check [--pre] [-o json]   (ztunnel check: pre- and post-install checks)
        ztunnel-cni version
 Run by a container runtime with CNI_COMMAND set, it is the chained CNI plugin.
 `)
