@@ -102,6 +102,112 @@ def release(kube, images):
             ZTUNNEL_RUN.rmdir()  # the kubelet made it for the hostPath volumes
 
 
+def ztunnel_check(kube, tmp_path, *args, wrap=(), preexec=None):
+    """Runs `ztunnel check -o json` (the Go binary under the CLI's name): (exit code,
+    {check name: result})."""
+    cli = tmp_path / "cli" / "ztunnel"
+    if not cli.exists():
+        cli.parent.mkdir(exist_ok=True)
+        cli.symlink_to(Path(CNI_BIN).resolve())
+    proc = subprocess.run([*wrap, str(cli), "check", "-o", "json", "--kubeconfig", str(kube.kubeconfig),
+                           "--namespace", NAMESPACE, *args],
+                          capture_output=True, text=True, timeout=120, preexec_fn=preexec)
+    assert proc.stdout, proc.stderr
+    doc = json.loads(proc.stdout)
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert doc["failed"] == sum(not c["ok"] for c in checks.values()), doc
+    assert (proc.returncode == 0) == (doc["failed"] == 0), (proc.returncode, doc)
+    return proc.returncode, checks
+
+
+def failing(checks: dict) -> set[str]:
+    return {name for name, c in checks.items() if not c["ok"]}
+
+
+def block_io_uring():
+    """A seccomp filter (x86-64) refusing io_uring_setup with EPERM, as containerd's
+    default profile does; for preexec_fn."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    io_uring_setup, errno_eperm, allow = 425, 0x00050000 | 1, 0x7fff0000
+    insns = (Filter * 4)(Filter(0x20, 0, 0, 0),                 # ld [nr]
+                         Filter(0x15, 0, 1, io_uring_setup),    # jeq io_uring_setup
+                         Filter(0x06, 0, 0, errno_eperm),       # ret ERRNO(EPERM)
+                         Filter(0x06, 0, 0, allow))             # ret ALLOW
+    prog = Prog(4, insns)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp")
+
+
+def test_check_pre_passes_on_the_node_and_names_each_provoked_failure(kube, tmp_path):
+    pre = ["--pre", "--cni-conf-dir", str(kube.cni_conf_dir)]  # netns: /var/run/netns
+    code, checks = ztunnel_check(kube, tmp_path, *pre)
+    assert code == 0, checks
+    assert list(checks) == ["kernel", "io_uring", "iptables", "capabilities", "CNI config",
+                            "netns mount propagation", "API server"], checks
+    assert "(/run/netns)" in checks["netns mount propagation"]["detail"], checks
+    text = subprocess.run([str(tmp_path / "cli/ztunnel"), "check", *pre, "--kubeconfig",
+                           str(kube.kubeconfig)], capture_output=True, text=True, timeout=60).stdout
+    print(text)
+    assert text.count("✓ ") == 7 and "all 7 checks passed" in text, text
+
+    # io_uring blocked by seccomp, as in a container with the runtime's default profile.
+    code, checks = ztunnel_check(kube, tmp_path, *pre, preexec=block_io_uring)
+    assert code == 1 and failing(checks) == {"io_uring"}, checks
+    assert "seccomp" in checks["io_uring"]["detail"] and "Unconfined" in checks["io_uring"]["hint"]
+    # Without the capabilities the agent needs (iptables then cannot read the table either).
+    code, checks = ztunnel_check(kube, tmp_path, *pre, wrap=(
+        "setpriv", "--bounding-set=-net_admin,-sys_admin", "--inh-caps=-all", "--"))
+    assert code == 1 and failing(checks) <= {"capabilities", "iptables"}, checks
+    assert checks["capabilities"]["detail"] == "missing CAP_NET_ADMIN, CAP_SYS_ADMIN", checks
+    # The legacy iptables backend.
+    code, checks = ztunnel_check(kube, tmp_path, *pre, "--iptables", "iptables-legacy")
+    assert code == 1 and failing(checks) == {"iptables"}, checks
+    assert "legacy" in checks["iptables"]["detail"], checks
+    # No CNI network configured yet.
+    empty = tmp_path / "net.d"
+    empty.mkdir()
+    code, checks = ztunnel_check(kube, tmp_path, "--pre", "--cni-conf-dir", str(empty))
+    assert code == 1 and failing(checks) == {"CNI config"}, checks
+    # A netns directory on a private mount.
+    private = tmp_path / "netns"
+    private.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "ztunnel-check", str(private)], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", str(private)], check=True)
+        code, checks = ztunnel_check(kube, tmp_path, *pre, "--netns-dir", str(private))
+    finally:
+        subprocess.run(["umount", str(private)], check=True)
+    assert code == 1 and failing(checks) == {"netns mount propagation"}, checks
+    assert "not shared" in checks["netns mount propagation"]["detail"], checks
+    # An API server that does not answer: the pre-install API check and every
+    # post-install check fail (none is skipped as passed).
+    bad = tmp_path / "bad.kubeconfig"
+    bad.write_text(kube.kubeconfig.read_text().replace(kube.api_server_url, "https://127.0.0.1:1"))
+    assert "127.0.0.1:1" in bad.read_text()
+    code, checks = ztunnel_check(kube, tmp_path, *pre, "--kubeconfig", str(bad))
+    assert code == 1 and failing(checks) == {"API server"}, checks
+    code, checks = ztunnel_check(kube, tmp_path, "--kubeconfig", str(bad))
+    assert code == 1 and failing(checks) == set(checks) and len(checks) == 6, checks
+
+
+def short_lived_ca(tmp_path, days: int) -> tuple[Path, Path]:
+    key, cert = tmp_path / "ca-key.pem", tmp_path / "ca-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", str(days), "-subj", "/CN=short-lived root", "-keyout", str(key),
+                    "-out", str(cert), "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True, capture_output=True)
+    return key, cert
+
+
 def release_pods(kube) -> list[tuple[str, str, bool]]:
     """(name, image, ready) of every pod of the release, terminating ones included."""
     pods = json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
@@ -186,6 +292,34 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     assert cap.tls_versions() == {"0x0304"}, cap.tls_versions()
     assert "ISTIO_OUTPUT" in in_pod_netns(kube, kube_ns, "client", "iptables-save")
 
+    # ztunnel check: the running mesh passes.
+    code, checks = ztunnel_check(kube, tmp_path)
+    assert code == 0, checks
+    assert list(checks) == ["API server", "DaemonSet ztunnel", "DaemonSet ztunnel-cni",
+                            "agent connected", "CA certificate", "pods enrolled"], checks
+    assert "(2 pods)" in checks["agent connected"]["detail"], checks
+    assert checks["pods enrolled"]["detail"].startswith("2 pods in 1 namespaces"), checks
+    # A CA that expires tomorrow.
+    key, cert = short_lived_ca(tmp_path, 1)
+    kube.kubectl("create", "secret", "generic", "short-ca", "-n", NAMESPACE,
+                 f"--from-file=ca-cert.pem={cert}", f"--from-file=ca-key.pem={key}",
+                 f"--from-file=root-cert.pem={cert}", f"--from-file=cert-chain.pem={cert}")
+    code, checks = ztunnel_check(kube, tmp_path, "--ca-secret", "short-ca")
+    assert code == 1 and failing(checks) == {"CA certificate"}, checks
+    assert "less than 30d" in checks["CA certificate"]["detail"], checks
+    code, checks = ztunnel_check(kube, tmp_path, "--ca-secret", "short-ca", "--cert-min-validity", "1h")
+    assert code == 0, checks
+    # A node process that cannot reach its agent: it never gets ready, so the rollout
+    # stalls with the old pod serving, and the check names both.
+    kube.helm("upgrade", "ztunnel", str(CHART), *install_args(kube, "e2e1"),
+              "--set", "env.INPOD_UDS=/var/run/ztunnel/nowhere.sock")
+    Mesh.wait(lambda: "no ZDS connection" in ztunnel_check(kube, tmp_path)[1]["agent connected"]["detail"],
+              60, "the check to see the disconnected node process")
+    code, checks = ztunnel_check(kube, tmp_path)
+    assert code == 1 and failing(checks) == {"DaemonSet ztunnel", "agent connected"}, checks
+    kube.helm("rollback", "ztunnel", "1", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
+    Mesh.wait(lambda: ztunnel_check(kube, tmp_path)[0] == 0, 60, "the check to pass after the rollback")
+
     # Uninstall: the agent sees its DaemonSet deleted and removes everything of ours.
     t0 = time.monotonic()
     kube.helm("uninstall", "ztunnel", "--namespace", NAMESPACE, "--wait", "--timeout", "120s")
@@ -210,6 +344,24 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     while ours_on_the_node(kube) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not ours_on_the_node(kube), ours_on_the_node(kube)
+    # The check sees nothing installed, the labelled namespace's pods out of the mesh,
+    # and a pod annotated as enrolled though nothing put it in the mesh (a running
+    # agent would take such an annotation off).
+    kube.kubectl("create", "namespace", f"{kube_ns}-plain")
+    try:
+        Mesh.wait(lambda: kube.api("GET", f"/api/v1/namespaces/{kube_ns}-plain/serviceaccounts/default")[0]
+                  == 200, 30, "the default ServiceAccount")
+        kube.apply(pod(kube, "stray", f"{kube_ns}-plain", ["sleep", "3600"]))
+        kube.wait_pod_ready(f"{kube_ns}-plain", "stray", timeout=60)
+        kube.kubectl("annotate", "pod", "-n", f"{kube_ns}-plain", "stray",
+                     "ambient.istio.io/redirection=enabled")
+        code, checks = ztunnel_check(kube, tmp_path)
+    finally:
+        kube.kubectl("delete", "namespace", f"{kube_ns}-plain", "--wait=false", check=False)
+    assert code == 1 and failing(checks) == set(checks) - {"API server"}, checks
+    assert "not found in namespace" in checks["DaemonSet ztunnel"]["detail"], checks
+    enrolled = checks["pods enrolled"]["detail"]
+    assert "2 not enrolled" in enrolled and f"but not in the mesh: {kube_ns}-plain/stray" in enrolled, enrolled
     # The pods keep working, now directly.
     assert MARKER in send_from(kube, kube_ns, "client", server_ip)
     # New pods start without the plugin.
