@@ -6,6 +6,7 @@ The node's API server listens on 127.0.0.1 and no kube-proxy runs, so the agent 
 hostNetwork pod) is given the API's address as KUBERNETES_SERVICE_HOST/PORT, as
 ../shared/KUBERNETES.md says; the CNI directories are the harness's."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -208,6 +209,22 @@ def short_lived_ca(tmp_path, days: int) -> tuple[Path, Path]:
     return key, cert
 
 
+def dashboard_metrics() -> set[str]:
+    """Every metric name the Grafana dashboard's queries select."""
+    exprs = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            exprs.extend(v for k, v in o.items() if k == "expr")
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(json.loads((CHART / "dashboards/ztunnel.json").read_text()))
+    return {m for e in exprs for m in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", e)}
+
+
 def release_pods(kube) -> list[tuple[str, str, bool]]:
     """(name, image, ready) of every pod of the release, terminating ones included."""
     pods = json.loads(kube.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
@@ -292,13 +309,30 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     assert cap.tls_versions() == {"0x0304"}, cap.tls_versions()
     assert "ISTIO_OUTPUT" in in_pod_netns(kube, kube_ns, "client", "iptables-save")
 
+    # The dashboard shows only what a node process exports (scraped here as Prometheus
+    # would, through the pod's 15020) or what the kubelet reports of its container.
+    status, metrics = kube.api("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/"
+                               f"{node_pod['metadata']['name']}:15020/proxy/stats/prometheus")
+    assert status == 200, metrics
+    exported = {line.split("{")[0].split(" ")[0] for line in metrics.splitlines()
+                if line and not line.startswith("#")}
+    used = dashboard_metrics()
+    assert len(used) >= 15, used
+    cadvisor = {m for m in used if m.startswith("container_")}
+    assert not (used - cadvisor) - exported, f"on the dashboard, not exported: {(used - cadvisor) - exported}"
+    dashboard = (CHART / "dashboards/ztunnel.json").read_text()
+    assert cadvisor and 'container=\\"istio-proxy\\"' in dashboard
+    assert [c["name"] for c in node_pod["spec"]["containers"]] == ["istio-proxy"]
+
     # ztunnel check: the running mesh passes.
     code, checks = ztunnel_check(kube, tmp_path)
     assert code == 0, checks
     assert list(checks) == ["API server", "DaemonSet ztunnel", "DaemonSet ztunnel-cni",
                             "agent connected", "CA certificate", "pods enrolled"], checks
     assert "(2 pods)" in checks["agent connected"]["detail"], checks
-    assert checks["pods enrolled"]["detail"].startswith("2 pods in 1 namespaces"), checks
+    assert checks["pods enrolled"]["detail"].startswith("2 pods in 1 namespace,"), checks
+    print(subprocess.run([str(tmp_path / "cli/ztunnel"), "check", "--kubeconfig", str(kube.kubeconfig)],
+                         capture_output=True, text=True, timeout=60).stdout)
     # A CA that expires tomorrow.
     key, cert = short_lived_ca(tmp_path, 1)
     kube.kubectl("create", "secret", "generic", "short-ca", "-n", NAMESPACE,

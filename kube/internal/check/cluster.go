@@ -355,8 +355,8 @@ func enrolledResult(pods []corev1.Pod, nsLabels map[string]map[string]string, ex
 	if enrolled == 0 {
 		return pass(check, "no running pod is labelled for the mesh (label a namespace "+enroll.DataplaneModeLabel+"="+enroll.ModeAmbient+")")
 	}
-	return pass(check, fmt.Sprintf("%d pods in %d namespaces, each annotated %s=%s", enrolled, len(namespaces),
-		enroll.RedirectionAnnotation, enroll.RedirectionEnabled))
+	return pass(check, fmt.Sprintf("%s in %s, each annotated %s=%s", plural(enrolled, "pod"),
+		plural(len(namespaces), "namespace"), enroll.RedirectionAnnotation, enroll.RedirectionEnabled))
 }
 
 func firstFew(ids []string) string {
@@ -365,4 +365,11 @@ func firstFew(ids []string) string {
 		return strings.Join(ids[:5], ", ") + fmt.Sprintf(" and %d more", len(ids)-5)
 	}
 	return strings.Join(ids, ", ")
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
