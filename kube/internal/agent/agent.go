@@ -10,26 +10,21 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"ztunnel.dev/kube/internal/enroll"
+	"ztunnel.dev/kube/internal/kclient"
 	"ztunnel.dev/kube/internal/rules"
 )
 
@@ -47,13 +42,13 @@ type enrolledPod struct {
 // Agent is one node's agent.
 type Agent struct {
 	cfg    Config
-	client kubernetes.Interface
-	dyn    dynamic.Interface
+	client *kclient.Client
 	rules  *rules.Client
 
-	factory      informers.SharedInformerFactory // cluster-wide: the mesh state
-	localFactory informers.SharedInformerFactory // spec.nodeName=this node: enrollment
-	dynFactory   dynamicinformer.DynamicSharedInformerFactory
+	// Cluster-wide (the mesh state): pods, namespaces, services, slices; local: this
+	// node's pods (spec.nodeName), for enrollment.
+	podInformer, nsInformer, serviceInformer, sliceInformer cache.SharedIndexInformer
+	localPodInformer                                        cache.SharedIndexInformer
 
 	podLister       corelisters.PodLister
 	localPodLister  corelisters.PodLister
@@ -63,7 +58,7 @@ type Agent struct {
 	policies        *policyStore
 	writer          *configWriter
 	queue           workqueue.TypedRateLimitingInterface[types.NamespacedName]
-	recorder        record.EventRecorder
+	recorder        *kclient.Recorder
 	synced          atomic.Bool
 	policiesWatched atomic.Bool
 
@@ -87,16 +82,12 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("Kubernetes client configuration: %w (set --kubeconfig or KUBECONFIG outside a cluster)", err)
 	}
 	rc.UserAgent = "ztunnel-cni/" + cfg.NodeName
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, err
-	}
-	dyn, err := dynamic.NewForConfig(rc)
+	client, err := kclient.New(rc)
 	if err != nil {
 		return nil, err
 	}
 	a := &Agent{
-		cfg: cfg, client: client, dyn: dyn,
+		cfg: cfg, client: client,
 		rules:      &rules.Client{Socket: cfg.ControlSocket},
 		enrolled:   map[types.UID]*enrolledPod{},
 		byKey:      map[types.NamespacedName]types.UID{},
@@ -105,16 +96,15 @@ func New(cfg Config) (*Agent, error) {
 	a.policies = newPolicyStore(a)
 	a.writer = newConfigWriter(a)
 	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, 10*time.Second))
-	broadcaster := record.NewBroadcaster()
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	a.recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "ztunnel-cni", Host: cfg.NodeName})
+	a.recorder = kclient.NewRecorder(client, "ztunnel-cni", cfg.NodeName)
 
-	a.factory = informers.NewSharedInformerFactory(client, 0)
-	a.localFactory = informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
-		}))
-	a.dynFactory = dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	a.podInformer = kclient.Informer(client.Core, "pods", &corev1.Pod{}, nil)
+	a.nsInformer = kclient.Informer(client.Core, "namespaces", &corev1.Namespace{}, nil)
+	a.serviceInformer = kclient.Informer(client.Core, "services", &corev1.Service{}, nil)
+	a.sliceInformer = kclient.Informer(client.Discovery, "endpointslices", &discoveryv1.EndpointSlice{}, nil)
+	a.localPodInformer = kclient.Informer(client.Core, "pods", &corev1.Pod{}, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
+	})
 	return a, nil
 }
 
@@ -128,35 +118,30 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.serveHealth(ctx)
 
-	pods := a.factory.Core().V1().Pods()
-	a.podLister = pods.Lister()
-	local := a.localFactory.Core().V1().Pods()
-	a.localPodLister = local.Lister()
-	namespaces := a.factory.Core().V1().Namespaces()
-	a.nsLister = namespaces.Lister()
-	services := a.factory.Core().V1().Services()
-	a.serviceLister = services.Lister()
-	slices := a.factory.Discovery().V1().EndpointSlices()
-	a.sliceLister = slices.Lister()
+	a.podLister = corelisters.NewPodLister(a.podInformer.GetIndexer())
+	a.localPodLister = corelisters.NewPodLister(a.localPodInformer.GetIndexer())
+	a.nsLister = corelisters.NewNamespaceLister(a.nsInformer.GetIndexer())
+	a.serviceLister = corelisters.NewServiceLister(a.serviceInformer.GetIndexer())
+	a.sliceLister = discoverylisters.NewEndpointSliceLister(a.sliceInformer.GetIndexer())
 
 	dirty := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { a.writer.MarkDirty() },
 		UpdateFunc: func(any, any) { a.writer.MarkDirty() },
 		DeleteFunc: func(any) { a.writer.MarkDirty() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{pods.Informer(), services.Informer(), slices.Informer()} {
+	for _, inf := range []cache.SharedIndexInformer{a.podInformer, a.serviceInformer, a.sliceInformer} {
 		if _, err := inf.AddEventHandler(dirty); err != nil {
 			return err
 		}
 	}
-	if _, err := local.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := a.localPodInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { a.enqueuePod(obj) },
 		UpdateFunc: func(_, obj any) { a.enqueuePod(obj) },
 		DeleteFunc: func(obj any) { a.enqueuePod(obj) },
 	}); err != nil {
 		return err
 	}
-	if _, err := namespaces.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if _, err := a.nsInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { a.enqueueNamespace(obj) },
 		UpdateFunc: func(old, obj any) {
 			if old.(*corev1.Namespace).Labels[enroll.DataplaneModeLabel] != obj.(*corev1.Namespace).Labels[enroll.DataplaneModeLabel] {
@@ -166,19 +151,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	a.factory.Start(ctx.Done())
-	a.localFactory.Start(ctx.Done())
+	informers := map[string]cache.SharedIndexInformer{"pods": a.podInformer, "namespaces": a.nsInformer,
+		"services": a.serviceInformer, "endpointslices": a.sliceInformer, "this node's pods": a.localPodInformer}
+	for _, inf := range informers {
+		go inf.Run(ctx.Done())
+	}
 	go a.watchPolicies(ctx)
 
 	t0 := time.Now()
-	for typ, ok := range a.factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("the %v informer did not sync (API server unreachable?)", typ)
-		}
-	}
-	for typ, ok := range a.localFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("the %v informer did not sync", typ)
+	for name, inf := range informers {
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			return fmt.Errorf("the %s informer did not sync (API server unreachable?)", name)
 		}
 	}
 	klog.InfoS("informers synced", "elapsed", time.Since(t0).Round(time.Millisecond))

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
@@ -136,7 +135,7 @@ func (a *Agent) podForSandbox(ctx context.Context, key types.NamespacedName, uid
 	if pod, err := a.podLister.Pods(key.Namespace).Get(key.Name); err == nil && (uid == "" || pod.UID == uid) {
 		return pod, nil
 	}
-	pod, err := a.client.CoreV1().Pods(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
+	pod, err := a.client.GetPod(ctx, key.Namespace, key.Name)
 	if err != nil {
 		return nil, fmt.Errorf("looking up pod %s: %w", key, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
@@ -45,7 +44,7 @@ func (a *Agent) exitMode() string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ds, err := a.client.AppsV1().DaemonSets(a.cfg.PodNamespace).Get(ctx, a.cfg.DaemonSetName, metav1.GetOptions{})
+	ds, err := a.client.GetDaemonSet(ctx, a.cfg.PodNamespace, a.cfg.DaemonSetName)
 	switch {
 	case err == nil && ds.DeletionTimestamp == nil:
 		klog.InfoS("the DaemonSet lives on (an upgrade or a restart): leaving the plugin chained and pods captured",
@@ -111,7 +110,7 @@ func (a *Agent) removeAnnotations() {
 	}
 	a.mu.Unlock()
 	for _, k := range keys {
-		_, err := a.client.CoreV1().Pods(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, redirectionPatch(false), metav1.PatchOptions{})
+		err := a.client.MergePatchPod(ctx, k.Namespace, k.Name, redirectionPatch(false))
 		if err != nil && !apierrors.IsNotFound(err) {
 			klog.InfoS("could not remove the redirection annotation (the post-delete sweep will)", "pod", k, "why", err.Error())
 		}

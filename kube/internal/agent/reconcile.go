@@ -12,8 +12,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -200,7 +203,7 @@ func (a *Agent) syncAnnotation(ctx context.Context, pod *corev1.Pod) error {
 	if served == has || enroll.Terminal(pod) {
 		return nil
 	}
-	_, err := a.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, redirectionPatch(served), metav1.PatchOptions{})
+	err := a.client.MergePatchPod(ctx, pod.Namespace, pod.Name, redirectionPatch(served))
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -263,9 +266,12 @@ func (a *Agent) restore() error {
 // may be installed after the agent starts).
 func (a *Agent) watchPolicies(ctx context.Context) {
 	for {
-		_, err := a.client.Discovery().ServerResourcesForGroupVersion(AuthorizationPolicyGVR.GroupVersion().String())
-		if err == nil {
+		served, err := a.client.ServesResource(ctx, AuthorizationPolicyGVR)
+		if served {
 			break
+		}
+		if err == nil {
+			err = fmt.Errorf("%s is not served", AuthorizationPolicyGVR.GroupResource())
 		}
 		if !a.policiesWatched.Load() {
 			klog.InfoS("AuthorizationPolicy is not served (CRD not installed?): no policies until it is", "reason", err)
@@ -277,13 +283,21 @@ func (a *Agent) watchPolicies(ctx context.Context) {
 		case <-time.After(10 * time.Second):
 		}
 	}
-	inf := a.dynFactory.ForResource(AuthorizationPolicyGVR).Informer()
+	policies := a.client.Dynamic.Resource(AuthorizationPolicyGVR)
+	inf := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return policies.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return policies.Watch(ctx, o)
+		},
+	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    a.policies.Upsert,
 		UpdateFunc: func(_, obj any) { a.policies.Upsert(obj) },
 		DeleteFunc: a.policies.Delete,
 	})
-	a.dynFactory.Start(ctx.Done())
-	a.dynFactory.WaitForCacheSync(ctx.Done())
+	go inf.Run(ctx.Done())
+	cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
 	klog.InfoS("watching AuthorizationPolicies")
 }

@@ -6,11 +6,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"ztunnel.dev/kube/internal/enroll"
+	"ztunnel.dev/kube/internal/kclient"
 )
 
 // SweepAnnotations removes the redirection annotation from every pod of the cluster
@@ -21,7 +20,7 @@ func SweepAnnotations(ctx context.Context, kubeconfig string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("kubeconfig: %w", err)
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kclient.New(rc)
 	if err != nil {
 		return 0, err
 	}
@@ -29,7 +28,7 @@ func SweepAnnotations(ctx context.Context, kubeconfig string) (int, error) {
 	changed := 0
 	opts := metav1.ListOptions{Limit: 500}
 	for {
-		list, err := client.CoreV1().Pods("").List(ctx, opts)
+		list, err := client.ListPods(ctx, "", opts)
 		if err != nil {
 			return changed, fmt.Errorf("listing pods: %w", err)
 		}
@@ -37,7 +36,7 @@ func SweepAnnotations(ctx context.Context, kubeconfig string) (int, error) {
 			if _, ok := p.Annotations[enroll.RedirectionAnnotation]; !ok {
 				continue
 			}
-			_, err := client.CoreV1().Pods(p.Namespace).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+			err := client.MergePatchPod(ctx, p.Namespace, p.Name, patch)
 			if err != nil && !apierrors.IsNotFound(err) {
 				return changed, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
 			}

@@ -16,11 +16,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"ztunnel.dev/kube/internal/enroll"
+	"ztunnel.dev/kube/internal/kclient"
 )
 
 // The chart's fixed object names.
@@ -34,7 +34,7 @@ const (
 
 // cluster is a connected client; nil when the API server is unreachable.
 type cluster struct {
-	client kubernetes.Interface
+	client *kclient.Client
 }
 
 // connect builds a client from the kubeconfig and asks the API server its version.
@@ -45,11 +45,11 @@ func connect(ctx context.Context, o Options) (*cluster, Result) {
 		return nil, fail(name, err.Error(), "name a kubeconfig with --kubeconfig or KUBECONFIG")
 	}
 	rc.Timeout = o.Timeout
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := kclient.New(rc)
 	if err != nil {
 		return nil, fail(name, err.Error(), "")
 	}
-	v, err := client.Discovery().ServerVersion()
+	v, err := client.ServerVersion(ctx)
 	if err != nil {
 		return nil, fail(name, fmt.Sprintf("%s: %v", rc.Host, err),
 			"is the API server up and the kubeconfig's server address right? (kubectl version says the same)")
@@ -90,7 +90,7 @@ func (c *cluster) postInstall(ctx context.Context, o Options) []Result {
 
 func (c *cluster) daemonSet(ctx context.Context, ns, name string) (*appsv1.DaemonSet, Result) {
 	check := "DaemonSet " + name
-	ds, err := c.client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	ds, err := c.client.GetDaemonSet(ctx, ns, name)
 	if apierrors.IsNotFound(err) {
 		return nil, fail(check, fmt.Sprintf("not found in namespace %s", ns),
 			"install the chart: helm install ztunnel helm/ztunnel -n "+ns+" --create-namespace (or name its namespace with --namespace)")
@@ -135,8 +135,7 @@ func (c *cluster) agentConnected(ctx context.Context, ns string, ds *appsv1.Daem
 	}
 	var good, bad []string
 	for _, p := range pods {
-		raw, err := c.client.CoreV1().RESTClient().Get().Namespace(ns).Resource("pods").
-			Name(p.Name + ":" + metricsPort).SubResource("proxy").Suffix("stats/prometheus").DoRaw(ctx)
+		raw, err := c.client.PodProxyGet(ctx, ns, p.Name, metricsPort, "stats/prometheus")
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s (node %s): metrics unreadable: %v", p.Name, p.Spec.NodeName, err))
 			continue
@@ -175,7 +174,7 @@ func metricValue(text, name string) (float64, bool) {
 
 func (c *cluster) podsOf(ctx context.Context, ds *appsv1.DaemonSet) ([]corev1.Pod, error) {
 	selector := labels.SelectorFromSet(ds.Spec.Selector.MatchLabels).String()
-	list, err := c.client.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	list, err := c.client.ListPods(ctx, ds.Namespace, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil, fmt.Errorf("listing the pods of %s: %w", ds.Name, err)
 	}
@@ -199,7 +198,7 @@ func (c *cluster) caCertificate(ctx context.Context, o Options, ds *appsv1.Daemo
 	if name == "" {
 		return fail(check, "not run: no CA Secret named (no DaemonSet "+nodeDaemonSet+" mounting "+caMountPath+")", "name it with --ca-secret")
 	}
-	secret, err := c.client.CoreV1().Secrets(o.Namespace).Get(ctx, name, metav1.GetOptions{})
+	secret, err := c.client.GetSecret(ctx, o.Namespace, name)
 	if err != nil {
 		return fail(check, fmt.Sprintf("Secret %s/%s: %v", o.Namespace, name, err),
 			"the chart generates it on install (ca.generate) or you bring your own in Istio's layout (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem)")
@@ -286,14 +285,14 @@ func roundDuration(d time.Duration) string {
 func (c *cluster) podsEnrolled(ctx context.Context, ns string) Result {
 	const check = "pods enrolled"
 	excluded := map[string]bool{"kube-system": true, ns: true}
-	if cm, err := c.client.CoreV1().ConfigMaps(ns).Get(ctx, configMapName, metav1.GetOptions{}); err == nil {
+	if cm, err := c.client.GetConfigMap(ctx, ns, configMapName); err == nil {
 		for _, n := range strings.Split(cm.Data["EXCLUDE_NAMESPACES"], ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				excluded[n] = true
 			}
 		}
 	}
-	nsList, err := c.client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	nsList, err := c.client.ListNamespaces(ctx)
 	if err != nil {
 		return fail(check, "listing namespaces: "+err.Error(), "")
 	}
@@ -304,7 +303,7 @@ func (c *cluster) podsEnrolled(ctx context.Context, ns string) Result {
 	var pods []corev1.Pod
 	opts := metav1.ListOptions{Limit: 500}
 	for {
-		list, err := c.client.CoreV1().Pods("").List(ctx, opts)
+		list, err := c.client.ListPods(ctx, "", opts)
 		if err != nil {
 			return fail(check, "listing pods: "+err.Error(), "")
 		}
