@@ -14,6 +14,8 @@ constexpr size_t kLowWater = 64 << 10;
 // A DATA frame header is 9 bytes. Each stream's buffer keeps that much room before the
 // unsent bytes, so a frame goes to the DataSink as one contiguous span without a copy.
 constexpr size_t kFrameHeader = 9;
+// The opaque data of the graceful GOAWAY's PING (the keepalive PING's is zeros).
+constexpr uint8_t kDrainPing[8] = {'z', 't', '-', 'd', 'r', 'a', 'i', 'n'};
 
 nghttp2_nv Header(std::string_view name, std::string_view value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
@@ -125,6 +127,13 @@ struct Callbacks {
     }
     if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
       s->ping_outstanding_ = false;
+      if (s->drain_ping_outstanding_ &&
+          std::memcmp(frame->ping.opaque_data, kDrainPing, sizeof(kDrainPing)) == 0) {
+        // The peer has seen the first GOAWAY: whatever it opened before is in.
+        s->drain_ping_outstanding_ = false;
+        nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng),
+                              NGHTTP2_NO_ERROR, nullptr, 0);
+      }
     }
     Stream* st = s->Find(frame->hd.stream_id);
     if (st == nullptr) return 0;
@@ -466,6 +475,17 @@ void Session::Reset(int32_t stream, uint32_t code) {
 void Session::Consume(int32_t stream, size_t n) { nghttp2_session_consume(ng_, stream, n); }
 
 void Session::Goaway(uint32_t code) {
+  const bool first = !draining_;
+  draining_ = true;
+  if (handler_ != nullptr && code == kNoError) {
+    if (!first) return;  // the graceful sequence is under way
+    if (nghttp2_submit_shutdown_notice(ng_) == 0 &&
+        nghttp2_submit_ping(ng_, NGHTTP2_FLAG_NONE, kDrainPing) == 0) {
+      drain_ping_outstanding_ = true;
+      return;
+    }
+  }
+  drain_ping_outstanding_ = false;
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_), code,
                         nullptr, 0);
 }

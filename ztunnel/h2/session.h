@@ -163,8 +163,13 @@ class Session {
   void Reset(int32_t stream, uint32_t code);
   /// Consume reopens the flow-control window for `n` delivered bytes.
   void Consume(int32_t stream, size_t n);
-  /// Goaway stops new streams (drain); live ones continue.
+  /// Goaway stops new streams (drain); live ones continue. On a server with kNoError it
+  /// is graceful (RFC 9113 §6.8): a GOAWAY naming the highest stream id and a PING go
+  /// out first, and the final GOAWAY naming the last stream processed only when the
+  /// PING's ack arrives, so a stream the peer opened before it saw the first is served.
   void Goaway(uint32_t code = kNoError);
+  /// draining is true once Goaway was called.
+  bool draining() const { return draining_; }
   /// CloseAll ends every stream (observers get OnStreamClosed(code), the handler
   /// OnStreamReset for streams not answered yet); for teardown: the session does
   /// nothing afterwards but get destroyed.
@@ -203,6 +208,8 @@ class Session {
   uint64_t window_updates_in_ = 0;
   uint64_t data_frames_out_ = 0;
   bool ping_outstanding_ = false;
+  bool draining_ = false;
+  bool drain_ping_outstanding_ = false;  // the graceful GOAWAY's PING, not acked yet
   bool failed_ = false;
   bool closed_ = false;
 };

@@ -331,6 +331,89 @@ TEST_CASE("Keepalive PINGs are acknowledged", "[h2]") {
   CHECK_FALSE(client->PingOutstanding());
 }
 
+// Collect takes what `s` has to send, without delivering it.
+std::string Collect(Session& s) {
+  std::string out;
+  for (std::string_view o = s.NextOutput(); !o.empty(); o = s.NextOutput()) out.append(o);
+  return out;
+}
+
+TEST_CASE("A draining server still serves the stream the client opened as it drained", "[h2]") {
+  Server server;
+  auto client = Session::Client(ClientLimits());
+  Pump(*client, *server.session);
+  // The client opens a stream while the server's GOAWAY is on its way: they cross.
+  Recorder rec;
+  rec.session = client.get();
+  auto id = client->Connect(Request("10.0.0.2:8080"), &rec);
+  REQUIRE(id.ok());
+  rec.stream = *id;
+  const std::string crossing = Collect(*client);
+  server.session->Goaway(kNoError);
+  CHECK(server.session->draining());
+  const std::string notice = Collect(*server.session);
+  REQUIRE(client->Receive(notice));  // GOAWAY(2^31-1) and a PING
+  CHECK_FALSE(client->can_open());   // no new streams on this connection
+  REQUIRE(server.session->Receive(crossing));
+  REQUIRE(server.requests.size() == 1);  // served, not refused
+  Pump(*client, *server.session);        // the PING's ack, then the final GOAWAY
+  CHECK(rec.status == 200);
+  CHECK_FALSE(rec.closed);
+  Recorder& srv = *server.streams.begin()->second;
+  REQUIRE(client->Write(*id, std::string("bytes after the drain began")).ok());
+  REQUIRE(client->EndStream(*id).ok());
+  REQUIRE(server.session->Write(*id, std::string("and back")).ok());
+  REQUIRE(server.session->EndStream(*id).ok());
+  Pump(*client, *server.session);
+  CHECK(srv.data == "bytes after the drain began");
+  CHECK(rec.data == "and back");
+  CHECK(rec.close_code == kNoError);
+  // Both GOAWAYs were sent; with no stream left the server is done.
+  CHECK_FALSE(server.session->alive());
+}
+
+TEST_CASE("The final GOAWAY names the last stream the server processed", "[h2]") {
+  Server server;
+  auto client = Session::Client(ClientLimits());
+  Recorder rec;
+  rec.session = client.get();
+  auto id = client->Connect(Request("10.0.0.2:8080"), &rec);
+  REQUIRE(id.ok());
+  Pump(*client, *server.session);
+  server.session->Goaway(kNoError);
+  auto first = Drain(*server.session);
+  std::vector<uint32_t> last_ids;
+  bool ping = false;
+  for (const auto& f : first) {
+    if (f.type == NGHTTP2_GOAWAY) last_ids.push_back(Code(f) & 0x7fffffff);
+    if (f.type == NGHTTP2_PING) ping = true;
+  }
+  CHECK(last_ids == std::vector<uint32_t>{0x7fffffff});
+  CHECK(ping);
+  // The client acks the PING: now the GOAWAY with the real last stream id.
+  Session* c = client.get();
+  std::string wire;
+  for (const auto& f : first) {
+    const uint8_t hd[9] = {static_cast<uint8_t>(f.payload.size() >> 16),
+                           static_cast<uint8_t>(f.payload.size() >> 8),
+                           static_cast<uint8_t>(f.payload.size()),
+                           f.type,
+                           f.flags,
+                           static_cast<uint8_t>(f.stream >> 24),
+                           static_cast<uint8_t>(f.stream >> 16),
+                           static_cast<uint8_t>(f.stream >> 8),
+                           static_cast<uint8_t>(f.stream)};
+    wire.append(reinterpret_cast<const char*>(hd), 9).append(f.payload);
+  }
+  REQUIRE(c->Receive(wire));
+  REQUIRE(server.session->Receive(Collect(*c)));
+  last_ids.clear();
+  for (const auto& f : Drain(*server.session)) {
+    if (f.type == NGHTTP2_GOAWAY) last_ids.push_back(Code(f) & 0x7fffffff);
+  }
+  CHECK(last_ids == std::vector<uint32_t>{static_cast<uint32_t>(*id)});
+}
+
 // --- hostile peers ----------------------------------------------------------------
 
 TEST_CASE("Requests that are not CONNECT to ip:port get 400", "[h2]") {

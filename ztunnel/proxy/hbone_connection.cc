@@ -147,6 +147,7 @@ void HboneConnection::Process() {
     timer_.Cancel();  // the handshake deadline; keepalive starts when it reports back
     if (events_.ready) events_.ready(this);
     if (closing_) return;
+    if (drain_when_ready_) h2_->Goaway(h2::kNoError);
   }
   char plain[16384];
   for (;;) {
@@ -253,7 +254,11 @@ void HboneConnection::OnSend(int32_t res, uint32_t /*flags*/) {
 
 void HboneConnection::Drain() {
   if (closing_ || close_after_flush_) return;
-  if (!ready_) return Close(h2::kNoError, "");  // nothing to finish yet
+  if (!ready_) {
+    // Mid-handshake: the peer will send its stream right after; serve that, then drain.
+    drain_when_ready_ = true;
+    return;
+  }
   h2_->Goaway(h2::kNoError);
   Flush();
   MaybeCloseIdle();

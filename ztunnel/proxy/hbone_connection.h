@@ -68,6 +68,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   /// Close ends the connection: streams are closed with `code`, the socket is reset.
   void Close(uint32_t code, std::string error);
   /// Drain sends GOAWAY: no new streams; the connection closes once the live ones end.
+  /// During the TLS handshake it waits for the handshake, so a peer's first stream is
+  /// still served.
   void Drain();
   void Abort() override { Close(h2::kCancel, "aborted"); }
   int SocketFd() const override { return fd_.get(); }
@@ -108,6 +110,7 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   std::string send_buf_;   // ciphertext being sent (taken from TLS without a copy)
   size_t send_offset_ = 0;
   bool recv_inflight_ = false;
+  bool drain_when_ready_ = false;  // Drain came during the handshake
   bool send_inflight_ = false;
   bool flush_scheduled_ = false;
   bool ready_ = false;

@@ -195,7 +195,6 @@ void Inbound::Serve(int raw_fd) {
     fd.reset();
     ConnectionEnded();
   };
-  if (draining_) return refuse("draining");
   if (options_.max_handshakes != 0 && handshakes_ >= options_.max_handshakes) {
     // Past the bound, before any TLS work: a flood of half-open handshakes must not
     // grow memory without bound or stall the tunnels this worker already carries.
@@ -250,6 +249,8 @@ void Inbound::Serve(int raw_fd) {
       options_.timeouts);
   handler->conn_ = conn;
   live_.emplace(conn, std::move(handler));
+  // Accepted before the listener was shut: serve the peer's streams in flight, then drain.
+  if (draining_) conn->Drain();
 }
 
 void Inbound::Recheck() {
