@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -21,6 +22,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from ambient import (CNI_BIN, MARKER, Capture, Mesh, echo_server, label_namespace,  # noqa: E402
                      pod, send_from)
+from node import KUBE_BIN_DIR  # noqa: E402
 
 CHART = REPO / "helm/ztunnel"
 NAMESPACE = "ztunnel-system"
@@ -250,10 +252,39 @@ def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release,
     # A connection every 10 ms from the client pod across the whole rollout of both
     # DaemonSets (node process surged, agent replaced).
     stop = tmp_path / "stop"
+    # The retiring node process's log, kept for a failure's diagnosis (its pod goes).
+    old_node = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e1"))
+    old_log = open(tmp_path / "old-node.log", "w")
+    follow = subprocess.Popen([str(KUBE_BIN_DIR / "kubectl"), f"--kubeconfig={kube.kubeconfig}",
+                               "logs", "-f", "-n", NAMESPACE, old_node],
+                              stdout=old_log, stderr=subprocess.STDOUT)
+    in_client = ["nsenter", f"--net={kube.pod_netns_path(kube_ns, 'client')}", sys.executable]
     churn = subprocess.Popen(
-        ["nsenter", f"--net={kube.pod_netns_path(kube_ns, 'client')}", sys.executable,
-         str(REPO / "integration/tools/churn.py"), server_ip, "8080", "--reply", "echo",
+        [*in_client, str(REPO / "integration/tools/churn.py"), server_ip, "8080", "--reply", "echo",
          "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
+    # Two long connections through the retiring node process: one the client ends
+    # during the drain (it must finish with every byte), one that outlives the grace
+    # (the drain deadline ends it: when, and was every byte before that intact?).
+    finish_stop, outlive_stop = tmp_path / "finish", tmp_path / "outlive"
+    finishing, outliving = (subprocess.Popen(
+        [*in_client, str(REPO / "integration/tools/long_echo.py"), server_ip, "8080",
+         "--stop-file", str(f)], stdout=subprocess.PIPE, text=True) for f in (finish_stop, outlive_stop))
+    terminating = {}
+
+    def watch_old_node():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if kube.pod(NAMESPACE, old_node)["metadata"].get("deletionTimestamp"):
+                    terminating["at"] = time.time()
+                    time.sleep(1.0)  # well inside the drain
+                    finish_stop.touch()
+                    return
+            except Exception:
+                return  # gone already
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch_old_node, daemon=True)
+    watcher.start()
     try:
         time.sleep(1.0)
         t0 = time.monotonic()
@@ -268,11 +299,34 @@ def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release,
         time.sleep(2.0)  # the new pods alone
     finally:
         stop.touch()
+        finish_stop.touch()
+        outlive_stop.touch()
         out, _ = churn.communicate(timeout=60)
+        finished = json.loads(finishing.communicate(timeout=60)[0].strip().splitlines()[-1])
+        outlived = json.loads(outliving.communicate(timeout=60)[0].strip().splitlines()[-1])
+        watcher.join(timeout=10)
+        follow.terminate()
+        follow.wait(timeout=10)
+        old_log.close()
     result = json.loads(out.strip().splitlines()[-1])
     print(f"connections during the upgrade: {result}")
+    if result["failed"]:
+        new_node = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e2"))
+        for name, text in (("old", (tmp_path / "old-node.log").read_text()),
+                           ("new", kube.kubectl("logs", "-n", NAMESPACE, new_node, check=False))):
+            print(f"--- {name} node process, warnings:")
+            print("\n".join(line for line in text.splitlines() if "\twarn\t" in line or "\terror\t" in line))
     assert result["failed"] == 0, result
     assert result["ok"] >= 300, result
+    grace = 8  # install_args' terminationGracePeriodSeconds
+    assert "at" in terminating, "never saw the old node pod terminating"
+    print(f"long connection ended by the client during the drain: {finished}")
+    print(f"long connection past the grace: {outlived}, ended "
+          f"{outlived['ended_at'] - terminating['at']:.1f} s after the old pod's SIGTERM")
+    assert finished["ended"] == "finished" and finished["intact"], finished
+    assert finished["ended_at"] > terminating["at"] and finished["lines"] > 10, finished
+    assert outlived["ended"] != "finished" and outlived["intact"], outlived
+    assert 0 < outlived["ended_at"] - terminating["at"] <= grace + 1, (outlived, terminating)
     # Still over HBONE, served by the new node process.
     assert MARKER in send_from(kube, kube_ns, "client", server_ip)
     node_pod = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e2"))
@@ -329,7 +383,9 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     assert code == 0, checks
     assert list(checks) == ["API server", "DaemonSet ztunnel", "DaemonSet ztunnel-cni",
                             "agent connected", "CA certificate", "pods enrolled"], checks
-    assert "(2 pods)" in checks["agent connected"]["detail"], checks
+    # The previous test's pods may still be terminating, and served meanwhile.
+    serving = re.search(r" \((\d+) pods\)$", checks["agent connected"]["detail"])
+    assert serving and int(serving[1]) >= 2, checks
     assert checks["pods enrolled"]["detail"].startswith("2 pods in 1 namespace,"), checks
     print(subprocess.run([str(tmp_path / "cli/ztunnel"), "check", "--kubeconfig", str(kube.kubeconfig)],
                          capture_output=True, text=True, timeout=60).stdout)
