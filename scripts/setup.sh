@@ -142,6 +142,68 @@ install_kube() {
   echo "setup: Kubernetes binaries installed in $KUBE_PREFIX/bin"
 }
 
+# istiod (pilot-discovery) for the Istio control-plane tests (/work/shared/ISTIOD.md),
+# with Istio's CRDs from the same module: built from the Go module proxy by
+# scripts/istiod/build.sh (~15 min cold), or unpacked from the shared cache when its
+# sha256 matches.
+. "$repo/scripts/istiod/versions.sh"
+ISTIOD_PREFIX=${ZTUNNEL_DEPS_DIR:-/opt/ztunnel-deps}/istiod-$ISTIO_VERSION
+ISTIOD_CACHE=${ZTUNNEL_SHARED_CACHE:-$repo/../shared/cache}/$ISTIOD_CACHE_NAME
+
+istiod_installed() {
+  [ -x "$ISTIOD_PREFIX/bin/pilot-discovery" ] && [ -s "$ISTIOD_PREFIX/crd-all.gen.yaml" ]
+}
+
+install_istiod() {
+  istiod_installed && return 0
+  mkdir -p "$(dirname "$ISTIOD_PREFIX")"
+  exec 9>"$ISTIOD_PREFIX.lock"
+  flock 9
+  if istiod_installed; then
+    exec 9>&-
+    return 0
+  fi
+  local staging="$ISTIOD_PREFIX.tmp.$$" go=go
+  command -v go >/dev/null || go=/usr/local/go/bin/go
+  rm -rf "$staging"
+  trap 'rm -rf "$staging"' RETURN
+  if [ -f "$ISTIOD_CACHE" ] &&
+    [ "$(sha256sum <"$ISTIOD_CACHE" | cut -d' ' -f1)" = "$ISTIOD_CACHE_SHA256" ]; then
+    echo "setup: unpacking istiod $ISTIO_VERSION from $ISTIOD_CACHE into $ISTIOD_PREFIX"
+    mkdir -p "$staging/bin"
+    zstd -dcq "$ISTIOD_CACHE" | tar -C "$staging/bin" --no-same-owner -xf - pilot-discovery || {
+      rm -rf "$staging"
+      echo "setup: unpacking $ISTIOD_CACHE failed" >&2
+      exit 1
+    }
+  else
+    [ ! -f "$ISTIOD_CACHE" ] ||
+      echo "setup: $ISTIOD_CACHE does not have sha256 $ISTIOD_CACHE_SHA256; building instead"
+    "$repo/scripts/istiod/build.sh" "$staging" || { rm -rf "$staging"; exit 1; }
+  fi
+  # Istio's CRDs, from the module the binary was built from.
+  local module
+  module=$(env -C "$repo/scripts/istiod" "$go" mod download -json "istio.io/istio@$ISTIO_MODULE_VERSION" |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$module" ] || ! cp "$module/manifests/charts/base/files/crd-all.gen.yaml" "$staging/"; then
+    rm -rf "$staging"
+    echo "setup: cannot get Istio's CRDs from istio.io/istio@$ISTIO_MODULE_VERSION (Go module proxy)" >&2
+    exit 1
+  fi
+  chmod u+w "$staging/crd-all.gen.yaml"
+  local version
+  version=$("$staging/bin/pilot-discovery" version 2>/dev/null) || true
+  if [[ "$version" != *"Version:\"$ISTIO_VERSION\""* ]]; then
+    rm -rf "$staging"
+    echo "setup: pilot-discovery is not istiod $ISTIO_VERSION: ${version:-it does not run}" >&2
+    exit 1
+  fi
+  rm -rf "$ISTIOD_PREFIX"
+  mv "$staging" "$ISTIOD_PREFIX"
+  exec 9>&-
+  echo "setup: istiod $ISTIO_VERSION installed in $ISTIOD_PREFIX"
+}
+
 packages=(
   # build
   build-essential cmake ninja-build pkg-config clang-format
@@ -174,6 +236,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   install_boringssl
   install_fortio
   install_kube
+  install_istiod
   exit 0
 fi
 
@@ -206,3 +269,4 @@ echo "setup: done"
 install_boringssl
 install_fortio
 install_kube
+install_istiod
