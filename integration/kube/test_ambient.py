@@ -228,6 +228,9 @@ def test_authorization_policy_denies_within_a_second_and_closes_live_connections
     mesh.wait(lambda: event(), 10, "the ZtunnelPolicyRejected event")
     assert "spec.rules[0].to[0].operation.ports[0]" in event()[0]["message"]
     assert "broken" in mesh.agent_log()
+    # Any update re-reports the rejection: the same Event, counted twice, not a second one.
+    kube.kubectl("annotate", "authorizationpolicy", "broken", "-n", kube_ns, "ztunnel.dev/touched=1")
+    mesh.wait(lambda: [e.get("count") for e in event()] == [2], 10, "the event's count to reach 2")
 
 
 def test_service_vip_spreads_over_its_endpoints(kube, kube_ns, mesh):

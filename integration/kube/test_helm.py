@@ -171,6 +171,10 @@ def test_check_pre_passes_on_the_node_and_names_each_provoked_failure(kube, tmp_
         "setpriv", "--bounding-set=-net_admin,-sys_admin", "--inh-caps=-all", "--"))
     assert code == 1 and failing(checks) <= {"capabilities", "iptables"}, checks
     assert checks["capabilities"]["detail"] == "missing CAP_NET_ADMIN, CAP_SYS_ADMIN", checks
+    # No iptables at all.
+    code, checks = ztunnel_check(kube, tmp_path, *pre, "--iptables", "/nonexistent/iptables")
+    assert code == 1 and failing(checks) == {"iptables"}, checks
+    assert "not found" in checks["iptables"]["detail"], checks
     # The legacy iptables backend.
     code, checks = ztunnel_check(kube, tmp_path, *pre, "--iptables", "iptables-legacy")
     assert code == 1 and failing(checks) == {"iptables"}, checks
@@ -180,6 +184,16 @@ def test_check_pre_passes_on_the_node_and_names_each_provoked_failure(kube, tmp_
     empty.mkdir()
     code, checks = ztunnel_check(kube, tmp_path, "--pre", "--cni-conf-dir", str(empty))
     assert code == 1 and failing(checks) == {"CNI config"}, checks
+    assert "no .conf or .conflist" in checks["CNI config"]["detail"], checks
+    # A configuration the runtime cannot parse.
+    (empty / "10-broken.conflist").write_text('{"cniVersion": "1.0.0", "plugins": [')
+    code, checks = ztunnel_check(kube, tmp_path, "--pre", "--cni-conf-dir", str(empty))
+    assert code == 1 and failing(checks) == {"CNI config"}, checks
+    assert "10-broken.conflist is not JSON" in checks["CNI config"]["detail"], checks
+    # The runtime's netns directory missing.
+    code, checks = ztunnel_check(kube, tmp_path, *pre, "--netns-dir", str(tmp_path / "no-netns"))
+    assert code == 1 and failing(checks) == {"netns mount propagation"}, checks
+    assert "does not exist" in checks["netns mount propagation"]["detail"], checks
     # A netns directory on a private mount.
     private = tmp_path / "netns"
     private.mkdir()
@@ -399,6 +413,12 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     assert "less than 30d" in checks["CA certificate"]["detail"], checks
     code, checks = ztunnel_check(kube, tmp_path, "--ca-secret", "short-ca", "--cert-min-validity", "1h")
     assert code == 0, checks
+    # A CA Secret without its certificate, and none at all.
+    kube.kubectl("create", "secret", "generic", "half-ca", "-n", NAMESPACE, f"--from-file=ca-key.pem={key}")
+    code, checks = ztunnel_check(kube, tmp_path, "--ca-secret", "half-ca")
+    assert code == 1 and "ca-cert.pem is missing" in checks["CA certificate"]["detail"], checks
+    code, checks = ztunnel_check(kube, tmp_path, "--ca-secret", "no-such-ca")
+    assert code == 1 and "not found" in checks["CA certificate"]["detail"], checks
     # A node process that cannot reach its agent: it never gets ready, so the rollout
     # stalls with the old pod serving, and the check names both.
     kube.helm("upgrade", "ztunnel", str(CHART), *install_args(kube, "e2e1"),
