@@ -126,13 +126,12 @@ struct Callbacks {
       return 0;
     }
     if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
-      s->ping_outstanding_ = false;
-      if (s->drain_ping_outstanding_ &&
-          std::memcmp(frame->ping.opaque_data, kDrainPing, sizeof(kDrainPing)) == 0) {
-        // The peer has seen the first GOAWAY: whatever it opened before is in.
-        s->drain_ping_outstanding_ = false;
-        nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng),
-                              NGHTTP2_NO_ERROR, nullptr, 0);
+      if (std::memcmp(frame->ping.opaque_data, kDrainPing, sizeof(kDrainPing)) == 0) {
+        // Sent after the first GOAWAY: the peer has read that one, and whatever it
+        // opened before is in.
+        if (s->drain_ping_outstanding_) s->FinishDrain();
+      } else {
+        s->ping_outstanding_ = false;  // the keepalive's
       }
     }
     Stream* st = s->Find(frame->hd.stream_id);
@@ -165,6 +164,17 @@ struct Callbacks {
 
   static int OnFrameSend(nghttp2_session* ng, const nghttp2_frame* frame, void* user_data) {
     if (frame->hd.type == NGHTTP2_DATA) ++S(user_data)->data_frames_out_;
+    if (frame->hd.type == NGHTTP2_GOAWAY && S(user_data)->drain_notice_pending_ &&
+        frame->goaway.last_stream_id == 0x7fffffff) {
+      // The first GOAWAY is out: its PING follows it (PINGs jump the queue, so it is
+      // only submitted now), and the ack proves the peer read the GOAWAY.
+      S(user_data)->drain_notice_pending_ = false;
+      if (nghttp2_submit_ping(ng, NGHTTP2_FLAG_NONE, kDrainPing) == 0) {
+        S(user_data)->drain_ping_outstanding_ = true;
+      } else {
+        S(user_data)->FinishDrain();
+      }
+    }
     if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
       // nghttp2 itself ended the connection (rapid reset, flood, protocol error): say so.
       S(user_data)->Fail(std::string("sent GOAWAY ") +
@@ -479,15 +489,21 @@ void Session::Goaway(uint32_t code) {
   draining_ = true;
   if (handler_ != nullptr && code == kNoError) {
     if (!first) return;  // the graceful sequence is under way
-    if (nghttp2_submit_shutdown_notice(ng_) == 0 &&
-        nghttp2_submit_ping(ng_, NGHTTP2_FLAG_NONE, kDrainPing) == 0) {
-      drain_ping_outstanding_ = true;
+    if (nghttp2_submit_shutdown_notice(ng_) == 0) {
+      drain_notice_pending_ = true;  // its PING goes once it is sent (OnFrameSend)
       return;
     }
   }
-  drain_ping_outstanding_ = false;
+  drain_notice_pending_ = drain_ping_outstanding_ = false;
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_), code,
                         nullptr, 0);
+}
+
+void Session::FinishDrain() {
+  if (!drain_notice_pending_ && !drain_ping_outstanding_) return;
+  drain_notice_pending_ = drain_ping_outstanding_ = false;
+  nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
 }
 
 void Session::CloseAll(uint32_t code) {

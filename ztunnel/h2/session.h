@@ -170,6 +170,11 @@ class Session {
   void Goaway(uint32_t code = kNoError);
   /// draining is true once Goaway was called.
   bool draining() const { return draining_; }
+  /// FinishDrain sends the final GOAWAY of a graceful drain now, without waiting for
+  /// the PING's ack (a peer that never answers); no-op otherwise.
+  void FinishDrain();
+  /// drain_finishing is true while a graceful drain waits for its PING's ack.
+  bool drain_finishing() const { return drain_notice_pending_ || drain_ping_outstanding_; }
   /// CloseAll ends every stream (observers get OnStreamClosed(code), the handler
   /// OnStreamReset for streams not answered yet); for teardown: the session does
   /// nothing afterwards but get destroyed.
@@ -209,6 +214,7 @@ class Session {
   uint64_t data_frames_out_ = 0;
   bool ping_outstanding_ = false;
   bool draining_ = false;
+  bool drain_notice_pending_ = false;    // the first GOAWAY queued, its PING not yet
   bool drain_ping_outstanding_ = false;  // the graceful GOAWAY's PING, not acked yet
   bool failed_ = false;
   bool closed_ = false;

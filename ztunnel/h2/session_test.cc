@@ -383,13 +383,14 @@ TEST_CASE("The final GOAWAY names the last stream the server processed", "[h2]")
   server.session->Goaway(kNoError);
   auto first = Drain(*server.session);
   std::vector<uint32_t> last_ids;
-  bool ping = false;
+  std::vector<uint8_t> order;  // GOAWAY before PING: the ack proves the GOAWAY was read
   for (const auto& f : first) {
     if (f.type == NGHTTP2_GOAWAY) last_ids.push_back(Code(f) & 0x7fffffff);
-    if (f.type == NGHTTP2_PING) ping = true;
+    if (f.type == NGHTTP2_GOAWAY || f.type == NGHTTP2_PING) order.push_back(f.type);
   }
   CHECK(last_ids == std::vector<uint32_t>{0x7fffffff});
-  CHECK(ping);
+  CHECK(order == std::vector<uint8_t>{NGHTTP2_GOAWAY, NGHTTP2_PING});
+  CHECK(server.session->drain_finishing());
   // The client acks the PING: now the GOAWAY with the real last stream id.
   Session* c = client.get();
   std::string wire;
@@ -412,6 +413,35 @@ TEST_CASE("The final GOAWAY names the last stream the server processed", "[h2]")
     if (f.type == NGHTTP2_GOAWAY) last_ids.push_back(Code(f) & 0x7fffffff);
   }
   CHECK(last_ids == std::vector<uint32_t>{static_cast<uint32_t>(*id)});
+  CHECK_FALSE(server.session->drain_finishing());
+}
+
+TEST_CASE("A drain whose PING is never acked can be finished without it", "[h2]") {
+  Server server;
+  auto client = Session::Client(ClientLimits());
+  Pump(*client, *server.session);
+  server.session->Goaway(kNoError);
+  (void)Drain(*server.session);  // the peer never answers
+  REQUIRE(server.session->drain_finishing());
+  server.session->FinishDrain();
+  CHECK_FALSE(server.session->drain_finishing());
+  std::vector<uint32_t> last_ids;
+  for (const auto& f : Drain(*server.session)) {
+    if (f.type == NGHTTP2_GOAWAY) last_ids.push_back(Code(f) & 0x7fffffff);
+  }
+  CHECK(last_ids == std::vector<uint32_t>{0});
+  CHECK_FALSE(server.session->alive());  // no stream: done
+}
+
+TEST_CASE("A keepalive PING's ack does not count as the drain PING's, nor the reverse", "[h2]") {
+  Server server;
+  auto client = Session::Client(ClientLimits());
+  Pump(*client, *server.session);
+  server.session->SendPing();
+  server.session->Goaway(kNoError);
+  Pump(*client, *server.session);  // both acked
+  CHECK_FALSE(server.session->PingOutstanding());
+  CHECK_FALSE(server.session->drain_finishing());
 }
 
 // --- hostile peers ----------------------------------------------------------------

@@ -51,7 +51,8 @@ HboneConnection::HboneConnection(io::Loop& loop, io::UniqueFd fd, ConnectionTrac
       tracker_(tracker),
       events_(std::move(events)),
       timeouts_(timeouts),
-      timer_(loop) {
+      timer_(loop),
+      drain_timer_(loop) {
   ArmTimer(timeouts_.handshake);
   // Small frames (WINDOW_UPDATE, PING, SETTINGS acks) must not wait for Nagle: with the
   // peer's delayed ACKs that stalls every flow-control round trip by ~40 ms.
@@ -147,7 +148,8 @@ void HboneConnection::Process() {
     timer_.Cancel();  // the handshake deadline; keepalive starts when it reports back
     if (events_.ready) events_.ready(this);
     if (closing_) return;
-    if (drain_when_ready_) h2_->Goaway(h2::kNoError);
+    if (drain_when_ready_) StartGoaway();
+    if (closing_) return;
   }
   char plain[16384];
   for (;;) {
@@ -259,7 +261,22 @@ void HboneConnection::Drain() {
     drain_when_ready_ = true;
     return;
   }
+  StartGoaway();
+}
+
+void HboneConnection::StartGoaway() {
   h2_->Goaway(h2::kNoError);
+  // A peer that never acks the drain PING (stuck, or too busy to read) gets the final
+  // GOAWAY after a second anyway, as Go's HTTP/2 server does.
+  if (h2_->drain_finishing() && !drain_timer_.pending()) {
+    drain_timer_.Start(kDrainAckWait, [this](bool fired) {
+      if (closing_) return MaybeDestroy();
+      if (!fired || !h2_->drain_finishing()) return;
+      h2_->FinishDrain();
+      Flush();
+      MaybeCloseIdle();
+    });
+  }
   Flush();
   MaybeCloseIdle();
 }
@@ -292,12 +309,14 @@ void HboneConnection::Close(uint32_t code, std::string error) {
   loop_.buffers().CancelWait(this);
   h2_->CloseAll(code);  // every stream hears it now
   timer_.Cancel();
+  drain_timer_.Cancel();
   if (recv_inflight_ || send_inflight_) loop_.CancelFd(fd_.get());
   MaybeDestroy();
 }
 
 void HboneConnection::MaybeDestroy() {
-  if (!closing_ || recv_inflight_ || send_inflight_ || timer_.pending() || destroy_scheduled_) {
+  if (!closing_ || recv_inflight_ || send_inflight_ || timer_.pending() || drain_timer_.pending() ||
+      destroy_scheduled_) {
     return;
   }
   destroy_scheduled_ = true;

@@ -91,6 +91,10 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   // CloseAfterFlush closes once the output queued so far (a GOAWAY) has been sent.
   void CloseAfterFlush(uint32_t code, std::string error);
   void MaybeDestroy();
+  // StartGoaway begins the graceful GOAWAY (Drain, once ready).
+  void StartGoaway();
+  // How long a graceful drain waits for its PING's ack before the final GOAWAY.
+  static constexpr std::chrono::milliseconds kDrainAckWait{1000};
   // MaybeCloseIdle closes cleanly once HTTP/2 is done (GOAWAY and no streams left).
   void MaybeCloseIdle();
 
@@ -103,7 +107,8 @@ class HboneConnection final : public TrackedConnection, public io::BufferWaiter 
   io::MemberCompletion<HboneConnection, &HboneConnection::OnRecv> recv_op_{this};
   io::MemberCompletion<HboneConnection, &HboneConnection::OnSend> send_op_{this};
   HboneTimeouts timeouts_;
-  io::Timer timer_;  // handshake deadline, then keepalive
+  io::Timer timer_;        // handshake deadline, then keepalive
+  io::Timer drain_timer_;  // the final GOAWAY if the drain PING is not acked in time
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point ping_sent_{};
   std::string peer_addr_;  // for logs

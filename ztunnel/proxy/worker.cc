@@ -1,7 +1,10 @@
 #include "ztunnel/proxy/worker.h"
 
+#include <unistd.h>
+
 #include "ztunnel/core/log.h"
 #include "ztunnel/io/netns.h"
+#include "ztunnel/io/socket.h"
 
 namespace zt::proxy {
 
@@ -155,6 +158,15 @@ void Worker::RemovePod(const std::string& uid, uint64_t netns_inode,
 }
 
 void Worker::Serve(int fd, Listener listener) {
+  if (past_deadline_) {
+    // Handed over or accepted after the drain deadline closed everything: serving it
+    // now would hold the process past its grace.
+    ZT_DEBUG("proxy", "worker {}: refusing a connection after the drain deadline", index_);
+    (void)io::SetLingerZero(fd);
+    ::close(fd);
+    balancer_.Release(index_);
+    return MaybeFinish();
+  }
   if (listener == Listener::kInboundHbone && inbound_ != nullptr) return inbound_->Serve(fd);
   if (listener == Listener::kInboundPlaintext && plaintext_ != nullptr) {
     return plaintext_->Serve(fd);
@@ -169,6 +181,7 @@ void Worker::BeginDrain() {
   ZT_DEBUG("proxy", "worker {} draining {} connections", index_, tracker_.size());
   deadline_->Start(left, [this](bool fired) {
     if (!fired) return;
+    past_deadline_ = true;
     if (tracker_.size() > 0) {
       ZT_WARN("proxy", "drain deadline reached: closing {} connections", tracker_.size());
       tracker_.AbortAll();

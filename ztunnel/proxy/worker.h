@@ -110,6 +110,7 @@ class Worker {
   std::unique_ptr<io::Timer> pool_wait_;
   size_t acceptors_running_ = 0;
   bool draining_ = false;
+  bool past_deadline_ = false;  // the drain deadline fired: new connections are refused
   bool accept_stopped_ = false;
   bool finishing_ = false;
 };
