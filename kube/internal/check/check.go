@@ -42,9 +42,9 @@ type Options struct {
 	Iptables string
 	// CASecret overrides the CA Secret's name (else read from the ztunnel DaemonSet).
 	CASecret string
-	// CertMinValidity: a CA certificate that expires sooner fails.
+	// CertMinValidity: a CA certificate that expires sooner fails (0: any validity left).
 	CertMinValidity time.Duration
-	// Timeout bounds each API request.
+	// Timeout bounds each API request (0: no bound).
 	Timeout time.Duration
 }
 
@@ -61,12 +61,6 @@ func (o *Options) Defaults() {
 	}
 	if o.Iptables == "" {
 		o.Iptables = "iptables"
-	}
-	if o.CertMinValidity == 0 {
-		o.CertMinValidity = 30 * 24 * time.Hour
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
 	}
 }
 

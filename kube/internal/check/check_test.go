@@ -150,11 +150,38 @@ func TestCAValidity(t *testing.T) {
 	otherTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "other"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
 	other, _ := certPEM(t, otherTmpl, otherTmpl, otherKey, otherKey)
-	if r := caResult(map[string][]byte{"ca-cert.pem": other, "root-cert.pem": good}, now, month); r.OK || !strings.Contains(r.Detail, "not signed by") {
+	if r := caResult(map[string][]byte{"ca-cert.pem": other, "root-cert.pem": good}, now, month); r.OK || !strings.Contains(r.Detail, "does not chain to") {
 		t.Errorf("foreign root: %+v", r)
 	}
 	if r := caResult(map[string][]byte{"root-cert.pem": good}, now, month); r.OK || !strings.Contains(r.Detail, "ca-cert.pem is missing") {
 		t.Errorf("missing: %+v", r)
+	}
+}
+
+func TestCAChainsThroughIntermediates(t *testing.T) {
+	now := time.Now()
+	mk := func(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *x509.Certificate, *ecdsa.PrivateKey) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour), IsCA: true,
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		p, c := certPEM(t, tmpl, parent, key, parentKey)
+		return p, c, key
+	}
+	rootPEM, root, rootKey := mk("root", nil, nil)
+	midPEM, mid, midKey := mk("org CA", root, rootKey)
+	caPEM, _, _ := mk("cluster CA", mid, midKey)
+	chain := append(append(append([]byte{}, caPEM...), midPEM...), rootPEM...)
+	data := map[string][]byte{"ca-cert.pem": caPEM, "root-cert.pem": rootPEM, "cert-chain.pem": chain}
+	if r := caResult(data, now, 24*time.Hour); !r.OK {
+		t.Errorf("root -> org CA -> cluster CA: %+v", r)
+	}
+	data["cert-chain.pem"] = caPEM // the intermediate missing
+	if r := caResult(data, now, 24*time.Hour); r.OK || !strings.Contains(r.Detail, "does not chain to") {
+		t.Errorf("no intermediate: %+v", r)
 	}
 }
 

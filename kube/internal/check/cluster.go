@@ -145,7 +145,7 @@ func (c *cluster) agentConnected(ctx context.Context, ns string, ds *appsv1.Daem
 		serving, _ := metricValue(text, "workload_manager_active_proxy_count")
 		switch {
 		case !ok:
-			bad = append(bad, fmt.Sprintf("%s (node %s) exports no ztunnel_inpod_connected (not running in-pod mode?)", p.Name, p.Spec.NodeName))
+			bad = append(bad, fmt.Sprintf("%s (node %s) exports no ztunnel_inpod_connected: an older ztunnel image?", p.Name, p.Spec.NodeName))
 		case connected != 1:
 			bad = append(bad, fmt.Sprintf("%s (node %s) has no ZDS connection to the agent", p.Name, p.Spec.NodeName))
 		default:
@@ -166,7 +166,11 @@ func metricValue(text, name string) (float64, bool) {
 		if !ok {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
 		return v, err == nil
 	}
 	return 0, false
@@ -246,14 +250,8 @@ func caResult(data map[string][]byte, now time.Time, minValidity time.Duration) 
 	if !ca.IsCA {
 		return fail(check, "ca-cert.pem is not a CA certificate", "it must have basicConstraints CA:TRUE")
 	}
-	if !ca.Equal(root) {
-		if err := ca.CheckSignatureFrom(root); err != nil {
-			return fail(check, "ca-cert.pem is not signed by root-cert.pem: "+err.Error(), "")
-		}
-	}
-	keys := []string{"ca-cert.pem", "root-cert.pem"}
 	soonest := ca.NotAfter
-	for _, key := range keys {
+	for _, key := range []string{"ca-cert.pem", "root-cert.pem"} {
 		cert := certs[key]
 		switch {
 		case now.Before(cert.NotBefore):
@@ -266,6 +264,27 @@ func caResult(data map[string][]byte, now time.Time, minValidity time.Duration) 
 		}
 		if cert.NotAfter.Before(soonest) {
 			soonest = cert.NotAfter
+		}
+	}
+	// The signing CA must chain to the root, through cert-chain.pem's intermediates
+	// when it is not the root itself (Istio's plug-in layout).
+	if !ca.Equal(root) {
+		roots, intermediates := x509.NewCertPool(), x509.NewCertPool()
+		roots.AddCert(root)
+		for rest := data["cert-chain.pem"]; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			if cert, err := x509.ParseCertificate(block.Bytes); err == nil && !cert.Equal(ca) {
+				intermediates.AddCert(cert)
+			}
+		}
+		_, err := ca.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, CurrentTime: now,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			return fail(check, "ca-cert.pem does not chain to root-cert.pem (with cert-chain.pem's intermediates): "+err.Error(),
+				"cert-chain.pem must hold ca-cert.pem's chain up to the root, as in Istio's plug-in layout")
 		}
 	}
 	return pass(check, fmt.Sprintf("%q valid until %s (%s left)", ca.Subject.CommonName,
@@ -284,13 +303,21 @@ func roundDuration(d time.Duration) string {
 // and that no other pod does.
 func (c *cluster) podsEnrolled(ctx context.Context, ns string) Result {
 	const check = "pods enrolled"
-	excluded := map[string]bool{"kube-system": true, ns: true}
-	if cm, err := c.client.GetConfigMap(ctx, ns, configMapName); err == nil {
+	// The agent's own list (the release's ConfigMap), plus its namespace; the chart's
+	// default when the release is not installed.
+	excluded := map[string]bool{ns: true}
+	cm, err := c.client.GetConfigMap(ctx, ns, configMapName)
+	switch {
+	case err == nil:
 		for _, n := range strings.Split(cm.Data["EXCLUDE_NAMESPACES"], ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				excluded[n] = true
 			}
 		}
+	case apierrors.IsNotFound(err):
+		excluded["kube-system"] = true
+	default:
+		return fail(check, fmt.Sprintf("reading ConfigMap %s/%s (the excluded namespaces): %v", ns, configMapName, err), "")
 	}
 	nsList, err := c.client.ListNamespaces(ctx)
 	if err != nil {

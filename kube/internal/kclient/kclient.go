@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/flowcontrol"
 )
 
 // Scheme knows the types of the core, apps and discovery.k8s.io v1 groups.
@@ -43,7 +42,8 @@ func init() {
 	codecs = serializer.NewCodecFactory(Scheme)
 }
 
-// Client holds one REST client per group, sharing a connection pool and a rate limit.
+// Client holds one REST client per group, sharing a connection pool; each gets
+// client-go's default rate limit (QPS/Burst from the config), as a Clientset's do.
 type Client struct {
 	Core      *rest.RESTClient // /api/v1
 	Apps      *rest.RESTClient // /apis/apps/v1
@@ -53,19 +53,11 @@ type Client struct {
 	Host string
 }
 
-// New builds the clients from a rest.Config (QPS and Burst as client-go's defaults
-// when zero).
+// New builds the clients from a rest.Config.
 func New(rc *rest.Config) (*Client, error) {
 	base := rest.CopyConfig(rc)
 	if base.UserAgent == "" {
 		base.UserAgent = rest.DefaultKubernetesUserAgent()
-	}
-	if base.RateLimiter == nil {
-		qps, burst := base.QPS, base.Burst
-		if qps == 0 {
-			qps, burst = rest.DefaultQPS, rest.DefaultBurst
-		}
-		base.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(qps, burst)
 	}
 	httpClient, err := rest.HTTPClientFor(base)
 	if err != nil {
