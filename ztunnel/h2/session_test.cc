@@ -95,9 +95,7 @@ struct ParsedFrame {
   std::string payload;
 };
 
-std::vector<ParsedFrame> Drain(Session& s) {
-  std::string all;
-  for (std::string_view out = s.NextOutput(); !out.empty(); out = s.NextOutput()) all.append(out);
+std::vector<ParsedFrame> Parse(const std::string& all) {
   std::vector<ParsedFrame> frames;
   for (size_t i = 0; i + 9 <= all.size();) {
     const auto* b = reinterpret_cast<const uint8_t*>(all.data() + i);
@@ -109,6 +107,15 @@ std::vector<ParsedFrame> Drain(Session& s) {
   }
   return frames;
 }
+
+// Collect takes what `s` has to send, without delivering it.
+std::string Collect(Session& s) {
+  std::string out;
+  for (std::string_view o = s.NextOutput(); !o.empty(); o = s.NextOutput()) out.append(o);
+  return out;
+}
+
+std::vector<ParsedFrame> Drain(Session& s) { return Parse(Collect(s)); }
 
 uint32_t Code(const ParsedFrame& f, size_t offset = 0) {
   const auto* p = reinterpret_cast<const uint8_t*>(f.payload.data() + offset);
@@ -331,13 +338,6 @@ TEST_CASE("Keepalive PINGs are acknowledged", "[h2]") {
   CHECK_FALSE(client->PingOutstanding());
 }
 
-// Collect takes what `s` has to send, without delivering it.
-std::string Collect(Session& s) {
-  std::string out;
-  for (std::string_view o = s.NextOutput(); !o.empty(); o = s.NextOutput()) out.append(o);
-  return out;
-}
-
 TEST_CASE("A draining server still serves the stream the client opened as it drained", "[h2]") {
   Server server;
   auto client = Session::Client(ClientLimits());
@@ -381,7 +381,8 @@ TEST_CASE("The final GOAWAY names the last stream the server processed", "[h2]")
   REQUIRE(id.ok());
   Pump(*client, *server.session);
   server.session->Goaway(kNoError);
-  auto first = Drain(*server.session);
+  const std::string first_wire = Collect(*server.session);
+  const auto first = Parse(first_wire);
   std::vector<uint32_t> last_ids;
   std::vector<uint8_t> order;  // GOAWAY before PING: the ack proves the GOAWAY was read
   for (const auto& f : first) {
@@ -393,20 +394,7 @@ TEST_CASE("The final GOAWAY names the last stream the server processed", "[h2]")
   CHECK(server.session->drain_finishing());
   // The client acks the PING: now the GOAWAY with the real last stream id.
   Session* c = client.get();
-  std::string wire;
-  for (const auto& f : first) {
-    const uint8_t hd[9] = {static_cast<uint8_t>(f.payload.size() >> 16),
-                           static_cast<uint8_t>(f.payload.size() >> 8),
-                           static_cast<uint8_t>(f.payload.size()),
-                           f.type,
-                           f.flags,
-                           static_cast<uint8_t>(f.stream >> 24),
-                           static_cast<uint8_t>(f.stream >> 16),
-                           static_cast<uint8_t>(f.stream >> 8),
-                           static_cast<uint8_t>(f.stream)};
-    wire.append(reinterpret_cast<const char*>(hd), 9).append(f.payload);
-  }
-  REQUIRE(c->Receive(wire));
+  REQUIRE(c->Receive(first_wire));
   REQUIRE(server.session->Receive(Collect(*c)));
   last_ids.clear();
   for (const auto& f : Drain(*server.session)) {
