@@ -96,7 +96,7 @@ int Client(const Args& a) {
   std::string reason;
   auto ca = identity::LocalCa::Open(ca_options, &reason);
   if (!ca) Die("CA: " + reason);
-  auto creds = (*ca)->Issue(*client_id, nullptr);
+  auto creds = (*ca)->IssueNow(*client_id, nullptr);
   if (!creds) Die("issue: " + creds.error().Message());
   auto ctx = tls::TlsContext::Create(tls::Role::kClient, *creds, (*ca)->Roots(),
                                      client_id->trust_domain, &reason);

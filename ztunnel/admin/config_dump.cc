@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <ctime>
+
 #include "ztunnel/core/log.h"
 #include "ztunnel/state/authz.h"
 
@@ -78,6 +81,34 @@ std::string Policy(const state::Policy& p) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string Rfc3339(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<CertSummary> SummarizeCerts(const identity::CertSet& certs) {
+  std::vector<CertSummary> out;
+  for (const auto& [uri, e] : certs.entries()) {
+    using S = identity::CertStatus::State;
+    const S st = e.status.state;
+    out.push_back({uri,
+                   st == S::kValid     ? "valid"
+                   : st == S::kPending ? "pending"
+                                       : "refresh failing",
+                   st == S::kPending ? "" : Rfc3339(e.status.not_after), e.status.failures,
+                   e.status.last_error});
+  }
+  return out;
+}
 
 std::string ConfigDumpJson(const state::State& state, const std::vector<CertSummary>& certs,
                            const std::vector<PodSummary>& pods) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ztunnel/identity/cert_store.h"
 #include "ztunnel/state/state.h"
 
 namespace zt::admin {
@@ -17,6 +18,9 @@ struct CertSummary {
   int failures = 0;
   std::string last_error;
 };
+
+/// SummarizeCerts describes every identity of a published certificate set.
+std::vector<CertSummary> SummarizeCerts(const identity::CertSet& certs);
 
 /// PodSummary is one pod the enrollment agent handed over.
 struct PodSummary {

@@ -158,7 +158,13 @@ Result<std::shared_ptr<LocalCa>> LocalCa::Open(const LocalCaOptions& options, st
   return ca;
 }
 
-Result<tls::Credentials> LocalCa::Issue(const tls::SpiffeId& id, std::string* reason) {
+void LocalCa::Issue(const tls::SpiffeId& id, IssueDone done) {
+  std::string reason;
+  auto issued = IssueNow(id, &reason);
+  done(std::move(issued), std::move(reason));
+}
+
+Result<tls::Credentials> LocalCa::IssueNow(const tls::SpiffeId& id, std::string* reason) {
   auto key = tls::PrivateKey::GenerateP256();
   if (!key) {
     if (reason != nullptr) *reason = "cannot generate a P-256 key";

@@ -1,9 +1,10 @@
 // Certificate authorities a node proxy can get workload certificates from. The local
-// CA is the embedded default; an Istio CA client (gRPC CSR) can implement the same
-// interface later without touching callers.
+// CA is the embedded default; a network CA (Istio's, a gRPC CSR) implements the same
+// interface and answers later. Only the control thread calls a CA, never a worker.
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,13 +16,18 @@
 
 namespace zt::identity {
 
-/// CaClient issues workload certificates. Implementations are thread-safe.
+/// IssueDone receives a fresh key and certificate chain (leaf first, no root), or an
+/// error and a reason (for the retry log and the config dump).
+using IssueDone = std::function<void(Result<tls::Credentials> issued, std::string reason)>;
+
+/// CaClient issues workload certificates. It is called from one thread (the control
+/// thread), and calls `done` on that thread: at once, or later from that thread's loop.
 class CaClient {
  public:
   virtual ~CaClient() = default;
-  /// Issue returns a fresh key and a certificate chain (leaf first, no root) for `id`;
-  /// on failure `*reason` says why (for the retry log and the config dump).
-  virtual Result<tls::Credentials> Issue(const tls::SpiffeId& id, std::string* reason) = 0;
+  /// Issue asks for a certificate for `id`; `done` runs exactly once, unless the client
+  /// is destroyed first (then never).
+  virtual void Issue(const tls::SpiffeId& id, IssueDone done) = 0;
   /// Roots are the trust anchors peers' certificates must chain to.
   virtual std::vector<tls::Certificate> Roots() const = 0;
 };
@@ -48,7 +54,10 @@ class LocalCa final : public CaClient {
   /// without the Subject Key Identifier its leaves' Authority Key Identifier needs.
   static Result<std::shared_ptr<LocalCa>> Open(const LocalCaOptions& options, std::string* reason);
 
-  Result<tls::Credentials> Issue(const tls::SpiffeId& id, std::string* reason) override;
+  /// IssueNow signs a certificate for `id` at once; on failure `*reason` says why.
+  Result<tls::Credentials> IssueNow(const tls::SpiffeId& id, std::string* reason);
+  /// Issue answers at once (a key generation and a signature, under a millisecond).
+  void Issue(const tls::SpiffeId& id, IssueDone done) override;
   std::vector<tls::Certificate> Roots() const override { return {root_}; }
   const tls::Certificate& root() const { return root_; }
 

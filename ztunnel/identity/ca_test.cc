@@ -65,7 +65,7 @@ TEST_CASE("LocalCa issues P-256 leaf certificates with one SPIFFE SAN and the TT
   auto ca = LocalCa::Open({dir.path.string(), true, "cluster.local", 7200s}, &why);
   REQUIRE(ca.ok());
   const auto id = tls::SpiffeId::Make("cluster.local", "default", "reviews");
-  auto creds = (*ca)->Issue(id, nullptr);
+  auto creds = (*ca)->IssueNow(id, nullptr);
   REQUIRE(creds.ok());
   REQUIRE(creds->chain.size() == 1);  // the root is not sent
   const tls::Certificate& leaf = creds->chain[0];
@@ -87,7 +87,7 @@ TEST_CASE("LocalCa loads Istio's plug-in layout with an intermediate", "[identit
   std::string why;
   auto ca = LocalCa::Open({dir.path.string(), false, "", 3600s}, &why);
   REQUIRE(ca.ok());
-  auto creds = (*ca)->Issue(tls::SpiffeId::Make("", "ns", "sa"), nullptr);
+  auto creds = (*ca)->IssueNow(tls::SpiffeId::Make("", "ns", "sa"), nullptr);
   REQUIRE(creds.ok());
   REQUIRE(creds->chain.size() == 2);  // leaf + intermediate
   CHECK(Verifies(*creds, root.cert));

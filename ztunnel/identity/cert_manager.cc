@@ -11,6 +11,10 @@ using std::chrono::system_clock;
 Result<std::shared_ptr<const WorkloadCert>> Build(const tls::SpiffeId& id, tls::Credentials creds,
                                                   const std::vector<tls::Certificate>& roots,
                                                   system_clock::time_point now, std::string* why) {
+  if (creds.chain.empty()) {
+    *why = "the CA answered with no certificate";
+    return Error{Errc::kInvalidArgument};
+  }
   auto cert = std::make_shared<WorkloadCert>();
   cert->id = id;
   cert->received = now;
@@ -34,99 +38,126 @@ system_clock::time_point RefreshAt(const WorkloadCert& cert) {
 
 }  // namespace
 
-CertManager::CertManager(std::shared_ptr<CaClient> ca, Clock clock)
-    : ca_(std::move(ca)), clock_(std::move(clock)) {}
+CertManager::CertManager(std::shared_ptr<CaClient> ca, CertStore& store, Clock clock)
+    : ca_(std::move(ca)),
+      store_(store),
+      clock_(std::move(clock)),
+      self_(std::make_shared<CertManager*>(this)) {}
 
-Result<std::shared_ptr<const WorkloadCert>> CertManager::Fetch(const tls::SpiffeId& id,
-                                                               std::string* why) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(id.ToString());
-    if (it != entries_.end() && it->second.cert) return it->second.cert;
-    if (it == entries_.end()) entries_.emplace(id.ToString(), Entry{});
-  }
-  return Attempt(id, why);
+CertManager::~CertManager() = default;
+
+void CertManager::Track(const tls::SpiffeId& id) {
+  const std::string key = id.ToString();
+  if (entries_.count(key) != 0) return;
+  Entry e;
+  e.id = id;
+  e.generation = next_generation_++;
+  e.status.next_attempt = system_clock::time_point::min();
+  entries_.emplace(key, std::move(e));
+  Publish();
+}
+
+void CertManager::Forget(const tls::SpiffeId& id) {
+  if (entries_.erase(id.ToString()) != 0) Publish();
 }
 
 std::shared_ptr<const WorkloadCert> CertManager::Current(const tls::SpiffeId& id) const {
-  std::lock_guard lock(mu_);
   auto it = entries_.find(id.ToString());
   return it == entries_.end() ? nullptr : it->second.cert;
 }
 
-Result<std::shared_ptr<const WorkloadCert>> CertManager::Attempt(const tls::SpiffeId& id,
-                                                                 std::string* why_out) {
-  const std::string key = id.ToString();
-  {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(key);
-    if (it == entries_.end()) return Error{Errc::kNotFound};
-    if (it->second.in_flight) return Error{Errc::kUnavailable};
-    it->second.in_flight = true;
-  }
+void CertManager::Attempt(const std::string& key) {
+  Entry& e = entries_.at(key);
+  e.in_flight = true;
+  std::weak_ptr<CertManager*> self = self_;
+  const uint64_t generation = e.generation;
+  ca_->Issue(e.id, [self, key, generation](Result<tls::Credentials> issued, std::string reason) {
+    if (auto alive = self.lock()) (*alive)->Finish(key, generation, std::move(issued), reason);
+  });
+}
+
+void CertManager::Finish(const std::string& key, uint64_t generation,
+                         Result<tls::Credentials> issued, std::string reason) {
+  auto it = entries_.find(key);
+  if (it == entries_.end() || it->second.generation != generation) return;  // forgotten
+  Entry& e = it->second;
+  e.in_flight = false;
   std::string why;
   std::shared_ptr<const WorkloadCert> built;
-  std::string ca_reason;
-  auto issued = ca_->Issue(id, &ca_reason);
+  const auto now = clock_();
   if (!issued) {
-    why = "CA: " + (ca_reason.empty() ? issued.error().Message() : ca_reason);
-  } else if (auto cert = Build(id, std::move(issued).value(), ca_->Roots(), clock_(), &why); cert) {
+    why = "CA: " + (reason.empty() ? issued.error().Message() : reason);
+  } else if (auto cert = Build(e.id, std::move(issued).value(), ca_->Roots(), now, &why); cert) {
     built = std::move(cert).value();
   } else if (why.empty()) {
     why = "cannot build TLS contexts";
   }
-  const auto now = clock_();
-  std::lock_guard lock(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return Error{Errc::kCancelled};  // forgotten meanwhile
-  Entry& e = it->second;
-  e.in_flight = false;
   if (built) {
     e.cert = std::move(built);
     e.backoff = kInitialBackoff;
-    e.status = CertStatus{CertStatus::State::kValid, e.cert->not_after, RefreshAt(*e.cert), 0, ""};
-    return e.cert;
+    e.status.state = CertStatus::State::kValid;
+    e.status.not_after = e.cert->not_after;
+    e.status.next_attempt = RefreshAt(*e.cert);
+    e.status.failures = 0;
+    e.status.last_error.clear();
+  } else {
+    // Keep serving the old certificate (if any); retry after the backoff, doubled each time.
+    e.status.failures += 1;
+    e.status.attempts_failed += 1;
+    e.status.last_error = why;
+    e.status.next_attempt = now + e.backoff;
+    e.status.state = e.cert ? CertStatus::State::kRefreshFailing : CertStatus::State::kPending;
+    e.backoff = std::min(e.backoff * 2, std::chrono::milliseconds(kMaxBackoff));
   }
-  // Keep serving the old certificate (if any); retry after the backoff, doubled each time.
-  e.status.failures += 1;
-  e.status.last_error = why;
-  if (why_out != nullptr) *why_out = why;
-  e.status.next_attempt = now + e.backoff;
-  e.status.state = e.cert ? CertStatus::State::kRefreshFailing : CertStatus::State::kPending;
-  e.backoff = std::min(e.backoff * 2, std::chrono::milliseconds(kMaxBackoff));
-  return Error{Errc::kUnavailable};
+  if (on_attempt_) on_attempt_(e.id, e.status);
+  Publish();
 }
 
 system_clock::time_point CertManager::Poll() {
-  std::vector<tls::SpiffeId> due;
-  {
-    std::lock_guard lock(mu_);
-    const auto now = clock_();
-    for (const auto& [key, e] : entries_) {
-      if (!e.in_flight && e.status.next_attempt <= now) {
-        due.push_back(e.cert ? e.cert->id : std::move(tls::SpiffeId::Parse(key)).value());
-      }
-    }
+  polling_ = true;
+  const auto now = clock_();
+  std::vector<std::string> due;
+  for (const auto& [key, e] : entries_) {
+    if (!e.in_flight && e.status.next_attempt <= now) due.push_back(key);
   }
-  for (const auto& id : due) (void)Attempt(id);
-  std::lock_guard lock(mu_);
+  // By key: an answer given inline (the local CA) updates entries_ as we go.
+  for (const auto& key : due) {
+    if (entries_.count(key) != 0) Attempt(key);
+  }
+  polling_ = false;
+  if (dirty_) Publish();
+  return NextDue();
+}
+
+system_clock::time_point CertManager::NextDue() const {
   auto next = system_clock::time_point::max();
-  for (const auto& [key, e] : entries_) next = std::min(next, e.status.next_attempt);
+  for (const auto& [key, e] : entries_) {
+    if (!e.in_flight) next = std::min(next, e.status.next_attempt);
+  }
   return next;
 }
 
-void CertManager::Forget(const tls::SpiffeId& id) {
-  std::lock_guard lock(mu_);
-  entries_.erase(id.ToString());
+std::vector<std::pair<tls::SpiffeId, CertStatus>> CertManager::Status() const {
+  std::vector<std::pair<tls::SpiffeId, CertStatus>> out;
+  for (const auto& [key, e] : entries_) out.emplace_back(e.id, e.status);
+  return out;
 }
 
-std::vector<std::pair<tls::SpiffeId, CertStatus>> CertManager::Status() const {
-  std::lock_guard lock(mu_);
-  std::vector<std::pair<tls::SpiffeId, CertStatus>> out;
-  for (const auto& [key, e] : entries_) {
-    out.emplace_back(std::move(tls::SpiffeId::Parse(key)).value(), e.status);
+size_t CertManager::in_flight() const {
+  return static_cast<size_t>(
+      std::count_if(entries_.begin(), entries_.end(), [](const auto& kv) { return kv.second.in_flight; }));
+}
+
+void CertManager::Publish() {
+  if (polling_) {
+    dirty_ = true;  // one set for the whole Poll, not one per identity
+    return;
   }
-  return out;
+  dirty_ = false;
+  std::map<std::string, CertEntry> entries;
+  for (const auto& [key, e] : entries_) entries.emplace(key, CertEntry{e.cert, e.status});
+  store_.Publish(std::make_shared<const CertSet>(std::move(entries)));
+  if (on_published_) on_published_();
 }
 
 }  // namespace zt::identity

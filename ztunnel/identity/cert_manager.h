@@ -1,83 +1,88 @@
-// CertManager: one certificate per workload identity this node serves, cached,
-// refreshed at half its lifetime, and kept serving while the CA is unreachable
-// (retries back off from 0.5 s to 150 s), as DESIGN.md §4 asks.
+// CertManager: one certificate per workload identity this node serves, refreshed at
+// half its lifetime and kept serving while the CA is unreachable (retries back off
+// from 0.5 s to 150 s), as DESIGN.md §4 asks. It lives on the control thread and
+// publishes every change as a new CertSet; workers only ever read the published set.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "ztunnel/identity/ca.h"
+#include "ztunnel/identity/cert_store.h"
 
 namespace zt::identity {
 
-/// WorkloadCert is one identity's credentials and the TLS contexts built on them.
-/// Immutable once published; holders keep it alive with the shared_ptr.
-struct WorkloadCert {
-  tls::SpiffeId id;
-  tls::Credentials credentials;
-  std::shared_ptr<tls::TlsContext> client;  // for connections this identity opens
-  std::shared_ptr<tls::TlsContext> server;  // for connections to this identity
-  std::chrono::system_clock::time_point not_before;
-  std::chrono::system_clock::time_point not_after;
-  /// received is when we got it; refresh is due half-way from here to not_after (a
-  /// CA may backdate not_before for clock skew, which must not pull the refresh in).
-  std::chrono::system_clock::time_point received;
-};
-
-/// CertStatus describes one identity for operators (config dump, readiness).
-struct CertStatus {
-  enum class State : uint8_t { kPending, kValid, kRefreshFailing } state = State::kPending;
-  std::chrono::system_clock::time_point not_after{};
-  std::chrono::system_clock::time_point next_attempt{};
-  int failures = 0;
-  std::string last_error;
-};
-
-/// CertManager is thread-safe. The CA is called without the lock held.
+/// CertManager is not thread-safe: every call, and every CA answer, is on one thread.
 class CertManager {
  public:
   using Clock = std::function<std::chrono::system_clock::time_point()>;
   static constexpr std::chrono::milliseconds kInitialBackoff{500};
   static constexpr std::chrono::milliseconds kMaxBackoff{150'000};
 
-  /// `ca` must be thread-safe; `clock` is injectable for tests.
-  explicit CertManager(std::shared_ptr<CaClient> ca, Clock clock = std::chrono::system_clock::now);
+  /// `ca` answers on this manager's thread; `store` receives every change and must
+  /// outlive the manager; `clock` is injectable for tests.
+  CertManager(std::shared_ptr<CaClient> ca, CertStore& store,
+              Clock clock = std::chrono::system_clock::now);
+  ~CertManager();
 
-  /// Fetch returns the identity's certificate, issuing it on first use. When issuing
-  /// fails the identity is still tracked, and Poll keeps retrying with backoff; `*why`
-  /// (if given) says what went wrong.
-  Result<std::shared_ptr<const WorkloadCert>> Fetch(const tls::SpiffeId& id,
-                                                    std::string* why = nullptr);
-  /// Current returns the identity's certificate without issuing; null if none yet.
-  std::shared_ptr<const WorkloadCert> Current(const tls::SpiffeId& id) const;
-  /// Poll refreshes or retries every identity that is due now and returns when the
-  /// next one will be due (time_point::max() when nothing is tracked).
-  std::chrono::system_clock::time_point Poll();
-  /// Forget stops tracking an identity (its last pod left this node).
+  /// Track starts tracking `id` (no-op if tracked); the next Poll asks the CA.
+  void Track(const tls::SpiffeId& id);
+  /// Forget stops tracking an identity (its last pod left this node); an answer still
+  /// in flight for it is dropped.
   void Forget(const tls::SpiffeId& id);
+  /// Poll asks the CA for every identity that is due (new, half-life reached, or a
+  /// failed attempt's backoff over) and not already asked; it returns when the next
+  /// one will be due (time_point::max() when nothing is tracked or all are in flight).
+  std::chrono::system_clock::time_point Poll();
+  /// NextDue is when Poll next has work: the earliest due identity not in flight
+  /// (time_point::max() when there is none).
+  std::chrono::system_clock::time_point NextDue() const;
+  /// Current returns the identity's certificate; null if none yet.
+  std::shared_ptr<const WorkloadCert> Current(const tls::SpiffeId& id) const;
+  /// Tracked reports whether `id` is tracked.
+  bool Tracked(const tls::SpiffeId& id) const { return entries_.count(id.ToString()) != 0; }
   /// Status reports every tracked identity.
   std::vector<std::pair<tls::SpiffeId, CertStatus>> Status() const;
+  /// set_on_published runs after each change is published (a certificate issued or
+  /// renewed, an attempt failed, an identity tracked or forgotten).
+  void set_on_published(std::function<void()> fn) { on_published_ = std::move(fn); }
+  /// set_on_attempt runs after each CA answer for a tracked identity, with its status.
+  void set_on_attempt(std::function<void(const tls::SpiffeId&, const CertStatus&)> fn) {
+    on_attempt_ = std::move(fn);
+  }
+  /// in_flight counts the CA requests not answered yet.
+  size_t in_flight() const;
 
  private:
   struct Entry {
+    tls::SpiffeId id;
     std::shared_ptr<const WorkloadCert> cert;
     CertStatus status;
     std::chrono::milliseconds backoff{kInitialBackoff};
     bool in_flight = false;
+    uint64_t generation = 0;  // which Track this entry is: a stale answer is dropped
   };
-  // Attempt asks the CA once for `id` and records the outcome.
-  Result<std::shared_ptr<const WorkloadCert>> Attempt(const tls::SpiffeId& id,
-                                                      std::string* why_out = nullptr);
+  // Attempt asks the CA for `key`'s identity; the answer lands in Finish.
+  void Attempt(const std::string& key);
+  void Finish(const std::string& key, uint64_t generation, Result<tls::Credentials> issued,
+              std::string reason);
+  void Publish();
 
   std::shared_ptr<CaClient> ca_;
+  CertStore& store_;
   Clock clock_;
-  mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // by SPIFFE URI
+  uint64_t next_generation_ = 1;
+  std::function<void()> on_published_;
+  std::function<void(const tls::SpiffeId&, const CertStatus&)> on_attempt_;
+  // CA answers hold a weak reference: one arriving after the manager is gone is dropped.
+  std::shared_ptr<CertManager*> self_;
+  bool polling_ = false;  // inside Poll: publish once at its end
+  bool dirty_ = false;
 };
 
 }  // namespace zt::identity

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <atomic>
 #include <unordered_set>
 #include <vector>
 
@@ -97,7 +97,8 @@ class Loop {
   void Run();
   /// Stop makes Run return after the current batch; call on the loop thread.
   void Stop();
-  /// Post runs fn on the loop thread soon. Safe from any thread.
+  /// Post runs fn on the loop thread soon, in posting order. Safe from any thread;
+  /// lock-free (a worker posting to another never waits).
   void Post(std::function<void()> fn);
   /// Defer runs fn on the loop thread after the current batch of completions; it is how
   /// code avoids re-entering an object from inside one of its own callbacks.
@@ -121,8 +122,14 @@ class Loop {
   std::vector<std::function<void()>> deferred_;
   // Completions whose owners died with their operation in flight (see Orphan).
   std::unordered_set<OrphanableCompletion*> orphans_;
-  std::mutex posted_mu_;
-  std::vector<std::function<void()>> posted_;
+  struct PostedTask {
+    std::function<void()> fn;
+    PostedTask* next;
+  };
+  // RunPosted runs every task posted so far, oldest first (on the loop thread).
+  void RunPosted();
+  std::atomic<PostedTask*> posted_{nullptr};  // newest first
+  std::atomic<bool> wake_pending_{false};
 };
 
 }  // namespace zt::io

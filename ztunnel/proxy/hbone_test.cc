@@ -276,15 +276,21 @@ TEST_CASE("A rotated certificate serves new connections and live tunnels outlive
   std::string why;
   auto ca = identity::LocalCa::Open({dir, true, "cluster.local", std::chrono::seconds(3)}, &why);
   REQUIRE(ca.ok());
-  identity::CertManager certs(*ca);
-  REQUIRE(certs.Fetch(kServerId).ok());
-  auto client_cert = certs.Fetch(kClientId);
-  REQUIRE(client_cert.ok());
+  // The manager on this thread; the server reads what it publishes (as workers do).
+  identity::CertStore store;
+  identity::CertManager certs(*ca, store);
+  certs.Track(kServerId);
+  certs.Track(kClientId);
+  certs.Poll();
+  auto client_cert = certs.Current(kClientId);
+  REQUIRE(client_cert != nullptr);
+  REQUIRE(certs.Current(kServerId) != nullptr);
   const auto first_expiry = certs.Current(kServerId)->not_after;
 
   EchoServer echo;
-  InboundServer inbound(InboundServer::CtxFn([&] { return certs.Current(kServerId)->server; }));
-  Client before(inbound.addr(), (*client_cert)->client, {kServerId});
+  InboundServer inbound(
+      InboundServer::CtxFn([&] { return store.Load()->Find(kServerId)->cert->server; }));
+  Client before(inbound.addr(), client_cert->client, {kServerId});
   REQUIRE(before.ready());
   UniqueFd live = before.Open(echo.addr());
   WriteAll(live.get(), "x");

@@ -163,12 +163,13 @@ class Inbound::Handler final : public h2::ServerHandler,
 };
 
 Inbound::Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, const SnapshotView& view,
-                 ConnectionTracker& tracker, Balancer& balancer, int index,
+                 CertView& certs, ConnectionTracker& tracker, Balancer& balancer, int index,
                  std::function<void()> on_connection_end)
     : loop_(loop),
       options_(std::move(options)),
       mesh_(mesh),
       view_(view),
+      certs_(certs),
       tracker_(tracker),
       balancer_(balancer),
       index_(index),
@@ -183,8 +184,9 @@ void Inbound::ConnectionEnded() {
   if (on_connection_end_) on_connection_end_();
 }
 
-void Inbound::Serve(int raw_fd) {
-  io::UniqueFd fd(raw_fd);
+void Inbound::Serve(int raw_fd) { Admit(io::UniqueFd(raw_fd), false); }
+
+void Inbound::Admit(io::UniqueFd fd, bool waited) {
   auto local = io::LocalAddress(fd.get());
   auto peer = io::PeerAddress(fd.get());
   const std::string peer_text = peer ? peer->ToString() : "unknown";
@@ -214,9 +216,30 @@ void Inbound::Serve(int raw_fd) {
   auto snapshot = view_.Get();
   const state::Workload* w = mesh_.LocalWorkload(*snapshot, local->ToIpPort()->ip());
   if (w == nullptr) return refuse("no workload on this node has address " + local->IpString());
-  std::string error;
-  auto cert = mesh_.Cert(*w, &error);
-  if (!cert) return refuse(error);
+  const tls::SpiffeId id = WorkloadIdentity(*w);
+  auto cert = certs_.Find(id);
+  if (!cert && waited) return refuse("no certificate for " + id.ToString());
+  if (!cert) {
+    // Not issued yet (a pod that just arrived, a CA across the network): park the
+    // connection, not the worker. It holds a handshake slot meanwhile, so a flood of
+    // them is bounded like handshakes are.
+    ++handshakes_;
+    auto parked = std::make_shared<io::UniqueFd>(std::move(fd));
+    std::weak_ptr<int> alive = life_;
+    certs_.Wait(id, [this, alive, parked, peer_text](
+                        std::shared_ptr<const identity::WorkloadCert> ready, std::string why) {
+      if (alive.expired()) return;
+      --handshakes_;
+      if (!ready) {
+        ZT_WARN("proxy", "refused HBONE connection from {}: {}", peer_text, why);
+        (void)io::SetLingerZero(parked->get());
+        parked->reset();
+        return ConnectionEnded();
+      }
+      Admit(std::move(*parked), true);
+    });
+    return;
+  }
   (void)io::SetKeepalive(fd.get(), options_.keepalive);
 
   std::optional<IpAddr> peer_ip;

@@ -20,6 +20,7 @@
 #include "ztunnel/io/socket.h"
 #include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/cert_view.h"
 #include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/hbone_connection.h"
@@ -52,10 +53,10 @@ class HboneStream;
 
 class Inbound {
  public:
-  /// `mesh`, `view`, `tracker` and `balancer` must outlive this object. `on_connection_end`
-  /// runs on this loop each time an HBONE connection served here ends.
+  /// `mesh`, `view`, `certs`, `tracker` and `balancer` must outlive this object.
+  /// `on_connection_end` runs on this loop each time an HBONE connection served here ends.
   Inbound(io::Loop& loop, InboundOptions options, const Mesh& mesh, const SnapshotView& view,
-          ConnectionTracker& tracker, Balancer& balancer, int index,
+          CertView& certs, ConnectionTracker& tracker, Balancer& balancer, int index,
           std::function<void()> on_connection_end);
   ~Inbound();
 
@@ -70,11 +71,15 @@ class Inbound {
  private:
   class Handler;
   void ConnectionEnded();
+  // Admit serves `fd` once its workload's certificate is at hand, parking it (counted
+  // as a handshake) while the certificate is issued; `waited` says it was parked once.
+  void Admit(io::UniqueFd fd, bool waited);
 
   io::Loop& loop_;
   InboundOptions options_;
   const Mesh& mesh_;
   const SnapshotView& view_;
+  CertView& certs_;
   ConnectionTracker& tracker_;
   Balancer& balancer_;
   int index_;

@@ -11,22 +11,6 @@ const state::Workload* Mesh::LocalWorkload(const state::State& s, const IpAddr& 
   return w != nullptr && w->node == node ? w : nullptr;
 }
 
-std::shared_ptr<const identity::WorkloadCert> Mesh::Cert(const state::Workload& w,
-                                                         std::string* error) const {
-  const tls::SpiffeId id = WorkloadIdentity(w);
-  if (auto cert = certs->Current(id)) return cert;
-  std::string why;
-  auto fetched = certs->Fetch(id, &why);
-  if (!fetched) {
-    if (error != nullptr) {
-      *error = fmt::format("no certificate for {}: {}", id.ToString(),
-                           why.empty() ? fetched.error().Message() : why);
-    }
-    return nullptr;
-  }
-  return *fetched;
-}
-
 tls::SpiffeId WorkloadIdentity(const state::Workload& w) {
   return tls::SpiffeId::Make(w.trust_domain, w.namespace_name, w.service_account);
 }

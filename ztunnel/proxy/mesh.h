@@ -1,5 +1,6 @@
 // Mesh: what the data path needs to know about the mesh, shared by every worker: the
-// state snapshot, this node's name, and the certificates of the workloads it serves.
+// published state and certificates (each worker keeps its own view of both), and this
+// node's name.
 #pragma once
 
 #include <memory>
@@ -8,7 +9,7 @@
 #include "ztunnel/core/ip_port.h"
 #include "ztunnel/core/result.h"
 #include "ztunnel/h2/session.h"
-#include "ztunnel/identity/cert_manager.h"
+#include "ztunnel/identity/cert_store.h"
 #include "ztunnel/metrics/tcp.h"
 #include "ztunnel/state/state.h"
 #include "ztunnel/tls/spiffe.h"
@@ -18,7 +19,8 @@ namespace zt::proxy {
 /// Mesh is read from every worker; the objects it points to outlive the workers.
 struct Mesh {
   const state::StateStore* state = nullptr;
-  identity::CertManager* certs = nullptr;
+  /// certs are the certificates the control thread issued (workers read a CertView).
+  const identity::CertStore* certs = nullptr;
   /// node is this node's name: workloads whose `node` equals it are served here.
   std::string node;
   /// network is the network this node's workloads live in ("" by default).
@@ -28,10 +30,6 @@ struct Mesh {
 
   /// LocalWorkload is the workload at `ip` that this node serves, or null.
   const state::Workload* LocalWorkload(const state::State& s, const IpAddr& ip) const;
-  /// Cert returns the certificate to present as `w`, issuing it on first use (the
-  /// control thread normally has it ready). On failure `*error` says why.
-  std::shared_ptr<const identity::WorkloadCert> Cert(const state::Workload& w,
-                                                     std::string* error) const;
 };
 
 /// SnapshotView is one worker's copy of the current state. The data path reads it

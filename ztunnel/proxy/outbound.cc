@@ -43,7 +43,7 @@ struct Outbound::Conn {
 
 Outbound::Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker,
                    Balancer& balancer, int index, std::function<void()> on_connection_end,
-                   const Mesh* mesh, const SnapshotView* view, Pool* pool)
+                   const Mesh* mesh, const SnapshotView* view, CertView* certs, Pool* pool)
     : loop_(loop),
       options_(std::move(options)),
       tracker_(tracker),
@@ -52,6 +52,7 @@ Outbound::Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& t
       on_connection_end_(std::move(on_connection_end)),
       mesh_(mesh),
       view_(view),
+      certs_(certs),
       pool_(pool) {
   if (!options_.original_dst) options_.original_dst = io::OriginalDst;
 }
@@ -103,7 +104,7 @@ void Outbound::ServeFiber(io::UniqueFd downstream) {
   c.report = std::make_shared<ConnectionReport>(mesh_ != nullptr ? mesh_->tcp_metrics : nullptr,
                                                 metrics::Reporter::kSource, "outbound", "TCP");
 
-  if (mesh_ != nullptr && view_ != nullptr && pool_ != nullptr) {
+  if (mesh_ != nullptr && view_ != nullptr && certs_ != nullptr && pool_ != nullptr) {
     auto snapshot = view_->Get();
     const auto src_ip = c.src.ToIpPort();
     const state::Workload* src_workload =
@@ -173,7 +174,8 @@ void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload&
                 " is not a workload on this node, so it has no identity to tunnel with");
   }
   std::string error;
-  auto cert = mesh_->Cert(*src_workload, &error);
+  // A certificate not issued yet parks this fiber (not the worker) until it is.
+  auto cert = AwaitCert(*certs_, WorkloadIdentity(*src_workload), &error);
   if (!cert) return fail(error);
 
   PoolKey key;
@@ -191,7 +193,7 @@ void Outbound::Tunnel(Conn& c, const state::State& state, const state::Workload&
     }
   }
   key.destination = c.dst;
-  key.destination.set_port(kInboundHbonePort);
+  key.destination.set_port(options_.hbone_port);
   key.netns = c.netns.get();
   auto conn = pool_->Acquire(key, cert->client, &error);
   if (!conn) return fail(error);

@@ -15,10 +15,12 @@
 #include "ztunnel/io/ops.h"
 #include "ztunnel/io/socket.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/cert_view.h"
 #include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/connection_tracker.h"
 #include "ztunnel/proxy/mesh.h"
 #include "ztunnel/proxy/pool.h"
+#include "ztunnel/proxy/ports.h"
 #include "ztunnel/state/route.h"
 
 namespace zt::proxy {
@@ -29,6 +31,8 @@ struct OutboundOptions {
   uint32_t mark = 1337;
   std::chrono::milliseconds connect_timeout{10'000};
   io::KeepaliveOptions keepalive{};
+  /// hbone_port is the peer's inbound HBONE port (15008; tests use a port of their own).
+  uint16_t hbone_port = kInboundHbonePort;
   /// original_dst says where a captured connection was going; SO_ORIGINAL_DST if empty.
   std::function<Result<io::SocketAddress>(int fd)> original_dst;
   /// limiter, when set, bounds this worker's pending upstream connects (must outlive
@@ -39,13 +43,13 @@ struct OutboundOptions {
 /// Outbound runs on one worker's loop; an Acceptor feeds it.
 class Outbound {
  public:
-  /// `tracker`, `balancer`, and `mesh`, `view` and `pool` when given, must outlive this
-  /// object (a mesh needs all three).
+  /// `tracker`, `balancer`, and `mesh`, `view`, `certs` and `pool` when given, must
+  /// outlive this object (a mesh needs all four).
   /// Without a mesh every connection is a plain passthrough. `on_connection_end` runs
   /// on this loop each time a connection served here ends.
   Outbound(io::Loop& loop, OutboundOptions options, ConnectionTracker& tracker, Balancer& balancer,
            int index, std::function<void()> on_connection_end, const Mesh* mesh = nullptr,
-           const SnapshotView* view = nullptr, Pool* pool = nullptr);
+           const SnapshotView* view = nullptr, CertView* certs = nullptr, Pool* pool = nullptr);
   ~Outbound();
 
   /// Serve takes an accepted connection the balancer counted for this worker.
@@ -67,6 +71,7 @@ class Outbound {
   std::function<void()> on_connection_end_;
   const Mesh* mesh_;
   const SnapshotView* view_;
+  CertView* certs_;
   Pool* pool_;
   state::RoundRobin round_robin_;  // this worker's rotation over service endpoints
 };

@@ -21,6 +21,7 @@ Worker::~Worker() {
   acceptors_.clear();
   pod_acceptors_.clear();
   pod_drains_.clear();
+  cert_view_.reset();  // drops parked connections' waits (and their timers)
   plaintext_.reset();
   inbound_.reset();
   outbound_.reset();
@@ -48,17 +49,19 @@ Status Worker::Run(std::atomic<bool>* ready) {
   options_.pool.limiter = connect_limiter_.get();
   if (options_.mesh != nullptr) {
     view_ = std::make_unique<SnapshotView>(*options_.mesh->state);
+    cert_view_ = std::make_unique<CertView>(*options_.mesh->certs, *loop_, options_.cert_wait);
     pool_ = std::make_unique<Pool>(*loop_, options_.pool, &tracker_);
   }
   outbound_ = std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_,
-                                         ended, options_.mesh, view_.get(), pool_.get());
+                                         ended, options_.mesh, view_.get(), cert_view_.get(),
+                                         pool_.get());
   acceptors_.push_back(std::make_unique<Acceptor>(
       *loop_, outbound_listen_fd_, balancer_, index_, Listener::kOutbound, "outbound",
       [this](int fd) { outbound_->Serve(fd); }, options_.overload));
   if (options_.mesh != nullptr) {
     // Also without node-level listeners: pods' listeners (in-pod mode) use them.
-    inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, *view_, tracker_,
-                                         balancer_, index_, ended);
+    inbound_ = std::make_unique<Inbound>(*loop_, options_.inbound, *options_.mesh, *view_,
+                                         *cert_view_, tracker_, balancer_, index_, ended);
     plaintext_ = std::make_unique<InboundPlaintext>(*loop_, options_.inbound, *options_.mesh,
                                                     *view_, tracker_, balancer_, index_, ended);
   }
@@ -92,6 +95,12 @@ void Worker::StateChanged() {
     if (view_) view_->Refresh();
     if (inbound_) inbound_->Recheck();
     if (plaintext_) plaintext_->Recheck();
+  });
+}
+
+void Worker::CertsChanged() {
+  loop_->Post([this] {
+    if (cert_view_) cert_view_->Refresh();
   });
 }
 
@@ -182,6 +191,7 @@ void Worker::BeginDrain() {
   deadline_->Start(left, [this](bool fired) {
     if (!fired) return;
     past_deadline_ = true;
+    if (cert_view_) cert_view_->FailAll("the drain deadline passed while it waited for a certificate");
     if (tracker_.size() > 0) {
       ZT_WARN("proxy", "drain deadline reached: closing {} connections", tracker_.size());
       tracker_.AbortAll();

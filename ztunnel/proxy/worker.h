@@ -14,6 +14,7 @@
 #include "ztunnel/metrics/overload.h"
 #include "ztunnel/proxy/acceptor.h"
 #include "ztunnel/proxy/balancer.h"
+#include "ztunnel/proxy/cert_view.h"
 #include "ztunnel/proxy/connect_limiter.h"
 #include "ztunnel/proxy/inbound.h"
 #include "ztunnel/proxy/inbound_plaintext.h"
@@ -41,6 +42,9 @@ struct WorkerOptions {
   metrics::OverloadMetrics* overload = nullptr;
   /// connect_limits bound the worker's upstream connects in flight (ConnectLimiter).
   ConnectLimits connect_limits{};
+  /// cert_wait bounds how long a connection waits for its workload's certificate when
+  /// the control thread has not issued it yet (the connection is parked, not the worker).
+  std::chrono::milliseconds cert_wait{10'000};
 };
 
 /// PodListener is one of a pod's listening sockets (in-pod mode), created inside the
@@ -69,6 +73,10 @@ class Worker {
   /// snapshot and authorizes live inbound connections again. Thread-safe; call only
   /// after Run reported ready.
   void StateChanged();
+  /// CertsChanged tells the worker a new certificate set was published: it takes it and
+  /// wakes the connections waiting for one. Thread-safe; call only after Run reported
+  /// ready.
+  void CertsChanged();
   /// AddPod starts accepting on a pod's listeners (needs a mesh). Thread-safe; call
   /// only after Run reported ready.
   void AddPod(const std::string& uid, PodListeners listeners);
@@ -94,6 +102,7 @@ class Worker {
   ConnectionTracker tracker_;
   std::unique_ptr<ConnectLimiter> connect_limiter_;
   std::unique_ptr<SnapshotView> view_;  // with a mesh: this worker's state snapshot
+  std::unique_ptr<CertView> cert_view_;  // with a mesh: its certificates and their waiters
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
   std::unique_ptr<Inbound> inbound_;
