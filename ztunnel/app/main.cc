@@ -39,7 +39,8 @@ constexpr std::chrono::seconds kListenPatience{5};
 
 io::UniqueFd ListenOrDie(const io::SocketAddress& addr, const char* what) {
   auto fd = io::ListenPatiently(addr, io::ListenOptions{}, kListenPatience);
-  if (!fd) Fatal("cannot listen on " + addr.ToString() + " (" + what + "): " + fd.error().Message());
+  if (!fd)
+    Fatal("cannot listen on " + addr.ToString() + " (" + what + "): " + fd.error().Message());
   return std::move(fd).value();
 }
 
@@ -53,14 +54,16 @@ struct AdminView {
     auto snapshot = control ? control->state().Load() : state::StateStore().Load();
     std::vector<admin::CertSummary> certs;
     if (control) certs = admin::SummarizeCerts(*control->certs().Load());
-    return admin::ConfigDumpJson(*snapshot, certs, inpod ? inpod->Summary() : decltype(inpod->Summary()){});
+    return admin::ConfigDumpJson(*snapshot, certs,
+                                 inpod ? inpod->Summary() : decltype(inpod->Summary()){});
   }
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto parsed = config::ParseOptions(argc, argv, [](const char* name) { return std::getenv(name); });
+  auto parsed =
+      config::ParseOptions(argc, argv, [](const char* name) { return std::getenv(name); });
   if (auto* err = std::get_if<config::ParseError>(&parsed)) {
     std::fprintf(stderr, "ztunnel: %s\n", err->message.c_str());
     return 2;
@@ -108,7 +111,8 @@ int main(int argc, char** argv) {
   endpoint(opts.readiness_listen, "readiness", admin::ReadinessHandler(readiness));
   endpoint(opts.metrics_listen, "metrics",
            admin::MetricsHandler([&metrics] { return metrics.Render(); }, http_for_metrics));
-  endpoint(opts.admin_listen, "admin", admin::AdminHandler([&admin_view] { return admin_view.Dump(); }));
+  endpoint(opts.admin_listen, "admin",
+           admin::AdminHandler([&admin_view] { return admin_view.Dump(); }));
   std::unique_ptr<admin::HttpServer> http;  // a thread and a budget per endpoint
   if (!endpoints.empty()) {
     std::string error;
@@ -117,8 +121,9 @@ int main(int argc, char** argv) {
     http_for_metrics.store(http.get());
   }
   if (opts.inpod && opts.local_config.empty()) {
-    Fatal("--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served as the "
-          "workloads the config names");
+    Fatal(
+        "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served as the "
+        "workloads the config names");
   }
 
   // The mesh: the control plane (config, certificates) and the node's inbound listeners.
@@ -187,7 +192,8 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& r : ready) {
-    while (!r.load() && failed.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (!r.load() && failed.load() == 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   if (failed.load() > 0) {
     drain.Start(std::chrono::milliseconds(0));

@@ -43,12 +43,12 @@ io::SocketAddress ParseListenOrExit(const std::string& value, const char* flag,
 }
 
 DedicatedCapture::~DedicatedCapture() {
-    std::string error;
-    if (iptables::Uninstall(netns.get(), {}, &error)) {
-      ZT_INFO("app", "dedicated mode: capture rules removed");
-    } else {
-      ZT_ERROR("app", "dedicated mode: removing the capture rules failed: {}", error);
-    }
+  std::string error;
+  if (iptables::Uninstall(netns.get(), {}, &error)) {
+    ZT_INFO("app", "dedicated mode: capture rules removed");
+  } else {
+    ZT_ERROR("app", "dedicated mode: removing the capture rules failed: {}", error);
+  }
 }
 
 void CheckDedicated(config::Options& opts) {

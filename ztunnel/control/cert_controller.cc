@@ -34,8 +34,7 @@ size_t CertController::Reconcile(const state::State& s) {
   for (const std::string& uri : tracked_) {
     if (wanted.count(uri) != 0) continue;
     if (auto id = tls::SpiffeId::Parse(uri)) {
-      ZT_INFO("identity", "forgetting the certificate of {}: no workload on this node has it",
-              uri);
+      ZT_INFO("identity", "forgetting the certificate of {}: no workload on this node has it", uri);
       manager_.Forget(*id);
     }
   }

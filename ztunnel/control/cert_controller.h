@@ -24,8 +24,8 @@ namespace zt::control {
 class CertController {
  public:
   /// `loop` and `store` outlive the controller; `node` names this node's workloads.
-  CertController(io::Loop& loop, std::shared_ptr<identity::CaClient> ca,
-                 identity::CertStore& store, std::string node);
+  CertController(io::Loop& loop, std::shared_ptr<identity::CaClient> ca, identity::CertStore& store,
+                 std::string node);
   ~CertController();
 
   /// Reconcile makes the tracked identities those of `s`'s workloads on this node:

@@ -27,7 +27,8 @@ class HeldCa final : public identity::CaClient {
     held.clear();
     const auto now = std::chrono::system_clock::now();
     for (auto& [id, done] : pending) {
-      done(ca_.IssueUris({id.ToString()}, now - std::chrono::minutes(1), now + std::chrono::hours(1)),
+      done(ca_.IssueUris({id.ToString()}, now - std::chrono::minutes(1),
+                         now + std::chrono::hours(1)),
            "");
     }
   }

@@ -103,8 +103,8 @@ std::unique_ptr<ControlPlane> ControlPlane::Start(ControlOptions options,
   std::promise<bool> started;
   auto ok = started.get_future();
   cp->thread_ = std::thread([&, raw = cp.get()] {
-    raw->Run([&started](bool good) { started.set_value(good); }, std::move(options),
-             std::move(ca), error);
+    raw->Run([&started](bool good) { started.set_value(good); }, std::move(options), std::move(ca),
+             error);
   });
   if (!ok.get()) {
     cp->thread_.join();

@@ -144,8 +144,8 @@ std::vector<std::pair<tls::SpiffeId, CertStatus>> CertManager::Status() const {
 }
 
 size_t CertManager::in_flight() const {
-  return static_cast<size_t>(
-      std::count_if(entries_.begin(), entries_.end(), [](const auto& kv) { return kv.second.in_flight; }));
+  return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
+                                           [](const auto& kv) { return kv.second.in_flight; }));
 }
 
 void CertManager::Publish() {

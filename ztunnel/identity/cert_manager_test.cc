@@ -147,8 +147,7 @@ TEST_CASE("When the CA fails the old certificate keeps serving, with backoff", "
   CHECK(f.manager.Poll() == f.now + 500ms);
 }
 
-TEST_CASE("A first issue that fails is published as pending and retried by Poll",
-          "[identity]") {
+TEST_CASE("A first issue that fails is published as pending and retried by Poll", "[identity]") {
   Fixture f;
   f.ca->failing = true;
   CHECK(f.Fetch(f.id) == nullptr);
@@ -173,8 +172,7 @@ TEST_CASE("Forget stops tracking an identity", "[identity]") {
   CHECK(f.manager.Poll() == system_clock::time_point::max());
 }
 
-TEST_CASE("A CA that answers later: one request in flight, the answer is published",
-          "[identity]") {
+TEST_CASE("A CA that answers later: one request in flight, the answer is published", "[identity]") {
   Fixture f;
   f.ca->holding = true;
   f.manager.Track(f.id);

@@ -9,10 +9,10 @@
 
 #include <liburing.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <atomic>
 #include <unordered_set>
 #include <vector>
 

@@ -89,13 +89,13 @@ std::shared_ptr<const identity::WorkloadCert> AwaitCert(CertView& view, const tl
   };
   // Shared: the view drops an unanswered waiter (and its copy) when the loop ends.
   auto outcome = std::make_shared<Outcome>();
-  view.Wait(id, [self, outcome](std::shared_ptr<const identity::WorkloadCert> cert,
-                                std::string why) {
-    outcome->cert = std::move(cert);
-    outcome->error = std::move(why);
-    outcome->done = true;
-    if (outcome->suspended) self->Resume();
-  });
+  view.Wait(id,
+            [self, outcome](std::shared_ptr<const identity::WorkloadCert> cert, std::string why) {
+              outcome->cert = std::move(cert);
+              outcome->error = std::move(why);
+              outcome->done = true;
+              if (outcome->suspended) self->Resume();
+            });
   if (!outcome->done) {
     outcome->suspended = true;
     self->Suspend();

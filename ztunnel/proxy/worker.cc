@@ -52,9 +52,9 @@ Status Worker::Run(std::atomic<bool>* ready) {
     cert_view_ = std::make_unique<CertView>(*options_.mesh->certs, *loop_, options_.cert_wait);
     pool_ = std::make_unique<Pool>(*loop_, options_.pool, &tracker_);
   }
-  outbound_ = std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_,
-                                         ended, options_.mesh, view_.get(), cert_view_.get(),
-                                         pool_.get());
+  outbound_ =
+      std::make_unique<Outbound>(*loop_, options_.outbound, tracker_, balancer_, index_, ended,
+                                 options_.mesh, view_.get(), cert_view_.get(), pool_.get());
   acceptors_.push_back(std::make_unique<Acceptor>(
       *loop_, outbound_listen_fd_, balancer_, index_, Listener::kOutbound, "outbound",
       [this](int fd) { outbound_->Serve(fd); }, options_.overload));
@@ -191,7 +191,8 @@ void Worker::BeginDrain() {
   deadline_->Start(left, [this](bool fired) {
     if (!fired) return;
     past_deadline_ = true;
-    if (cert_view_) cert_view_->FailAll("the drain deadline passed while it waited for a certificate");
+    if (cert_view_)
+      cert_view_->FailAll("the drain deadline passed while it waited for a certificate");
     if (tracker_.size() > 0) {
       ZT_WARN("proxy", "drain deadline reached: closing {} connections", tracker_.size());
       tracker_.AbortAll();

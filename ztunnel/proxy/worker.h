@@ -101,7 +101,7 @@ class Worker {
   std::unique_ptr<io::Loop> loop_;
   ConnectionTracker tracker_;
   std::unique_ptr<ConnectLimiter> connect_limiter_;
-  std::unique_ptr<SnapshotView> view_;  // with a mesh: this worker's state snapshot
+  std::unique_ptr<SnapshotView> view_;   // with a mesh: this worker's state snapshot
   std::unique_ptr<CertView> cert_view_;  // with a mesh: its certificates and their waiters
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Outbound> outbound_;
