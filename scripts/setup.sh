@@ -100,7 +100,23 @@ kube_installed() {
 }
 
 install_kube() {
-  kube_installed && return 0
+  # .verified: verify.sh passed on this prefix (a prefix unpacked before helm's check
+  # existed is checked once, and its helm rebuilt if it lacks the version stamps).
+  kube_installed && [ -f "$KUBE_PREFIX/.verified" ] && return 0
+  if kube_installed; then
+    local rc=0
+    "$repo/scripts/kube/verify.sh" "$KUBE_PREFIX/bin" 2>/dev/null || rc=$?
+    if [ $rc = 2 ]; then
+      echo "setup: the installed helm assumes Kubernetes 1.20; rebuilding helm $HELM_VERSION"
+      "$repo/scripts/kube/build.sh" --helm-only "$KUBE_PREFIX" || exit 1
+      "$repo/scripts/kube/verify.sh" "$KUBE_PREFIX/bin" && rc=0
+    fi
+    if [ $rc = 0 ]; then
+      touch "$KUBE_PREFIX/.verified"
+      return 0
+    fi
+    echo "setup: $KUBE_PREFIX is not what scripts/kube/versions.sh names; installing it again"
+  fi
   # One install at a time: a second setup run waits for the first's build.
   mkdir -p "$(dirname "$KUBE_PREFIX")"
   exec 9>"$KUBE_PREFIX.lock"
@@ -131,11 +147,19 @@ install_kube() {
       echo "setup: $KUBE_CACHE does not have sha256 $KUBE_CACHE_SHA256; building instead"
     "$repo/scripts/kube/build.sh" "$staging" || { rm -rf "$staging"; exit 1; }
   fi
+  local rc=0
+  "$repo/scripts/kube/verify.sh" "$staging/bin" 2>/dev/null || rc=$?
+  if [ $rc = 2 ]; then
+    # A prebuilt helm without its version stamps: build helm alone (a few minutes).
+    echo "setup: the prebuilt helm assumes Kubernetes 1.20; rebuilding helm $HELM_VERSION"
+    "$repo/scripts/kube/build.sh" --helm-only "$staging" || { rm -rf "$staging"; exit 1; }
+  fi
   "$repo/scripts/kube/verify.sh" "$staging/bin" || {
     rm -rf "$staging"
     echo "setup: the Kubernetes binaries are not the expected versions (see above)" >&2
     exit 1
   }
+  touch "$staging/.verified"
   rm -rf "$KUBE_PREFIX"
   mv "$staging" "$KUBE_PREFIX"
   exec 9>&-

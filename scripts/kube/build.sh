@@ -8,12 +8,19 @@
 # k8s/ and etcd/ pin every dependency in their go.mod and go.sum (regenerate them with
 # update-modules.sh). A cold build takes 15-30 minutes on 2 cores, ~1 GB of module cache
 # and ~4 GB of Go build cache; scripts/setup.sh uses a prebuilt copy when it has one.
-# PREFIX/bin appears complete or not at all. Usage: build.sh PREFIX
+# PREFIX/bin appears complete or not at all. Usage: build.sh [--helm-only] PREFIX
+# --helm-only rebuilds PREFIX/bin/helm alone (a prebuilt helm without the version
+# stamps below: its "helm template" would claim Kubernetes 1.20).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/versions.sh"
-[ $# -eq 1 ] || { echo "usage: $0 PREFIX" >&2; exit 2; }
+helm_only=0
+if [ "${1:-}" = --helm-only ]; then
+  helm_only=1
+  shift
+fi
+[ $# -eq 1 ] || { echo "usage: $0 [--helm-only] PREFIX" >&2; exit 2; }
 prefix=$1
 
 go=go
@@ -55,16 +62,18 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   kube_ldflags+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
 done
 
-echo "kube/build: building Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION and helm $HELM_VERSION" \
-  "into $prefix/bin with $("$go" env GOVERSION) (a cold build takes 15-30 min on 2 cores); log: $log"
 start=$SECONDS
 export CGO_ENABLED=0
+if [ $helm_only = 0 ]; then
+echo "kube/build: building Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION and helm $HELM_VERSION" \
+  "into $prefix/bin with $("$go" env GOVERSION) (a cold build takes 15-30 min on 2 cores); log: $log"
 step "etcd $ETCD_VERSION" \
   env -C "$here/etcd" "$go" build -mod=readonly -trimpath -ldflags "-s -w" \
   -o "$work/etcd" go.etcd.io/etcd/server/v3
 step "kube $KUBE_VERSION (${KUBE_COMMANDS[*]})" \
   env -C "$here/k8s" "$go" build -mod=readonly -trimpath -ldflags "$kube_ldflags" \
   -o "$work/kube" .
+fi
 # helm has no replace directives: "go install" at its tag works. The ldflags are its
 # Makefile's: without them "helm version" says v3.19 and the default Kubernetes version
 # for "helm template" and lint is 1.20 instead of that of the client-go it is built with.
@@ -82,6 +91,14 @@ for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
 done
 step "helm $HELM_VERSION" \
   env -C / GOBIN="$work" "$go" install -trimpath -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+if [ $helm_only = 1 ]; then
+  mkdir -p "$prefix/bin"
+  mv "$work/helm" "$prefix/bin/helm.new"
+  mv "$prefix/bin/helm.new" "$prefix/bin/helm"
+  rm -f "$log"
+  echo "kube/build: helm $HELM_VERSION rebuilt in $((SECONDS - start)) s"
+  exit 0
+fi
 for c in "${KUBE_COMMANDS[@]}"; do
   ln -s kube "$work/$c"
 done

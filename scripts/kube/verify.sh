@@ -32,4 +32,19 @@ done
 expect "Kubernetes $KUBE_VERSION" "$dir/kube" kubelet --version
 expect "etcd Version: ${ETCD_VERSION#v}" "$dir/etcd" --version
 expect "$HELM_VERSION" "$dir/helm" version --short
+# Without its Makefile's version stamps helm assumes Kubernetes 1.20 for "helm template"
+# and lint, and refuses a chart that needs newer (ours: kubeVersion >=1.26).
+chart=$(mktemp -d /tmp/ztunnel-helm-verify.XXXXXX)
+trap 'rm -rf "$chart"' EXIT
+mkdir -p "$chart/templates"
+printf 'apiVersion: v2\nname: probe\nversion: 0.1.0\n' >"$chart/Chart.yaml"
+printf '# {{ .Capabilities.KubeVersion.Version }}\n' >"$chart/templates/v.yaml"
+minor=${KUBE_VERSION#v1.}
+minor=${minor%%.*}
+if ! out=$(HELM_CACHE_HOME=$chart/.h HELM_CONFIG_HOME=$chart/.h HELM_DATA_HOME=$chart/.h \
+  "$dir/helm" template probe "$chart" 2>&1) || [[ $out != *"# v1.$minor."* ]]; then
+  echo "kube/verify: helm's default Kubernetes version is not 1.$minor (built without its version stamps?):" >&2
+  printf '%s\n' "$out" | grep -v '^---\|^# Source' | head -3 | sed 's/^/  /' >&2
+  [ $failed = 1 ] || failed=2  # 2: only helm is wrong
+fi
 exit $failed
