@@ -89,13 +89,23 @@ struct SessionVerifier {
     return out;
   }
 
-  // VerifyChain checks the chain reaches our roots, naming the failure.
+  // VerifyChain checks the chain reaches our roots (and, for ClientForHost, names the
+  // host), naming the failure.
   static bool VerifyChain(TlsSession* s, X509* leaf, STACK_OF(X509) * chain, uint8_t* out_alert) {
     bssl::UniquePtr<X509_STORE_CTX> store_ctx(X509_STORE_CTX_new());
     if (!store_ctx || !X509_STORE_CTX_init(store_ctx.get(), s->ctx_->roots(), leaf, chain)) {
       *out_alert = SSL_AD_INTERNAL_ERROR;
       s->Fail(TlsError::kProtocol, "cannot set up certificate verification");
       return false;
+    }
+    if (!s->host_.empty()) {
+      X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(store_ctx.get());
+      const bool ip = X509_VERIFY_PARAM_set1_ip_asc(param, s->host_.c_str()) == 1;
+      if (!ip && X509_VERIFY_PARAM_set1_host(param, s->host_.data(), s->host_.size()) != 1) {
+        *out_alert = SSL_AD_INTERNAL_ERROR;
+        s->Fail(TlsError::kProtocol, "cannot check the server name " + s->host_);
+        return false;
+      }
     }
     X509_STORE_CTX_set_purpose(store_ctx.get(), s->ctx_->role() == Role::kClient
                                                     ? X509_PURPOSE_SSL_SERVER
@@ -116,6 +126,10 @@ struct SessionVerifier {
                err == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE) {
       kind = TlsError::kUntrustedRoot;
       *out_alert = SSL_AD_UNKNOWN_CA;
+    } else if (err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+      *out_alert = SSL_AD_BAD_CERTIFICATE;
+      s->Fail(TlsError::kSanMismatch, "the server's certificate does not name " + s->host_);
+      return false;
     } else {
       *out_alert = SSL_AD_BAD_CERTIFICATE;
     }
@@ -130,6 +144,11 @@ struct SessionVerifier {
       *out_alert = SSL_AD_CERTIFICATE_REQUIRED;
       s->Fail(TlsError::kNoPeerCertificate, "the peer sent no certificate");
       return ssl_verify_invalid;
+    }
+    if (!s->host_.empty()) {
+      // A control plane: a standard host check, no SPIFFE identity, no reuse cache.
+      if (!VerifyChain(s, sk_X509_value(chain, 0), chain, out_alert)) return ssl_verify_invalid;
+      return ssl_verify_ok;
     }
     const auto now = std::chrono::system_clock::now();
     const std::string digest = ChainDigest(ssl);
@@ -191,6 +210,14 @@ struct SessionVerifier {
 std::unique_ptr<TlsSession> TlsSession::Client(std::shared_ptr<TlsContext> ctx,
                                                std::vector<SpiffeId> expected) {
   return std::unique_ptr<TlsSession>(new TlsSession(std::move(ctx), std::move(expected)));
+}
+
+std::unique_ptr<TlsSession> TlsSession::ClientForHost(std::shared_ptr<TlsContext> ctx,
+                                                      std::string host) {
+  std::unique_ptr<TlsSession> s(new TlsSession(std::move(ctx), {}));
+  s->host_ = std::move(host);
+  if (!s->host_.empty()) SSL_set_tlsext_host_name(s->ssl_, s->host_.c_str());
+  return s;
 }
 
 std::unique_ptr<TlsSession> TlsSession::Server(std::shared_ptr<TlsContext> ctx) {

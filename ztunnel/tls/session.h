@@ -23,6 +23,12 @@ class TlsSession {
   /// one of `expected` (the destination workload's identity plus the service's SANs).
   static std::unique_ptr<TlsSession> Client(std::shared_ptr<TlsContext> ctx,
                                             std::vector<SpiffeId> expected);
+  /// ClientForHost starts a client session to a control plane (istiod): the server's
+  /// certificate must chain to the context's roots and name `host` (a DNS SAN, or an
+  /// IP SAN when `host` is an address), as any TLS client checks; `host` is also sent
+  /// as SNI. No SPIFFE identity is expected of it.
+  static std::unique_ptr<TlsSession> ClientForHost(std::shared_ptr<TlsContext> ctx,
+                                                   std::string host);
   /// Server starts a server session; the client must belong to the context's trust domain.
   static std::unique_ptr<TlsSession> Server(std::shared_ptr<TlsContext> ctx);
   ~TlsSession();
@@ -76,6 +82,7 @@ class TlsSession {
 
   std::shared_ptr<TlsContext> ctx_;
   std::vector<SpiffeId> expected_;
+  std::string host_;  // ClientForHost: the name the server's certificate must have
   SSL* ssl_ = nullptr;
   friend struct NetworkBio;
   // Ciphertext from the peer, read by BoringSSL from in_off_ on (no memmove per read,

@@ -399,3 +399,94 @@ TEST_CASE("Lent ciphertext is read in place and its unread rest is kept", "[tls]
 
 }  // namespace
 }  // namespace zt::tls
+
+namespace zt::tls {
+namespace {
+
+// PlainServer is a BoringSSL server that asks no client certificate (as istiod's
+// discovery port), fed through memory BIOs.
+struct PlainServer {
+  explicit PlainServer(const Credentials& creds) {
+    ctx.reset(SSL_CTX_new(TLS_method()));
+    SSL_CTX_use_certificate(ctx.get(), creds.chain[0].get());
+    SSL_CTX_use_PrivateKey(ctx.get(), creds.key.get());
+    SSL_CTX_set_alpn_select_cb(
+        ctx.get(),
+        [](SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, unsigned in_len, void*) {
+          static const uint8_t kH2[] = {2, 'h', '2'};
+          return SSL_select_next_proto(const_cast<uint8_t**>(out), out_len, kH2, 3, in, in_len) ==
+                         OPENSSL_NPN_NEGOTIATED
+                     ? SSL_TLSEXT_ERR_OK
+                     : SSL_TLSEXT_ERR_ALERT_FATAL;
+        },
+        nullptr);
+    ssl.reset(SSL_new(ctx.get()));
+    rbio = BIO_new(BIO_s_mem());
+    wbio = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl.get(), rbio, wbio);
+    SSL_set_accept_state(ssl.get());
+  }
+  // Run moves bytes between the client session and this server until both are done
+  // or one failed; returns the client's last progress.
+  TlsSession::Progress Run(TlsSession& client) {
+    TlsSession::Progress p = TlsSession::Progress::kWantIo;
+    std::vector<char> buf(1 << 16);
+    for (int i = 0; i < 50; ++i) {
+      p = client.Handshake();
+      const size_t n = client.PullCiphertext(buf);
+      if (n > 0) BIO_write(rbio, buf.data(), static_cast<int>(n));
+      SSL_do_handshake(ssl.get());
+      const int m = BIO_read(wbio, buf.data(), static_cast<int>(buf.size()));
+      if (m > 0) client.PushCiphertext({buf.data(), static_cast<size_t>(m)});
+      if (p != TlsSession::Progress::kWantIo && m <= 0) break;
+    }
+    return p;
+  }
+  bssl::UniquePtr<SSL_CTX> ctx;
+  bssl::UniquePtr<SSL> ssl;
+  BIO* rbio;
+  BIO* wbio;
+};
+
+std::shared_ptr<TlsContext> ControlCtx(const testing::TestCa& ca) {
+  auto ctx = TlsContext::Create(Role::kClient, Credentials{}, {ca.cert}, "");
+  REQUIRE(ctx.ok());
+  return *ctx;
+}
+
+TEST_CASE("A control-plane client checks the server's DNS name, not a SPIFFE id", "[tls]") {
+  const auto ca = testing::TestCa::Make();
+  const auto creds = ca.IssueDns({"istiod.istio-system.svc", "localhost"});
+  {
+    PlainServer server(creds);
+    auto client = TlsSession::ClientForHost(ControlCtx(ca), "istiod.istio-system.svc");
+    CHECK(server.Run(*client) == TlsSession::Progress::kDone);
+    const char* sni = SSL_get_servername(server.ssl.get(), TLSEXT_NAMETYPE_host_name);
+    REQUIRE(sni != nullptr);
+    CHECK(std::string(sni) == "istiod.istio-system.svc");
+  }
+  {
+    PlainServer server(creds);
+    auto client = TlsSession::ClientForHost(ControlCtx(ca), "istiod.other.svc");
+    CHECK(server.Run(*client) == TlsSession::Progress::kFailed);
+    CHECK(client->error() == TlsError::kSanMismatch);
+    CHECK(client->error_detail() == "the server's certificate does not name istiod.other.svc");
+  }
+  {
+    // An IP address is checked against IP SANs, which istiod's certificate has none of.
+    PlainServer server(creds);
+    auto client = TlsSession::ClientForHost(ControlCtx(ca), "127.0.0.1");
+    CHECK(server.Run(*client) == TlsSession::Progress::kFailed);
+    CHECK(client->error() == TlsError::kSanMismatch);
+  }
+  {
+    const auto other = testing::TestCa::Make();
+    PlainServer server(creds);
+    auto client = TlsSession::ClientForHost(ControlCtx(other), "localhost");
+    CHECK(server.Run(*client) == TlsSession::Progress::kFailed);
+    CHECK(client->error() == TlsError::kUntrustedRoot);
+  }
+}
+
+}  // namespace
+}  // namespace zt::tls

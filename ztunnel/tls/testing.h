@@ -69,6 +69,22 @@ struct TestCa {
     return out;
   }
 
+  /// IssueDns issues a serving certificate with these DNS SANs (as istiod's), valid for
+  /// a day from an hour ago.
+  Credentials IssueDns(const std::vector<std::string>& names) const {
+    auto leaf_key = PrivateKey::GenerateP256();
+    if (!leaf_key) throw std::runtime_error("key generation failed");
+    const auto now = std::chrono::system_clock::now();
+    CertificateSpec spec{
+        "", "", {}, false, now - std::chrono::hours(1), now + std::chrono::hours(24), names};
+    auto leaf = SignCertificate(spec, *leaf_key, &cert_ref(), key);
+    if (!leaf) throw std::runtime_error("leaf signing failed");
+    Credentials out;
+    out.chain.push_back(std::move(leaf).value());
+    out.key = std::move(leaf_key).value();
+    return out;
+  }
+
   /// Issue issues a workload certificate for `id`, valid for a day from an hour ago.
   Credentials Issue(const SpiffeId& id) const {
     const auto now = std::chrono::system_clock::now();

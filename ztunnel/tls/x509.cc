@@ -52,18 +52,27 @@ bool AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
   return ext && X509_add_ext(cert, ext.get(), -1);
 }
 
-bool AddUriSans(X509* cert, const std::vector<std::string>& uris, bool critical) {
+// AddSans adds one subjectAltName extension with the URI and DNS names given.
+bool AddSans(X509* cert, const std::vector<std::string>& uris, const std::vector<std::string>& dns,
+             bool critical) {
   bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
   if (!names) return false;
-  for (const std::string& uri : uris) {
+  const auto add = [&](const std::string& text, int type) {
     bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
     bssl::UniquePtr<ASN1_IA5STRING> str(ASN1_IA5STRING_new());
-    if (!name || !str || !ASN1_STRING_set(str.get(), uri.data(), static_cast<int>(uri.size()))) {
+    if (!name || !str || !ASN1_STRING_set(str.get(), text.data(), static_cast<int>(text.size()))) {
       return false;
     }
-    GENERAL_NAME_set0_value(name.get(), GEN_URI, str.release());
+    GENERAL_NAME_set0_value(name.get(), type, str.release());
     if (!sk_GENERAL_NAME_push(names.get(), name.get())) return false;
     name.release();
+    return true;
+  };
+  for (const std::string& uri : uris) {
+    if (!add(uri, GEN_URI)) return false;
+  }
+  for (const std::string& name : dns) {
+    if (!add(name, GEN_DNS)) return false;
   }
   return X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), critical ? 1 : 0, 0) == 1;
 }
@@ -228,8 +237,9 @@ Result<Certificate> SignCertificate(const CertificateSpec& spec, const PrivateKe
   }
   if (!ok) return failed("add the basicConstraints and key usage extensions");
   const bool empty_subject = spec.organization.empty() && spec.common_name.empty();
-  if (!spec.uri_sans.empty() && !AddUriSans(cert.get(), spec.uri_sans, empty_subject)) {
-    return failed("add the URI SAN");
+  if ((!spec.uri_sans.empty() || !spec.dns_sans.empty()) &&
+      !AddSans(cert.get(), spec.uri_sans, spec.dns_sans, empty_subject)) {
+    return failed("add the subjectAltName");
   }
   if (!X509_sign(cert.get(), issuer_key.get(), EVP_sha256())) return failed("sign");
   return Certificate(std::move(cert));

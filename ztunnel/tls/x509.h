@@ -70,6 +70,8 @@ struct CertificateSpec {
   bool is_ca = false;
   std::chrono::system_clock::time_point not_before;
   std::chrono::system_clock::time_point not_after;
+  /// dns_sans: DNS names (a control plane's serving certificate, as istiod's).
+  std::vector<std::string> dns_sans{};
 };
 
 /// SignCertificate issues a certificate for `subject_public`'s key, signed by `issuer`
