@@ -2,7 +2,14 @@
 // there and wait for it from the test thread. For tests only.
 #pragma once
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -11,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "ztunnel/io/fiber.h"
 #include "ztunnel/io/loop.h"
@@ -62,6 +70,55 @@ inline UniqueFd BlockingConnect(const SocketAddress& addr) {
 inline void SpawnOrDie(Loop& loop, std::function<void()> fn) {
   if (!Fiber::Spawn(loop, std::move(fn))) std::abort();
 }
+
+/// Subprocess runs a program with its stdout on a pipe (a test peer); the destructor
+/// kills it.
+class Subprocess {
+ public:
+  explicit Subprocess(std::vector<std::string> argv) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(fds[1]);
+    out_ = ::fdopen(fds[0], "r");
+    if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
+  }
+  ~Subprocess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (out_ != nullptr) ::fclose(out_);
+  }
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+  /// Line reads one line of its stdout (without the newline; "" at EOF).
+  std::string Line() {
+    char buf[4096];
+    if (::fgets(buf, sizeof(buf), out_) == nullptr) return "";
+    std::string s(buf);
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+  }
+  /// Wait waits for it to exit and returns its exit status (-1 if killed).
+  int Wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+};
 
 /// LoopThread owns a Loop on a thread of its own; the destructor stops and joins it.
 class LoopThread {

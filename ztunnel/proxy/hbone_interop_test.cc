@@ -32,49 +32,17 @@ using testing::WriteRandomSizes;
 constexpr size_t kBytes = 100 << 20;
 
 // Peer runs h2_peer.py with its stdout on a pipe.
-class Peer {
+class Peer : public io::testing::Subprocess {
  public:
-  explicit Peer(std::vector<std::string> args) {
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  explicit Peer(std::vector<std::string> args) : Subprocess(Argv(std::move(args))) {}
+
+ private:
+  static std::vector<std::string> Argv(std::vector<std::string> args) {
     std::vector<std::string> argv = {
         "/usr/bin/python3", std::string(ZTUNNEL_SOURCE_DIR) + "/integration/tools/h2_peer.py"};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    REQUIRE(posix_spawn(&pid_, cargv[0], &actions, nullptr, cargv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    out_ = ::fdopen(fds[0], "r");
+    return argv;
   }
-  ~Peer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (out_ != nullptr) ::fclose(out_);
-  }
-  std::string Line() {
-    char buf[4096];
-    if (::fgets(buf, sizeof(buf), out_) == nullptr) return "";
-    std::string s(buf);
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-    return s;
-  }
-  int Wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
 };
 
 // Files writes the PEM files the Python peer loads.
