@@ -120,10 +120,11 @@ int main(int argc, char** argv) {
     if (!http) Fatal(error);
     http_for_metrics.store(http.get());
   }
-  if (opts.inpod && opts.local_config.empty()) {
+  const bool mesh_on = !opts.local_config.empty() || !opts.xds_address.empty();
+  if (opts.inpod && !mesh_on) {
     Fatal(
-        "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH): pods are served as the "
-        "workloads the config names");
+        "--inpod (INPOD_ENABLED) needs --local-config (LOCAL_XDS_PATH) or --xds-address "
+        "(XDS_ADDRESS): pods are served as the workloads the config names");
   }
 
   // The mesh: the control plane (config, certificates) and the node's inbound listeners.
@@ -131,21 +132,32 @@ int main(int argc, char** argv) {
   proxy::Mesh mesh;
   proxy::WorkerOptions worker_options;
   io::UniqueFd inbound_fd, plaintext_fd;
-  if (!opts.local_config.empty()) {
+  if (mesh_on) {
     const auto inbound_addr =
         app::ParseListenOrExit(opts.inbound_listen, "inbound-listen", "0.0.0.0:15008");
     const auto plaintext_addr = app::ParseListenOrExit(opts.inbound_plaintext_listen,
                                                        "inbound-plaintext-listen", "0.0.0.0:15006");
-    if (opts.inpod) app::WaitForLocalConfig(opts.local_config);
+    if (opts.inpod && opts.xds_address.empty()) app::WaitForLocalConfig(opts.local_config);
     std::string why;
-    auto ca = identity::LocalCa::Open(
-        {opts.ca_dir, opts.ca_generate, opts.trust_domain, opts.cert_ttl}, &why);
-    if (!ca) Fatal("cannot open the CA in " + opts.ca_dir + ": " + why);
-    control = control::ControlPlane::Start({opts.local_config, opts.node_name}, *ca, &why);
+    std::shared_ptr<identity::CaClient> ca;
+    if (opts.ca_address.empty()) {
+      auto local = identity::LocalCa::Open(
+          {opts.ca_dir, opts.ca_generate, opts.trust_domain, opts.cert_ttl}, &why);
+      if (!local) Fatal("cannot open the CA in " + opts.ca_dir + ": " + why);
+      ca = *local;
+    }
+    if (!opts.xds_address.empty()) readiness.Set("xds", true);  // until istiod's first push
+    control = control::ControlPlane::Start(app::ControlFromOptions(opts), ca, &why);
     if (!control) Fatal(why);
-    ZT_INFO("app", "local config {}: {} workloads, {} on this node (\"{}\")", opts.local_config,
-            control->state().Load()->workloads().size(), control->local_workloads(),
-            opts.node_name);
+    if (opts.xds_address.empty()) {
+      ZT_INFO("app", "local config {}: {} workloads, {} on this node (\"{}\")", opts.local_config,
+              control->state().Load()->workloads().size(), control->local_workloads(),
+              opts.node_name);
+    } else {
+      ZT_INFO("app", "state from istiod at {} (node \"{}\"), certificates from {}",
+              opts.xds_address, opts.node_name,
+              opts.ca_address.empty() ? "the local CA" : opts.ca_address);
+    }
     mesh = {&control->state(), &control->certs(), opts.node_name, opts.network, &metrics.tcp()};
     inbound_fd = ListenOrDie(inbound_addr, "inbound HBONE");
     plaintext_fd = ListenOrDie(plaintext_addr, "inbound plaintext");
@@ -224,7 +236,8 @@ int main(int argc, char** argv) {
             .certs_published =
                 [&serving] {
                   for (proxy::Worker* w : serving) w->CertsChanged();
-                }};
+                },
+            .synced = [&readiness] { readiness.Set("xds", false); }};
   };
   if (control) control->SetHooks(hooks(inpod_manager.get()));
   std::unique_ptr<inpod::ZdsClient> zds;

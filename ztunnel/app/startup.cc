@@ -5,10 +5,15 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "ztunnel/config/local_config.h"
 #include "ztunnel/core/log.h"
@@ -120,6 +125,76 @@ void WaitForLocalConfig(const std::string& path) {
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                 start)
               .count());
+}
+
+std::vector<std::pair<std::string, std::string>> EnvWithPrefix(const std::string& prefix) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos || kv.substr(0, prefix.size()) != prefix) continue;
+    out.emplace_back(std::string(kv.substr(prefix.size(), eq - prefix.size())),
+                     std::string(kv.substr(eq + 1)));
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<tls::Certificate> RootsOrDie(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) Fatal(std::string("cannot read ") + what + " " + path + ": " + std::strerror(errno));
+  std::stringstream pem;
+  pem << in.rdbuf();
+  auto roots = tls::Certificate::ChainFromPem(pem.str());
+  if (!roots) Fatal(std::string(what) + " " + path + " holds no PEM certificate");
+  return std::move(roots).value();
+}
+
+// Lower-case header names: HTTP/2 refuses upper case.
+std::vector<std::pair<std::string, std::string>> Headers(const std::string& prefix) {
+  auto out = EnvWithPrefix(prefix);
+  for (auto& [k, v] : out) {
+    for (char& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::replace(k.begin(), k.end(), '_', '-');
+  }
+  return out;
+}
+
+}  // namespace
+
+control::ControlOptions ControlFromOptions(const config::Options& opts) {
+  control::ControlOptions c;
+  c.local_config = opts.local_config;
+  c.node = opts.node_name;
+  if (!opts.xds_address.empty()) {
+    control::XdsOptions x;
+    x.channel.address = opts.xds_address;
+    x.channel.server_name = opts.xds_server_name;
+    x.channel.roots = RootsOrDie(opts.xds_root_cert, "istiod's root certificate (XDS_ROOT_CA)");
+    x.token_path = opts.auth_token;
+    x.cluster_id = opts.cluster_id;
+    x.pod_name = opts.pod_name;
+    x.pod_namespace = opts.pod_namespace;
+    x.instance_ip = opts.instance_ip;
+    x.node_name = opts.node_name;
+    for (auto& [k, v] : EnvWithPrefix("ISTIO_META_")) x.metadata[k] = v;
+    x.headers = Headers("XDS_HEADER_");
+    c.xds = std::move(x);
+  }
+  if (!opts.ca_address.empty()) {
+    control::IstioCaOptions ca;
+    ca.channel.address = opts.ca_address;
+    ca.channel.server_name = opts.xds_server_name;
+    ca.channel.roots =
+        RootsOrDie(opts.ca_root_cert, "the Istio CA's root certificate (CA_ROOT_CA)");
+    ca.token_path = opts.auth_token;
+    ca.cluster_id = opts.cluster_id;
+    ca.ttl = opts.cert_ttl;
+    ca.headers = Headers("CA_HEADER_");
+    c.istio_ca = std::move(ca);
+  }
+  return c;
 }
 
 }  // namespace zt::app

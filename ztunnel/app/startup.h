@@ -4,8 +4,11 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ztunnel/config/options.h"
+#include "ztunnel/control/control_plane.h"
 #include "ztunnel/io/address.h"
 #include "ztunnel/io/fd.h"
 
@@ -29,6 +32,15 @@ io::SocketAddress ParseListenOrExit(const std::string& value, const char* flag,
 /// config the first time (a DaemonSet's two pods start in any order), answering
 /// SIGTERM/SIGINT (blocked by then: main takes them with sigwait) by exiting cleanly.
 void WaitForLocalConfig(const std::string& path);
+
+/// EnvWithPrefix lists the environment variables named PREFIX<name> as (name, value),
+/// e.g. ISTIO_META_* (node metadata), XDS_HEADER_* and CA_HEADER_* (extra headers).
+std::vector<std::pair<std::string, std::string>> EnvWithPrefix(const std::string& prefix);
+
+/// ControlFromOptions builds the control plane's options from the flags: the local
+/// config, or istiod's xDS and CA (their roots read now; a missing or bad file is fatal
+/// with its name).
+control::ControlOptions ControlFromOptions(const config::Options& opts);
 
 /// DedicatedCapture owns the capture rules of the pod a dedicated proxy serves:
 /// installed at start, removed at exit.

@@ -109,6 +109,29 @@ const std::vector<Flag>& Flags() {
        "inbound HBONE 200 answers carry the destination workload's baggage header, as Istio's "
        "ztunnel sends (default true)",
        "BOOL"},
+      {"xds-address", "XDS_ADDRESS",
+       "istiod's xDS address (https://HOST:PORT or HOST:PORT, e.g. "
+       "https://istiod.istio-system.svc:15012): workloads, services and policies come from "
+       "istiod over delta xDS instead of --local-config",
+       "URL"},
+      {"ca-address", "CA_ADDRESS",
+       "Istio's CA (default: --xds-address when it is set): workload certificates from istiod "
+       "instead of the local CA in --ca-dir",
+       "URL"},
+      {"xds-root-cert", "XDS_ROOT_CA",
+       "PEM file with the root istiod's serving certificate chains to (the istio-ca-root-cert "
+       "ConfigMap; default ./var/run/secrets/istio/root-cert.pem)",
+       "FILE"},
+      {"ca-root-cert", "CA_ROOT_CA",
+       "PEM file with the root of Istio's CA (default: --xds-root-cert)", "FILE"},
+      {"xds-server-name", "ALT_XDS_HOSTNAME",
+       "the name istiod's certificate must have (default: the host of --xds-address)", "NAME"},
+      {"auth-token", "AUTH_TOKEN",
+       "service-account token (audience istio-ca) sent to istiod, read again for every stream "
+       "and request (default ./var/run/secrets/tokens/istio-token)",
+       "FILE"},
+      {"cluster-id", "CLUSTER_ID", "this cluster's id, sent to istiod (default Kubernetes)", "ID"},
+      {"instance-ip", "INSTANCE_IP", "this node proxy's pod IP, in the xDS node id", "IP"},
       {"max-pending-pods", "ZTUNNEL_MAX_PENDING_PODS",
        "enrolled pods waiting to be set up (not in the config yet); more are NACKed (default "
        "256; 0: unbounded)",
@@ -309,6 +332,29 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
        : name == "max-pending-connects-per-source" ? out.max_pending_connects_per_source
        : name == "max-handshakes"                  ? out.max_handshakes
                                   : out.max_pending_pods) = static_cast<uint32_t>(*n);
+    } else if (name == "xds-address" || name == "ca-address") {
+      std::string address = value;
+      if (address.rfind("https://", 0) == 0) address = address.substr(8);
+      while (!address.empty() && address.back() == '/') address.pop_back();
+      if (value.rfind("http://", 0) == 0 || address.empty() ||
+          address.find(':') == std::string::npos || address.find('/') != std::string::npos) {
+        return Invalid(f, from_env, value,
+                       "https://HOST:PORT or HOST:PORT (istiod speaks TLS only on 15012)");
+      }
+      (name == "xds-address" ? out.xds_address : out.ca_address) = address;
+    } else if (name == "xds-root-cert" || name == "ca-root-cert" || name == "auth-token") {
+      if (value.empty()) return Invalid(f, from_env, value, "a file");
+      (name == "xds-root-cert"  ? out.xds_root_cert
+       : name == "ca-root-cert" ? out.ca_root_cert
+                                : out.auth_token) = value;
+    } else if (name == "xds-server-name") {
+      out.xds_server_name = value;
+    } else if (name == "cluster-id") {
+      if (value.empty()) return Invalid(f, from_env, value, "a non-empty cluster id");
+      out.cluster_id = value;
+    } else if (name == "instance-ip") {
+      if (!IpAddr::Parse(value)) return Invalid(f, from_env, value, "an IP address");
+      out.instance_ip = value;
     } else if (name == "cert-ttl") {
       auto d = ParseDuration(value);
       if (!d || *d < std::chrono::seconds(60)) {
@@ -317,6 +363,17 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       }
       out.cert_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
     }
+  }
+  // Istio's ztunnel reads the cluster id from ISTIO_META_CLUSTER_ID first.
+  if (const char* id = env("ISTIO_META_CLUSTER_ID"); id != nullptr && *id != '\0') {
+    out.cluster_id = id;
+  }
+  if (!out.xds_address.empty() && out.ca_address.empty()) out.ca_address = out.xds_address;
+  if (out.ca_root_cert.empty()) out.ca_root_cert = out.xds_root_cert;
+  if (!out.xds_address.empty() && !out.local_config.empty()) {
+    return ParseError{
+        "--xds-address (XDS_ADDRESS) and --local-config (LOCAL_XDS_PATH) exclude each other: "
+        "the state comes from istiod or from the file"};
   }
   if (out.connect_timeout.count() == 0) {
     return ParseError{"--connect-timeout must be greater than 0"};

@@ -58,6 +58,14 @@ struct Options {
   /// response_baggage: inbound 200 answers carry the destination's baggage (Istio's
   /// ENABLE_RESPONSE_BAGGAGE, on by default).
   bool response_baggage = true;
+  /// Istio's control plane (empty: standalone). Addresses are HOST:PORT.
+  std::string xds_address, ca_address;
+  std::string xds_root_cert = "./var/run/secrets/istio/root-cert.pem";
+  std::string ca_root_cert;  // default: xds_root_cert
+  std::string xds_server_name;
+  std::string auth_token = "./var/run/secrets/tokens/istio-token";
+  std::string cluster_id = "Kubernetes";
+  std::string instance_ip;
   bool help = false;
   bool version = false;
   /// check_config: validate this local config file, print the verdict, exit.

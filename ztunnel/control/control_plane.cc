@@ -31,8 +31,24 @@ class ControlPlane::Runner {
 
   // Load reads the first config (watched from before the read, so a change during
   // start-up is not missed) and issues this node's certificates, before the state is
-  // published: with a local CA no connection ever waits for one.
+  // published: with a local CA no connection ever waits for one. With xDS it starts
+  // the stream instead.
   bool Load(std::string* error) {
+    if (options_.xds) {
+      xds_ = XdsClient::Create(
+          loop_, *options_.xds,
+          [this](std::shared_ptr<const state::State> next) { Apply(std::move(next)); }, error);
+      if (!xds_) {
+        *error = "xDS: " + *error;
+        return false;
+      }
+      xds_->set_on_synced([this] {
+        cp_.synced_.store(true);
+        if (hooks_.synced) hooks_.synced();
+      });
+      xds_->Start();
+      return true;
+    }
     auto first = config::LoadLocalConfig(options_.local_config, error);
     if (!first) {
       *error = "invalid local config: " + *error;
@@ -40,13 +56,21 @@ class ControlPlane::Runner {
     }
     cp_.local_workloads_ = certs_.Reconcile(*first);
     cp_.state_.Publish(std::move(first));
+    cp_.synced_.store(true);
     return true;
+  }
+
+  // Apply publishes a state istiod sent: certificates first, as for a file.
+  void Apply(std::shared_ptr<const state::State> next) {
+    certs_.Reconcile(*next);
+    cp_.state_.Publish(std::move(next));
+    if (hooks_.state_published) hooks_.state_published();
   }
 
   void StartPolling() {
     poll_.Start(options_.config_poll, [this](bool fired) {
       if (!fired) return;
-      ReloadIfChanged();
+      if (!options_.xds) ReloadIfChanged();
       if (const size_t freed = reclaimer_.Tick(); freed > 0) {
         ZT_DEBUG("control", "gave {} KiB of freed heap back to the kernel", freed >> 10);
       }
@@ -56,6 +80,7 @@ class ControlPlane::Runner {
 
   // ReloadIfChanged publishes a changed config; a bad one is logged and ignored.
   void ReloadIfChanged() {
+    if (options_.xds) return;  // nothing to reload: istiod pushes
     std::shared_ptr<const state::State> next;
     std::string error;
     switch (watcher_.Poll(&next, &error)) {
@@ -81,6 +106,7 @@ class ControlPlane::Runner {
     hooks_ = std::move(hooks);
     if (hooks_.state_published) hooks_.state_published();
     if (hooks_.certs_published) hooks_.certs_published();
+    if (cp_.synced_.load() && hooks_.synced) hooks_.synced();
   }
 
   io::Loop& loop() { return loop_; }
@@ -94,6 +120,7 @@ class ControlPlane::Runner {
   io::Timer poll_;
   MemoryReclaimer reclaimer_;  // after a burst, freed heap goes back to the kernel
   ControlHooks hooks_;
+  std::unique_ptr<XdsClient> xds_;  // with xDS: the stream to istiod
 };
 
 std::unique_ptr<ControlPlane> ControlPlane::Start(ControlOptions options,
@@ -124,6 +151,14 @@ void ControlPlane::Run(std::function<void(bool ok)> started, ControlOptions opti
   if (!loop) {
     *error = "cannot start the control thread's io_uring: " + loop.error().Message();
     return started(false);
+  }
+  if (options.istio_ca) {
+    // Made here: its channel lives on this loop.
+    ca = IstioCa::Create(**loop, *options.istio_ca, error);
+    if (!ca) {
+      *error = "Istio CA: " + *error;
+      return started(false);
+    }
   }
   {
     Runner runner(*this, **loop, std::move(options), std::move(ca));

@@ -6,12 +6,16 @@
 // set. Workers never call into it; they read what it published.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "ztunnel/control/istio_ca.h"
+#include "ztunnel/control/xds_client.h"
 #include "ztunnel/core/result.h"
 #include "ztunnel/identity/ca.h"
 #include "ztunnel/identity/cert_manager.h"
@@ -22,13 +26,18 @@ namespace zt::control {
 
 /// ControlOptions configure the control plane.
 struct ControlOptions {
-  /// local_config is the local config file (Istio's LOCAL_XDS_PATH format).
+  /// local_config is the local config file (Istio's LOCAL_XDS_PATH format); unused
+  /// when `xds` is set.
   std::string local_config;
   /// node is this node's name: its workloads get certificates here.
   std::string node;
   /// config_poll is how often the file is checked (a stat): a policy written by the
   /// Kubernetes agent must reach live connections well within a second.
   std::chrono::milliseconds config_poll{100};
+  /// xds, when set, takes the state from istiod over delta xDS instead of the file.
+  std::optional<XdsOptions> xds;
+  /// istio_ca, when set, takes certificates from Istio's CA instead of `ca`.
+  std::optional<IstioCaOptions> istio_ca;
 };
 
 /// ControlHooks are how the control plane tells the rest of the process what it did.
@@ -40,6 +49,8 @@ struct ControlHooks {
   std::function<void()> state_published;
   /// certs_published: a new certificate set is in certs() (tell the workers).
   std::function<void()> certs_published;
+  /// synced: with xDS, the first full push was accepted (readiness).
+  std::function<void()> synced;
 };
 
 /// CertReport is one identity's status, for the config dump.
@@ -53,7 +64,9 @@ class ControlPlane {
  public:
   /// Start loads the local config and issues the certificates of this node's workloads
   /// (a local CA answers at once; a remote one later), then runs the control thread.
-  /// On failure `*error` names the file and the problem.
+  /// With xDS it starts the stream and returns at once (the state is empty until the
+  /// first push: see ControlHooks::synced). `ca` is unused with `istio_ca`. On failure
+  /// `*error` names the file and the problem.
   static std::unique_ptr<ControlPlane> Start(ControlOptions options,
                                              std::shared_ptr<identity::CaClient> ca,
                                              std::string* error);
@@ -68,6 +81,8 @@ class ControlPlane {
   const identity::CertStore& certs() const { return certs_; }
   /// local_workloads counts the first config's workloads on this node.
   size_t local_workloads() const { return local_workloads_; }
+  /// synced is true once the state is complete: the file was read, or xDS synced.
+  bool synced() const { return synced_.load(); }
   /// SetHooks replaces the hooks; from any thread but the control thread. It returns
   /// once the control thread uses them, and calls the publish hooks once (the
   /// listeners catch up with anything published before).
@@ -90,6 +105,7 @@ class ControlPlane {
   state::StateStore state_;
   identity::CertStore certs_;
   size_t local_workloads_ = 0;
+  std::atomic<bool> synced_{false};
   Runner* runner_ = nullptr;  // lives on the control thread's stack while it runs
   std::thread thread_;
 };

@@ -250,4 +250,37 @@ bool KeyMatchesCertificate(const PrivateKey& key, const Certificate& cert) {
   return pub && EVP_PKEY_cmp(pub.get(), key.get()) == 1;
 }
 
+Result<std::string> CsrPem(const PrivateKey& key, const std::vector<std::string>& uri_sans) {
+  bssl::UniquePtr<X509_REQ> req(X509_REQ_new());
+  if (!req || !X509_REQ_set_version(req.get(), 0) || !X509_REQ_set_pubkey(req.get(), key.get())) {
+    return CryptoError();
+  }
+  bssl::UniquePtr<GENERAL_NAMES> names(sk_GENERAL_NAME_new_null());
+  for (const std::string& uri : uri_sans) {
+    bssl::UniquePtr<GENERAL_NAME> name(GENERAL_NAME_new());
+    bssl::UniquePtr<ASN1_IA5STRING> str(ASN1_IA5STRING_new());
+    if (!name || !str || !ASN1_STRING_set(str.get(), uri.data(), static_cast<int>(uri.size()))) {
+      return CryptoError();
+    }
+    GENERAL_NAME_set0_value(name.get(), GEN_URI, str.release());
+    if (!sk_GENERAL_NAME_push(names.get(), name.get())) return CryptoError();
+    name.release();
+  }
+  bssl::UniquePtr<STACK_OF(X509_EXTENSION)> exts(sk_X509_EXTENSION_new_null());
+  // Critical: the subject is empty, so the SAN is the whole identity (RFC 5280 4.2.1.6).
+  bssl::UniquePtr<X509_EXTENSION> san(X509V3_EXT_i2d(NID_subject_alt_name, 1, names.get()));
+  if (!exts || !san || !sk_X509_EXTENSION_push(exts.get(), san.get())) return CryptoError();
+  san.release();
+  if (!X509_REQ_add_extensions(req.get(), exts.get()) ||
+      !X509_REQ_sign(req.get(), key.get(), EVP_sha256())) {
+    return CryptoError();
+  }
+  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio || !PEM_write_bio_X509_REQ(bio.get(), req.get())) return CryptoError();
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  BIO_mem_contents(bio.get(), &data, &len);
+  return std::string(reinterpret_cast<const char*>(data), len);
+}
+
 }  // namespace zt::tls

@@ -82,6 +82,10 @@ Result<Certificate> SignCertificate(const CertificateSpec& spec, const PrivateKe
                                     const Certificate* issuer, const PrivateKey& issuer_key,
                                     std::string* why = nullptr);
 
+/// CsrPem makes a PKCS#10 certificate request for `key` with these URI SANs and an
+/// empty subject (what Istio's CA expects of a workload), signed with ECDSA-SHA256.
+Result<std::string> CsrPem(const PrivateKey& key, const std::vector<std::string>& uri_sans);
+
 /// KeyMatchesCertificate checks that `key` is the private half of `cert`'s public key.
 bool KeyMatchesCertificate(const PrivateKey& key, const Certificate& cert);
 
