@@ -12,53 +12,15 @@
 #include <vector>
 
 #include "ztunnel/control/grpc_channel.h"
+#include "ztunnel/control/grpcpeer_test_util.h"
 #include "ztunnel/io/testing.h"
 
 namespace zt::control {
 namespace {
 
-namespace fs = std::filesystem;
 using io::testing::LoopThread;
+using testing::GoPeer;
 using namespace std::chrono_literals;
-
-// GoPeer runs grpcpeer in a temporary directory and knows its port and CA.
-class GoPeer {
- public:
-  GoPeer() {
-    char tmpl[] = "/tmp/zt-grpcpeer-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    proc_ = std::make_unique<io::testing::Subprocess>(
-        std::vector<std::string>{ZTUNNEL_GRPCPEER, "--dir", dir_.string()});
-    const std::string line = proc_->Line();
-    REQUIRE(line.rfind("listening ", 0) == 0);
-    port_ = line.substr(10);
-    std::ifstream in(dir_ / "ca.pem");
-    std::stringstream pem;
-    pem << in.rdbuf();
-    auto roots = tls::Certificate::ChainFromPem(pem.str());
-    REQUIRE(roots.ok());
-    roots_ = std::move(roots).value();
-  }
-  ~GoPeer() {
-    proc_.reset();
-    fs::remove_all(dir_);
-  }
-  void Kill() { proc_.reset(); }
-  GrpcChannelOptions Options(const std::string& server_name = "grpcpeer.test") const {
-    GrpcChannelOptions o;
-    o.address = "127.0.0.1:";
-    o.address += port_;
-    o.server_name = server_name;
-    o.roots = roots_;
-    return o;
-  }
-
- private:
-  fs::path dir_;
-  std::unique_ptr<io::testing::Subprocess> proc_;
-  std::string port_;
-  std::vector<tls::Certificate> roots_;
-};
 
 // Call records one call's events; Done waits for its end (from the test thread).
 struct Call : h2::GrpcCallObserver {

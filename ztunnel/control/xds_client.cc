@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -208,14 +210,13 @@ void XdsClient::OnResponse(const std::string& bytes) {
       policies.erase(name);
     }
   }
-  std::vector<state::Workload> wl;
-  std::vector<state::Service> sv;
-  std::vector<state::Policy> pl;
-  for (const auto& [n, w] : workloads) wl.push_back(w);
-  for (const auto& [n, s] : services) sv.push_back(s);
-  for (const auto& [n, p] : policies) pl.push_back(p);
+  // Names updated now are the newest claimants of their addresses.
+  if (address) {
+    for (const auto& r : resp.resources()) updated_[r.name()] = ++sequence_;
+    for (const std::string& name : resp.removed_resources()) updated_.erase(name);
+  }
   std::string build_error;
-  auto next = state::State::Build(std::move(wl), std::move(sv), std::move(pl), &build_error);
+  auto next = Build(workloads, services, policies, &build_error);
   if (!next) {
     rejected.push_back("the update as a whole: " + build_error);
   } else {
@@ -247,6 +248,54 @@ void XdsClient::OnResponse(const std::string& bytes) {
     if (on_synced_) on_synced_();
   }
   backoff_ = options_.initial_backoff;  // a working stream
+}
+
+std::shared_ptr<const state::State> XdsClient::Build(
+    const std::map<std::string, state::Workload>& workloads,
+    const std::map<std::string, state::Service>& services,
+    const std::map<std::string, state::Policy>& policies, std::string* error) {
+  // istiod may send two workloads with one address (a pod IP reused while the old pod
+  // terminates, a WorkloadEntry on a pod's IP) or two services with one VIP; Istio's
+  // ztunnel lets the newest claimant have it. So do we, rather than NACK a valid push.
+  const auto newest_first = [this](const auto& map) {
+    std::vector<const typename std::decay_t<decltype(map)>::mapped_type*> out;
+    std::vector<std::pair<uint64_t, const std::string*>> order;
+    for (const auto& [name, v] : map) {
+      auto it = updated_.find(name);
+      order.emplace_back(it == updated_.end() ? 0 : it->second, &name);
+    }
+    std::sort(order.begin(), order.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (const auto& [seq, name] : order) out.push_back(&map.at(*name));
+    return out;
+  };
+  std::set<std::pair<std::string, IpAddr>> taken;
+  std::vector<state::Workload> wl;
+  for (const state::Workload* w : newest_first(workloads)) {
+    state::Workload copy = *w;
+    std::erase_if(copy.ips, [&](const IpAddr& ip) {
+      if (taken.emplace(copy.network, ip).second) return false;
+      ZT_DEBUG("xds", "workload {}: address {} belongs to a newer workload", copy.uid,
+               ip.ToString());
+      return true;
+    });
+    wl.push_back(std::move(copy));
+  }
+  taken.clear();
+  std::vector<state::Service> sv;
+  for (const state::Service* s : newest_first(services)) {
+    state::Service copy = *s;
+    std::erase_if(copy.vips, [&](const state::NetworkAddress& vip) {
+      if (taken.emplace(vip.network, vip.ip).second) return false;
+      ZT_DEBUG("xds", "service {}: VIP {} belongs to a newer service", copy.Key(),
+               vip.ip.ToString());
+      return true;
+    });
+    sv.push_back(std::move(copy));
+  }
+  std::vector<state::Policy> pl;
+  for (const auto& [n, p] : policies) pl.push_back(p);
+  return state::State::Build(std::move(wl), std::move(sv), std::move(pl), error);
 }
 
 void XdsClient::StreamEnded(const h2::GrpcStatus& status) {

@@ -81,7 +81,12 @@ class XdsClient {
   void OnResponse(const std::string& bytes);
   std::string Request(const std::string& type_url, bool initial, const std::string& nonce,
                       const std::string& error) const;
-  bool Rebuild(std::string* error);
+  // Build makes the snapshot, giving an address or VIP two resources claim to the one
+  // istiod updated last.
+  std::shared_ptr<const state::State> Build(const std::map<std::string, state::Workload>& workloads,
+                                            const std::map<std::string, state::Service>& services,
+                                            const std::map<std::string, state::Policy>& policies,
+                                            std::string* error);
 
   io::Loop& loop_;
   XdsOptions options_;
@@ -95,6 +100,9 @@ class XdsClient {
   std::map<std::string, state::Workload> workloads_;
   std::map<std::string, state::Service> services_;
   std::map<std::string, state::Policy> policies_;
+  // When each resource was last updated (a sequence number), for address conflicts.
+  std::map<std::string, uint64_t> updated_;
+  uint64_t sequence_ = 0;
   // Versions by type then name (echoed as initial_resource_versions on a reconnect).
   std::map<std::string, std::map<std::string, std::string>> versions_;
   bool address_acked_ = false;

@@ -11,6 +11,12 @@
 //	/test.Echo/Metadata  the request metadata and whether a deadline came, as JSON
 //	/test.Echo/Big       one message of as many bytes as the request's decimal text
 //	/test.Echo/Trailers  header x-header: h, the message back, trailer x-trailer: v
+//
+// With --ads-script DIR it also serves delta ADS
+// (/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources) as a
+// scripted control plane: DIR/000.bin, 001.bin, ... are sent in order, each once the
+// client has sent two requests (its initial ones) plus one per response before it; every
+// request received is printed as "request BASE64".
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -30,8 +37,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -52,8 +61,64 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 }
 func (rawCodec) Name() string { return "proto" }
 
+var adsScript = flag.String("ads-script", "", "directory of DeltaDiscoveryResponse files to serve")
+
+var stdout sync.Mutex
+
+func ads(stream grpc.ServerStream) error {
+	files, _ := filepath.Glob(filepath.Join(*adsScript, "*.bin"))
+	sort.Strings(files)
+	received := make(chan struct{}, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			var m []byte
+			if err := stream.RecvMsg(&m); err != nil {
+				errc <- err
+				return
+			}
+			stdout.Lock()
+			fmt.Printf("request %s\n", base64.StdEncoding.EncodeToString(m))
+			os.Stdout.Sync()
+			stdout.Unlock()
+			received <- struct{}{}
+		}
+	}()
+	count := 0
+	for i, f := range files {
+		for count < 2+i {
+			select {
+			case <-received:
+				count++
+			case err := <-errc:
+				return err
+			}
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		if err := stream.SendMsg(&data); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-received:
+		case err := <-errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
 func serve(_ any, stream grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(stream)
+	if method == "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources" && *adsScript != "" {
+		return ads(stream)
+	}
 	recv := func() ([]byte, error) {
 		var m []byte
 		err := stream.RecvMsg(&m)
@@ -149,6 +214,7 @@ func serving(dir string) (tls.Certificate, error) {
 
 func main() {
 	dir := flag.String("dir", ".", "where ca.pem goes")
+	// (--ads-script is declared with ads())
 	flag.Parse()
 	cert, err := serving(*dir)
 	if err != nil {
@@ -167,8 +233,10 @@ func main() {
 		// Our client pings often in the keepalive test; grpc-go would GOAWAY it otherwise.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Millisecond, PermitWithoutStream: true}),
 	)
+	stdout.Lock()
 	fmt.Printf("listening %d\n", lis.Addr().(*net.TCPAddr).Port)
 	os.Stdout.Sync()
+	stdout.Unlock()
 	if err := srv.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, "grpcpeer:", err)
 		os.Exit(1)
