@@ -20,6 +20,7 @@ HELM = os.environ.get("ZTUNNEL_HELM", "/opt/ztunnel-deps/kube-1.34.4/bin/helm")
 # (a generated root is random); the generated CA has a test of its own.
 CASES = {
     "default": [],
+    "istiod": ["--set", "xdsAddress=https://istiod.istio-system.svc:15012"],
     "custom": ["--set", "tag=1.2.3", "--set", "logAsJson=true", "--set", "logLevel=debug",
                "--set", "env.ZTUNNEL_WORKERS=4", "--set", "network=net1",
                "--set", "image=registry.local:5000/team/zt@sha256:" + "a" * 64,
@@ -103,7 +104,7 @@ def test_a_changed_value_changes_the_checksum():
     (["--set", "cni.binDir=relative/dir"], "at '/cni/binDir'"),
     (["--set", "terminationGracePeriodSeconds=soon"], "at '/terminationGracePeriodSeconds'"),
     (["--set", "resources.requests.cpu=1", "--set", "resources.cpus=2"], "additional properties 'cpus' not allowed"),
-    (["--set", "caAddress=istiod.istio-system.svc:15012"], "Istio's control plane is not supported"),
+    (["--set", "xdsAddress=http://istiod.istio-system.svc:15010"], "over TLS only"),
 ])
 def test_a_wrong_value_is_refused_with_the_reason(flags, message):
     proc = helm("template", "ztunnel", str(CHART), *flags, check=False)

@@ -23,9 +23,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- append .Values.cni.excludeNamespaces .Release.Namespace | uniq | join "," -}}
 {{- end -}}
 
-{{/* Refuse what this chart cannot do yet, with a message saying so. */}}
+{{/* Refuse what this chart cannot do, with a message saying so. */}}
 {{- define "ztunnel.validate" -}}
-{{- if or .Values.caAddress .Values.xdsAddress -}}
-{{- fail "caAddress/xdsAddress: Istio's control plane is not supported by this chart yet; leave both empty for standalone mode (the node agent builds the mesh state from the API server)" -}}
+{{- range $k := list "caAddress" "xdsAddress" -}}
+{{- $v := index $.Values $k -}}
+{{- if and $v (hasPrefix "http://" $v) -}}
+{{- fail (printf "%s: %q: istiod serves xDS and its CA over TLS only: use https://HOST:15012" $k $v) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* istioCA: true when certificates come from Istio's CA (caAddress, or xdsAddress). */}}
+{{- define "ztunnel.istioCA" -}}
+{{- if or .Values.caAddress .Values.xdsAddress -}}true{{- end -}}
 {{- end -}}
