@@ -6,6 +6,7 @@
 // themselves are h2::GrpcClient's (sans-I/O): this class only moves bytes.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -75,6 +76,10 @@ class GrpcChannel {
   const std::string& last_error() const { return last_error_; }
   /// connects counts connections established (for tests and logs).
   uint64_t connects() const { return connects_; }
+  /// LiveConnections counts connections of every channel in the process whose fibers
+  /// have not ended yet (a destroyed channel's end at their next CQE): tests run the
+  /// loop until it is 0, so nothing is left on a fiber stack when the loop stops.
+  static int LiveConnections() { return live_connections_.load(); }
 
  private:
   enum class State : uint8_t { kIdle, kConnecting, kConnected };
@@ -82,6 +87,10 @@ class GrpcChannel {
   // Connection is one attempt or live connection; its fibers hold it, and stop when
   // it is marked dead (lost, or the channel went away).
   struct Connection {
+    Connection() { live_connections_.fetch_add(1); }
+    ~Connection() { live_connections_.fetch_sub(1); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
     bool dead = false;
     io::UniqueFd fd;
     std::unique_ptr<tls::TlsSession> tls;
@@ -117,6 +126,7 @@ class GrpcChannel {
   std::unique_ptr<io::Timer> ack_timer_;
   std::string last_error_;
   uint64_t connects_ = 0;
+  static inline std::atomic<int> live_connections_{0};
   std::shared_ptr<int> life_ = std::make_shared<int>(0);
 };
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ztunnel/control/grpc_channel.h"
@@ -61,5 +62,15 @@ class GoPeer {
   std::string port_;
   std::vector<tls::Certificate> roots_;
 };
+
+/// Quiesce runs `lt`'s loop until every channel's connection fibers have ended (a
+/// destroyed channel's fibers end at their cancelled operation's CQE).
+inline void Quiesce(io::testing::LoopThread& lt) {
+  for (int i = 0; i < 500 && GrpcChannel::LiveConnections() > 0; ++i) {
+    lt.Run([] {});
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(GrpcChannel::LiveConnections() == 0);
+}
 
 }  // namespace zt::control::testing

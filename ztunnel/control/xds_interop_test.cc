@@ -201,6 +201,7 @@ TEST_CASE("xDS: a bad resource is NACKed with its reason, the rest of the respon
   CHECK(lt.Run([&] { return client->synced(); }));
   CHECK(lt.Run([&] { return client->stats().nacks; }) == 2);
   lt.Run([&] { client.reset(); });
+  testing::Quiesce(lt);
   ::unlink(tok);
 }
 

@@ -43,7 +43,7 @@ TEST_CASE("An xDS workload becomes a state workload", "[xds]") {
         "IPv6 address");
 }
 
-TEST_CASE("An xDS service becomes a state service; CIDR addresses are not VIPs", "[xds]") {
+TEST_CASE("An xDS service becomes a state service, and CIDR addresses are not VIPs", "[xds]") {
   istio::workload::Service in;
   in.set_name("web");
   in.set_namespace_("ns1");
@@ -69,7 +69,7 @@ TEST_CASE("An xDS service becomes a state service; CIDR addresses are not VIPs",
   CHECK(error == "service ns1/web.ns1.svc.cluster.local: ports[0] is not a TCP port");
 }
 
-TEST_CASE("An xDS authorization becomes a policy; what we cannot enforce is refused", "[xds]") {
+TEST_CASE("An xDS authorization becomes a policy, and what we cannot enforce is refused", "[xds]") {
   istio::security::Authorization in;
   in.set_name("allow-web");
   in.set_namespace_("ns1");
