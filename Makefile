@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 60
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build image test unit integration kube kube-up kube-down demo bench bench-hbone bench-quick bench-relay bench-kube asan fuzz format clean
+.PHONY: all setup configure build image test unit integration kube kube-up kube-down demo bench bench-hbone bench-quick bench-relay bench-kube bench-istiod asan fuzz format clean
 
 all: build
 
@@ -67,6 +67,10 @@ bench-quick: build
 # RSS/CPU idle and during a 100-pod rollout, the config channel at 1,000 pods.
 bench-kube: build
 	@/usr/bin/python3 bench/kube
+
+# Our node process fed by a real istiod: RSS at 1,000 pods of state (needs make kube-up).
+bench-istiod: build
+	@/usr/bin/python3 bench/istiod
 
 bench-relay: build
 	@/usr/bin/python3 bench/relay --ztunnel $(BUILD_DIR)/ztunnel/app/ztunnel

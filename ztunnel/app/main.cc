@@ -220,6 +220,7 @@ int main(int argc, char** argv) {
         serving, control->state(), opts.node_name, opts.mark, opts.drain_timeout, &readiness);
     inpod_manager->set_metrics(&metrics);
     inpod_manager->set_max_pending(opts.max_pending_pods);
+    inpod_manager->set_require_workload(opts.xds_address.empty());
     inpod_manager->set_config_refresh([c = control.get()] { c->ReloadNow(); });
     std::lock_guard lock(admin_view.mu);
     admin_view.inpod = inpod_manager.get();

@@ -109,11 +109,12 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
     snapshot = state_.Load();
     workload = FindWorkload(*snapshot, info);
   }
-  if (workload == nullptr) {
+  if (workload == nullptr && require_workload_) {
     return "no workload " + info.namespace_name + "/" + info.name + " on node \"" + node_ +
            "\" in the config";
   }
-  if (!info.service_account.empty() && workload->service_account != info.service_account) {
+  if (workload != nullptr && !info.service_account.empty() &&
+      workload->service_account != info.service_account) {
     return "pod " + info.namespace_name + "/" + info.name + " runs as service account \"" +
            info.service_account + "\" but the config says \"" + workload->service_account + "\"";
   }
@@ -160,7 +161,8 @@ std::string InpodManager::Setup(const PodInfo& info, io::UniqueFd& netns) {
   for (proxy::Worker* w : workers_) w->AddPod(info.uid, listeners);
   if (metrics_ != nullptr) metrics_->ProxyStarted();
   ZT_INFO("inpod", "serving pod {} ({}/{}, {}) in its network namespace", info.uid,
-          info.namespace_name, info.name, workload->uid);
+          info.namespace_name, info.name,
+          workload != nullptr ? workload->uid : "its workload has not arrived from istiod yet");
   pods_.emplace(info.uid, std::move(pod));
   return "";
 }

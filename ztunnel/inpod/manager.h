@@ -63,6 +63,11 @@ class InpodManager : public ZdsHandler {
   /// enrolling thousands of unknown pods would otherwise make the node hold a netns fd
   /// and a retry for each; past the bound they are NACKed and not kept.
   void set_max_pending(size_t n) { max_pending_ = n; }
+  /// set_require_workload(false) serves a pod before its workload is in the state: with
+  /// istiod the pod is enrolled at sandbox creation, before it has the IP istiod needs
+  /// to send it (as Istio's ztunnel does, the workload and its certificate follow).
+  /// With the local config the agent writes the pod first, so it is required (default).
+  void set_require_workload(bool require) { require_workload_ = require; }
   /// set_config_refresh gives a way to read a changed config at once (called on this
   /// thread when an Add names a workload the config does not have yet).
   void set_config_refresh(std::function<void()> refresh) { refresh_config_ = std::move(refresh); }
@@ -107,6 +112,7 @@ class InpodManager : public ZdsHandler {
   std::map<std::string, Pending> pending_;
   metrics::Metrics* metrics_ = nullptr;
   size_t max_pending_ = 256;
+  bool require_workload_ = true;
   std::function<void()> refresh_config_;
   std::atomic<bool> config_changed_{false};
   // A copy of pods_ and pending_ for other threads, refreshed after every change.

@@ -230,3 +230,24 @@ func TestOutputs(t *testing.T) {
 		t.Errorf("json %s: %+v %v", js.String(), doc, err)
 	}
 }
+
+func TestIstiodModeIsSeenFromTheRootMount(t *testing.T) {
+	ds := &appsv1.DaemonSet{}
+	ds.Spec.Template.Spec.Volumes = []corev1.Volume{
+		{Name: "istiod-ca-cert", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-root-cert"}}}},
+		{Name: "cacerts", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "cacerts"}}},
+	}
+	ds.Spec.Template.Spec.Containers = []corev1.Container{{Name: "istio-proxy"}}
+	if got := istiodRootConfigMap(ds); got != "" {
+		t.Fatalf("nothing mounted yet: got %q", got)
+	}
+	ds.Spec.Template.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{
+		{Name: "istiod-ca-cert", MountPath: "/var/run/secrets/istio"}}
+	if got := istiodRootConfigMap(ds); got != "istio-ca-root-cert" {
+		t.Fatalf("istiod mode: got %q", got)
+	}
+	if got := caSecretName(ds); got != "" {
+		t.Fatalf("no /etc/cacerts mount: got %q", got)
+	}
+}

@@ -29,7 +29,9 @@ const (
 	agentDaemonSet = "ztunnel-cni"
 	configMapName  = "ztunnel-config"
 	caMountPath    = "/etc/cacerts"
-	metricsPort    = "15020"
+	// istiodRootMountPath is where the chart mounts istio-ca-root-cert with istiod.
+	istiodRootMountPath = "/var/run/secrets/istio"
+	metricsPort         = "15020"
 )
 
 // cluster is a connected client; nil when the API server is unreachable.
@@ -195,6 +197,20 @@ func (c *cluster) podsOf(ctx context.Context, ds *appsv1.DaemonSet) ([]corev1.Po
 // the Secret mounted at /etc/cacerts in Istio's plug-in layout.
 func (c *cluster) caCertificate(ctx context.Context, o Options, ds *appsv1.DaemonSet) Result {
 	const check = "CA certificate"
+	if o.CASecret == "" && ds != nil && istiodRootConfigMap(ds) != "" {
+		// Certificates come from istiod's CA: there is no cluster CA of ours to check,
+		// but the node process needs the root istiod publishes.
+		cm := istiodRootConfigMap(ds)
+		got, err := c.client.GetConfigMap(ctx, o.Namespace, cm)
+		if err != nil {
+			return fail(check, fmt.Sprintf("certificates from istiod, but ConfigMap %s/%s: %v", o.Namespace, cm, err),
+				"istiod publishes istio-ca-root-cert in every namespace it watches: is istiod running (with PILOT_ENABLE_AMBIENT=true)?")
+		}
+		if _, ok := got.Data["root-cert.pem"]; !ok {
+			return fail(check, fmt.Sprintf("ConfigMap %s/%s has no root-cert.pem", o.Namespace, cm), "it is istiod's: let istiod rewrite it")
+		}
+		return pass(check, fmt.Sprintf("certificates from istiod's CA; its root is in ConfigMap %s/%s", o.Namespace, cm))
+	}
 	name := o.CASecret
 	if name == "" && ds != nil {
 		name = caSecretName(ds)
@@ -210,6 +226,25 @@ func (c *cluster) caCertificate(ctx context.Context, o Options, ds *appsv1.Daemo
 	r := caResult(secret.Data, time.Now(), o.CertMinValidity)
 	r.Detail = fmt.Sprintf("Secret %s/%s: %s", o.Namespace, name, r.Detail)
 	return r
+}
+
+// istiodRootConfigMap names the ConfigMap mounted where the node process reads
+// istiod's root (the chart's xdsAddress/caAddress mode), or "".
+func istiodRootConfigMap(ds *appsv1.DaemonSet) string {
+	volumes := map[string]string{}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil {
+			volumes[v.Name] = v.ConfigMap.Name
+		}
+	}
+	for _, ctr := range ds.Spec.Template.Spec.Containers {
+		for _, m := range ctr.VolumeMounts {
+			if m.MountPath == istiodRootMountPath && volumes[m.Name] != "" {
+				return volumes[m.Name]
+			}
+		}
+	}
+	return ""
 }
 
 func caSecretName(ds *appsv1.DaemonSet) string {
