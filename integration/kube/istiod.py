@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ambient import Mesh  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
@@ -38,13 +40,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait(cond, timeout, what, log=None):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}" +
-                                 (f"\n{log()[-6000:]}" if log else ""))
-        time.sleep(0.02)
+# The harness's polling wait (timeout, what it waited for, the log's tail on failure).
+wait = Mesh.wait
 
 
 class Istiod:

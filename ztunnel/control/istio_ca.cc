@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <sstream>
-
+#include "ztunnel/control/token.h"
 #include "ztunnel/core/log.h"
 #include "ztunnel/tls/x509.h"
 #include "ztunnel/xds/ca.pb.h"
@@ -14,21 +12,6 @@ namespace {
 
 constexpr std::string_view kCreateCertificate =
     "/istio.v1.auth.IstioCertificateService/CreateCertificate";
-
-std::string ReadFile(const std::string& path, std::string* why) {
-  std::ifstream in(path);
-  if (!in) {
-    *why = "cannot read " + path;
-    return "";
-  }
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string out = s.str();
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) {
-    out.pop_back();
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -128,7 +111,7 @@ void IstioCa::Issue(const tls::SpiffeId& id, identity::IssueDone done) {
         id.ToString());
   }
   std::string why;
-  const std::string token = ReadFile(options_.token_path, &why);
+  const std::string token = ReadToken(options_.token_path, &why);
   if (!why.empty()) return done(Error{Errc::kNotFound}, why + " (the token to ask the CA with)");
   h2::Metadata md = {{"authorization", "Bearer " + token}, {"clusterid", options_.cluster_id}};
   for (const auto& h : options_.headers) md.push_back(h);

@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <utility>
 
+#include "ztunnel/control/token.h"
 #include "ztunnel/core/duration.h"
 #include "ztunnel/core/log.h"
 #include "ztunnel/xds/convert.h"
@@ -18,21 +17,6 @@ namespace {
 
 constexpr std::string_view kAdsPath =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
-
-std::string ReadToken(const std::string& path, std::string* why) {
-  std::ifstream in(path);
-  if (!in) {
-    *why = "cannot read the token " + path;
-    return "";
-  }
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string token = s.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
-    token.pop_back();
-  }
-  return token;
-}
 
 // Resets says whether a stream that ended with `s` reconnects at once (Istio's
 // ztunnel: a clean end, and statuses that mean the server went away on purpose).

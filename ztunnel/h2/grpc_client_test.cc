@@ -30,13 +30,16 @@ class ScriptedServer {
     nghttp2_session_callbacks_set_on_header_callback(
         cbs, [](nghttp2_session*, const nghttp2_frame* f, const uint8_t* n, size_t nl,
                 const uint8_t* v, size_t vl, uint8_t, void* u) {
-          static_cast<ScriptedServer*>(u)->requests[f->hd.stream_id].headers[std::string(
-              reinterpret_cast<const char*>(n), nl)] = std::string(reinterpret_cast<const char*>(v), vl);
+          static_cast<ScriptedServer*>(u)
+              ->requests[f->hd.stream_id]
+              .headers[std::string(reinterpret_cast<const char*>(n), nl)] =
+              std::string(reinterpret_cast<const char*>(v), vl);
           return 0;
         });
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
         cbs, [](nghttp2_session*, uint8_t, int32_t id, const uint8_t* d, size_t l, void* u) {
-          static_cast<ScriptedServer*>(u)->requests[id].body.append(reinterpret_cast<const char*>(d), l);
+          static_cast<ScriptedServer*>(u)->requests[id].body.append(
+              reinterpret_cast<const char*>(d), l);
           return 0;
         });
     nghttp2_session_callbacks_set_on_frame_recv_callback(
@@ -81,7 +84,9 @@ class ScriptedServer {
     };
     nghttp2_submit_data(ng, NGHTTP2_FLAG_NONE, id, &p);
   }
-  void Reset(int32_t id, uint32_t code) { nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, code); }
+  void Reset(int32_t id, uint32_t code) {
+    nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, code);
+  }
 
   nghttp2_session* ng;
   std::map<int32_t, Request> requests;
@@ -110,8 +115,8 @@ void Pump(GrpcClient& c, ScriptedServer& s) {
 
 std::string Frame(const std::string& m, uint8_t flag = 0) {
   const uint32_t n = static_cast<uint32_t>(m.size());
-  std::string out = {static_cast<char>(flag), static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                     static_cast<char>(n >> 8), static_cast<char>(n)};
+  std::string out = {static_cast<char>(flag), static_cast<char>(n >> 24),
+                     static_cast<char>(n >> 16), static_cast<char>(n >> 8), static_cast<char>(n)};
   return out + m;
 }
 
@@ -130,7 +135,8 @@ struct Recorder : GrpcCallObserver {
 };
 
 struct Fixture {
-  std::unique_ptr<GrpcClient> client = GrpcClient::Create({.authority = "istiod.istio-system.svc:15012"});
+  std::unique_ptr<GrpcClient> client =
+      GrpcClient::Create({.authority = "istiod.istio-system.svc:15012"});
   ScriptedServer server;
   Recorder rec;
 };

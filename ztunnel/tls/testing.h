@@ -58,31 +58,15 @@ struct TestCa {
   Credentials IssueUris(const std::vector<std::string>& uris,
                         std::chrono::system_clock::time_point from,
                         std::chrono::system_clock::time_point until) const {
-    auto leaf_key = PrivateKey::GenerateP256();
-    if (!leaf_key) throw std::runtime_error("key generation failed");
-    CertificateSpec spec{"", "", uris, false, from, until};
-    auto leaf = SignCertificate(spec, *leaf_key, &cert_ref(), key);
-    if (!leaf) throw std::runtime_error("leaf signing failed");
-    Credentials out;
-    out.chain.push_back(std::move(leaf).value());
-    out.key = std::move(leaf_key).value();
-    return out;
+    return IssueLeaf({"", "", uris, false, from, until});
   }
 
   /// IssueDns issues a serving certificate with these DNS SANs (as istiod's), valid for
   /// a day from an hour ago.
   Credentials IssueDns(const std::vector<std::string>& names) const {
-    auto leaf_key = PrivateKey::GenerateP256();
-    if (!leaf_key) throw std::runtime_error("key generation failed");
     const auto now = std::chrono::system_clock::now();
-    CertificateSpec spec{
-        "", "", {}, false, now - std::chrono::hours(1), now + std::chrono::hours(24), names};
-    auto leaf = SignCertificate(spec, *leaf_key, &cert_ref(), key);
-    if (!leaf) throw std::runtime_error("leaf signing failed");
-    Credentials out;
-    out.chain.push_back(std::move(leaf).value());
-    out.key = std::move(leaf_key).value();
-    return out;
+    return IssueLeaf(
+        {"", "", {}, false, now - std::chrono::hours(1), now + std::chrono::hours(24), names});
   }
 
   /// Issue issues a workload certificate for `id`, valid for a day from an hour ago.
@@ -93,6 +77,16 @@ struct TestCa {
 
  private:
   const Certificate& cert_ref() const { return cert; }
+  Credentials IssueLeaf(const CertificateSpec& spec) const {
+    auto leaf_key = PrivateKey::GenerateP256();
+    if (!leaf_key) throw std::runtime_error("key generation failed");
+    auto leaf = SignCertificate(spec, *leaf_key, &cert_ref(), key);
+    if (!leaf) throw std::runtime_error("leaf signing failed");
+    Credentials out;
+    out.chain.push_back(std::move(leaf).value());
+    out.key = std::move(leaf_key).value();
+    return out;
+  }
 };
 
 }  // namespace zt::tls::testing
