@@ -11,6 +11,7 @@ if(ZTUNNEL_STATIC_DEPS)
 endif()
 find_package(Boost 1.74 REQUIRED COMPONENTS context)
 find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)  # header-only: the config dump
 
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing)
 add_library(ztunnel::uring ALIAS PkgConfig::LIBURING)

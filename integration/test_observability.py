@@ -6,6 +6,7 @@ drain with a live 1 GiB transfer (DESIGN §4 "Ports", "Telemetry", "Shutdown").
     node-a: a1 shop/web   a2 shop/cart (echo endpoint)   a3 legacy (not in the mesh)
     node-b: b1 backend/api   b2 shop/cart (echo endpoint)   b3 backend/audit
 """
+import base64
 import json
 import signal
 import subprocess
@@ -229,18 +230,24 @@ def test_admin_config_dump_logging_and_quitquitquit(mesh):
         assert "a3" not in workloads
         services = [s for s in dump["services"] if s["hostname"] == cluster.SERVICE_HOST]
         assert len(services) == 1, dump["services"]
-        assert services[0]["vips"] == [cluster.SERVICE_VIP], services
+        assert services[0]["vips"] == ["/" + cluster.SERVICE_VIP], services  # network/ip
         assert services[0]["ports"] == {str(cluster.SERVICE_PORT): cluster.TARGET_PORT}, services
         # One certificate per identity of this node's pods, valid, expiring in ~24 h.
         certs = {x["identity"]: x for x in dump["certificates"]}
         assert set(certs) == {p.identity for p in local}, (node.name, list(certs))
         for cert in certs.values():
-            assert cert["state"] == "valid", cert
-            exp = datetime.strptime(cert["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            assert cert["state"] == "Available", cert
+            assert len(cert["certChain"]) == 1 and len(cert["rootCerts"]) == 1, cert
+            leaf = cert["certChain"][0]
+            exp = datetime.strptime(leaf["expirationTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
                 tzinfo=timezone.utc).timestamp()
             assert now + 3600 < exp <= now + 24 * 3600 + 60, cert
-        pods = {(p["uid"], p["name"], p["namespace"], p["state"]) for p in dump["pods"]}
-        assert pods == {(p.zds_uid, p.name, p.namespace, "serving") for p in local}, pods
+            assert "BEGIN CERTIFICATE" in base64.b64decode(leaf["pem"]).decode(), leaf
+            assert leaf["serialNumber"].isdigit(), leaf
+        # Istio's workloadState: the enrolled pods by uid.
+        pods = {(uid, p["info"]["name"], p["info"]["namespace"], p["state"])
+                for uid, p in dump["workloadState"].items()}
+        assert pods == {(p.zds_uid, p.name, p.namespace, "Up") for p in local}, pods
 
     # /logging: one level for every scope.
     assert node_a.http("/logging") == (200, "current log level is info\n")

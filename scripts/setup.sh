@@ -233,7 +233,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   # libraries
   liburing-dev libnghttp2-dev libboost-context-dev
-  libfmt-dev libcxxopts-dev prometheus-cpp-dev libyaml-cpp-dev
+  libfmt-dev libcxxopts-dev prometheus-cpp-dev libyaml-cpp-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
   # fuzzing: Debian's clang 14; -fsanitize=fuzzer needs the libFuzzer runtime, which
   # is only a Recommends of clang-14 (we install with --no-install-recommends)

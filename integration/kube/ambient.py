@@ -54,7 +54,8 @@ class Mesh:
         self.node_logs: list[Path] = []
 
     # --- the agent ---------------------------------------------------------------
-    def start_agent(self) -> None:
+    def start_agent(self, mesh_config: bool = True) -> None:
+        """The Go agent; without mesh_config it writes no config (istiod serves it)."""
         log = self.dir / f"agent-{len(self.agent_logs)}.log"
         self.agent_logs.append(log)
         self.agent = subprocess.Popen(
@@ -62,7 +63,7 @@ class Mesh:
              "--node-name", self.kube.node_name, "--rules-agent", AGENT_BIN,
              "--zds-socket", str(self.zds), "--control-socket", str(self.control),
              "--cni-socket", str(self.cni_socket), "--cni-bin-dir", str(self.kube.cni_bin_dir),
-             "--cni-conf-dir", str(self.kube.cni_conf_dir), "--mesh-config", str(self.config),
+             "--cni-conf-dir", str(self.kube.cni_conf_dir), "--mesh-config", str(self.config) if mesh_config else "",
              "--health-listen", f"127.0.0.1:{self.health}", "--unenroll-grace", "5s",
              "-v", "2"],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)

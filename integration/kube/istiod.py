@@ -32,6 +32,7 @@ PILOT = ISTIOD_DIR / "bin" / "pilot-discovery"
 CRDS = ISTIOD_DIR / "crd-all.gen.yaml"
 NODE_PROXY_NS = "istio-system"
 NODE_PROXY_SA = "ztunnel"
+CHART_NODE_PROXY = "ztunnel-system/ztunnel"  # the chart's node process, as chart.NAMESPACE installs it
 
 
 def free_port() -> int:
@@ -53,6 +54,9 @@ class Istiod:
         self.http = free_port()
         self.grpc = free_port()
         self.secure = free_port()
+        # Where the secure gRPC port (xDS and CA) listens: loopback for a node process in
+        # the host netns; the pod bridge's host address for one in a pod.
+        self.secure_host = "127.0.0.1"
         self.https = free_port()
         self.monitoring = free_port()
         self.ctrlz = free_port()
@@ -78,14 +82,15 @@ class Istiod:
         self.logs.append(log)
         env = {**os.environ, "PILOT_ENABLE_AMBIENT": "true", "POD_NAMESPACE": "istio-system",
                "POD_NAME": "istiod-local", "REVISION": "default",
-               "CA_TRUSTED_NODE_ACCOUNTS": f"{NODE_PROXY_NS}/{NODE_PROXY_SA}",
+               # This harness's node proxy, and the chart's (in its release namespace).
+               "CA_TRUSTED_NODE_ACCOUNTS": f"{NODE_PROXY_NS}/{NODE_PROXY_SA},{CHART_NODE_PROXY}",
                "ISTIOD_CUSTOM_HOST": "localhost"}
         start = time.monotonic()
         self.proc = subprocess.Popen(
             [str(PILOT), "discovery", "--kubeconfig", str(self.kube.kubeconfig),
              "--domain", "cluster.local",
              "--httpAddr", f"127.0.0.1:{self.http}", "--grpcAddr", f"127.0.0.1:{self.grpc}",
-             "--secureGRPCAddr", f"127.0.0.1:{self.secure}",
+             "--secureGRPCAddr", f"{self.secure_host}:{self.secure}",
              "--httpsAddr", f"127.0.0.1:{self.https}",
              "--monitoringAddr", f"127.0.0.1:{self.monitoring}",
              "--ctrlz_port", str(self.ctrlz), "--ctrlz_address", "127.0.0.1"],

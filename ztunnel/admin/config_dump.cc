@@ -1,88 +1,16 @@
 #include "ztunnel/admin/config_dump.h"
 
-#include <fmt/format.h>
-
+#include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <nlohmann/json.hpp>
 
-#include "ztunnel/core/log.h"
 #include "ztunnel/state/authz.h"
 
 namespace zt::admin {
 namespace {
 
-using log::JsonEscape;
-
-// List renders items as a JSON array, one per line, with `render` for each.
-template <typename T, typename F>
-std::string List(const std::vector<T>& items, F render) {
-  if (items.empty()) return "[]";
-  std::string out = "[\n";
-  for (size_t i = 0; i < items.size(); ++i) {
-    out += "    ";
-    out += render(items[i]);
-    out += i + 1 < items.size() ? ",\n" : "\n";
-  }
-  return out + "  ]";
-}
-
-template <typename T, typename F>
-std::string Inline(const std::vector<T>& items, F render) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    out += render(items[i]);
-  }
-  return out + "]";
-}
-
-std::string Workload(const state::Workload& w) {
-  std::string services;
-  for (const auto& [key, ports] : w.services) {
-    if (!services.empty()) services += ',';
-    services += JsonEscape(key);
-  }
-  return fmt::format(
-      R"({{"uid":{},"name":{},"namespace":{},"serviceAccount":{},"node":{},"protocol":{},)"
-      R"("workloadIps":{},"services":[{}],"authorizationPolicies":{}}})",
-      JsonEscape(w.uid), JsonEscape(w.name), JsonEscape(w.namespace_name),
-      JsonEscape(w.service_account.empty() ? "default" : w.service_account), JsonEscape(w.node),
-      JsonEscape(state::ProtocolName(w.protocol)),
-      Inline(w.ips, [](const IpAddr& ip) { return JsonEscape(ip.ToString()); }), services,
-      Inline(w.authorization_policies, [](const std::string& p) { return JsonEscape(p); }));
-}
-
-std::string Service(const state::Service& s) {
-  std::string ports;
-  for (const auto& [port, target] : s.ports) {
-    ports += fmt::format("{}\"{}\":{}", ports.empty() ? "" : ",", port, target ? target : port);
-  }
-  return fmt::format(R"({{"name":{},"namespace":{},"hostname":{},"vips":{},"ports":{{{}}}}})",
-                     JsonEscape(s.name), JsonEscape(s.namespace_name), JsonEscape(s.hostname),
-                     Inline(s.vips,
-                            [](const state::NetworkAddress& a) {
-                              std::string text = a.network;
-                              if (!text.empty()) text += '/';
-                              text += a.ip.ToString();
-                              return JsonEscape(text);
-                            }),
-                     ports);
-}
-
-std::string Policy(const state::Policy& p) {
-  const char* scope = p.scope == state::PolicyScope::kGlobal      ? "Global"
-                      : p.scope == state::PolicyScope::kNamespace ? "Namespace"
-                                                                  : "WorkloadSelector";
-  return fmt::format(R"({{"name":{},"namespace":{},"scope":"{}","action":"{}","dryRun":{},)"
-                     R"("rules":{}}})",
-                     JsonEscape(p.name), JsonEscape(p.namespace_name), scope,
-                     p.action == state::PolicyAction::kAllow ? "Allow" : "Deny",
-                     p.dry_run ? "true" : "false", p.rules.size());
-}
-
-}  // namespace
-
-namespace {
+using nlohmann::ordered_json;
 
 std::string Rfc3339(std::chrono::system_clock::time_point t) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(t);
@@ -93,49 +21,224 @@ std::string Rfc3339(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+// PortMap is Istio's {"service port": target port}; a target of 0 is the same port.
+ordered_json PortMap(const std::map<uint16_t, uint16_t>& ports) {
+  ordered_json out = ordered_json::object();
+  for (const auto& [port, target] : ports) out[std::to_string(port)] = target ? target : port;
+  return out;
+}
+
+ordered_json Workload(const state::Workload& w) {
+  ordered_json j;
+  j["uid"] = w.uid;
+  j["name"] = w.name;
+  j["namespace"] = w.namespace_name;
+  j["serviceAccount"] = w.service_account.empty() ? "default" : w.service_account;
+  if (!w.trust_domain.empty()) j["trustDomain"] = w.trust_domain;
+  if (!w.network.empty()) j["network"] = w.network;
+  j["node"] = w.node;
+  j["protocol"] = state::ProtocolName(w.protocol);
+  j["networkMode"] = "Standard";
+  ordered_json ips = ordered_json::array();
+  for (const auto& ip : w.ips) ips.push_back(ip.ToString());
+  j["workloadIps"] = std::move(ips);
+  ordered_json services = ordered_json::array();
+  for (const auto& [key, ports] : w.services) services.push_back(key);
+  j["services"] = std::move(services);
+  j["authorizationPolicies"] = w.authorization_policies;
+  j["status"] = "Healthy";  // unhealthy workloads never make it into the state
+  j["clusterId"] = w.cluster_id;
+  if (!w.workload_name.empty()) j["workloadName"] = w.workload_name;
+  j["workloadType"] = w.workload_type.empty() ? "deployment" : w.workload_type;
+  if (!w.canonical_name.empty()) j["canonicalName"] = w.canonical_name;
+  if (!w.canonical_revision.empty()) j["canonicalRevision"] = w.canonical_revision;
+  if (!w.region.empty() || !w.zone.empty()) {
+    j["locality"] = {{"region", w.region}, {"zone", w.zone}, {"subzone", ""}};
+  }
+  j["capacity"] = 1;
+  return j;
+}
+
+ordered_json Service(const state::State& st, const state::Service& s) {
+  ordered_json j;
+  j["name"] = s.name;
+  j["namespace"] = s.namespace_name;
+  j["hostname"] = s.hostname;
+  // Istio writes every address as "network/ip", the default network as "".
+  ordered_json vips = ordered_json::array();
+  for (const auto& a : s.vips) vips.push_back(a.network + "/" + a.ip.ToString());
+  j["vips"] = std::move(vips);
+  j["ports"] = PortMap(s.ports);
+  ordered_json endpoints = ordered_json::object();
+  for (const auto& e : st.Endpoints(s)) {
+    endpoints[e.workload->uid] = {{"workloadUid", e.workload->uid},
+                                  {"service", s.Key()},
+                                  {"port", PortMap(e.ports->empty() ? s.ports : *e.ports)},
+                                  {"status", "Healthy"}};
+  }
+  j["endpoints"] = std::move(endpoints);
+  j["subjectAltNames"] = s.subject_alt_names;
+  return j;
+}
+
+ordered_json Strings(const std::vector<state::StringMatch>& matches) {
+  ordered_json out = ordered_json::array();
+  for (const auto& m : matches) {
+    using K = state::StringMatch::Kind;
+    switch (m.kind) {
+      case K::kExact:
+        out.push_back({{"Exact", m.value}});
+        break;
+      case K::kPrefix:
+        out.push_back({{"Prefix", m.value}});
+        break;
+      case K::kSuffix:
+        out.push_back({{"Suffix", m.value}});
+        break;
+      case K::kPresence:
+        out.push_back({{"Presence", ordered_json::array()}});
+        break;
+    }
+  }
+  return out;
+}
+
+ordered_json Accounts(const std::vector<state::ServiceAccountMatch>& accounts) {
+  ordered_json out = ordered_json::array();
+  for (const auto& a : accounts) {
+    out.push_back({{"namespace", a.namespace_name}, {"serviceAccount", a.service_account}});
+  }
+  return out;
+}
+
+ordered_json Cidrs(const std::vector<Cidr>& cidrs) {
+  ordered_json out = ordered_json::array();
+  for (const auto& c : cidrs) out.push_back(c.ToString());
+  return out;
+}
+
+// Match is Istio's RbacMatch: only the lists that are set.
+ordered_json Match(const state::Match& m) {
+  ordered_json j = ordered_json::object();
+  auto put = [&j](const char* key, ordered_json value) {
+    if (!value.empty()) j[key] = std::move(value);
+  };
+  put("namespaces", Strings(m.namespaces));
+  put("notNamespaces", Strings(m.not_namespaces));
+  put("serviceAccounts", Accounts(m.service_accounts));
+  put("notServiceAccounts", Accounts(m.not_service_accounts));
+  put("principals", Strings(m.principals));
+  put("notPrincipals", Strings(m.not_principals));
+  put("sourceIps", Cidrs(m.source_ips));
+  put("notSourceIps", Cidrs(m.not_source_ips));
+  put("destinationIps", Cidrs(m.destination_ips));
+  put("notDestinationIps", Cidrs(m.not_destination_ips));
+  put("destinationPorts", m.destination_ports);
+  put("notDestinationPorts", m.not_destination_ports);
+  return j;
+}
+
+ordered_json Policy(const state::Policy& p) {
+  ordered_json j;
+  j["name"] = p.name;
+  j["namespace"] = p.namespace_name;
+  j["scope"] = p.scope == state::PolicyScope::kGlobal      ? "Global"
+               : p.scope == state::PolicyScope::kNamespace ? "Namespace"
+                                                           : "WorkloadSelector";
+  j["action"] = p.action == state::PolicyAction::kAllow ? "Allow" : "Deny";
+  // rules: any rule; a rule: every clause; a clause: any match.
+  ordered_json rules = ordered_json::array();
+  for (const auto& rule : p.rules) {
+    ordered_json clauses = ordered_json::array();
+    for (const auto& clause : rule) {
+      ordered_json matches = ordered_json::array();
+      for (const auto& m : clause) matches.push_back(Match(m));
+      clauses.push_back(std::move(matches));
+    }
+    rules.push_back(std::move(clauses));
+  }
+  j["rules"] = std::move(rules);
+  j["dryRun"] = p.dry_run;
+  return j;
+}
+
+CertDump DumpCert(const tls::Certificate& c) {
+  return {tls::Base64Encode(c.ToPem()), c.SerialDecimal(), Rfc3339(c.not_before()),
+          Rfc3339(c.not_after())};
+}
+
+ordered_json Certs(const std::vector<CertDump>& certs) {
+  ordered_json out = ordered_json::array();
+  for (const auto& c : certs) {
+    out.push_back({{"pem", c.pem},
+                   {"serialNumber", c.serial_number},
+                   {"validFrom", c.valid_from},
+                   {"expirationTime", c.expiration_time}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<CertSummary> SummarizeCerts(const identity::CertSet& certs) {
   std::vector<CertSummary> out;
   for (const auto& [uri, e] : certs.entries()) {
-    using S = identity::CertStatus::State;
-    const S st = e.status.state;
-    out.push_back({uri,
-                   st == S::kValid     ? "valid"
-                   : st == S::kPending ? "pending"
-                                       : "refresh failing",
-                   st == S::kPending ? "" : Rfc3339(e.status.not_after), e.status.failures,
-                   e.status.last_error});
+    CertSummary s;
+    s.identity = uri;
+    s.failures = e.status.failures;
+    s.last_error = e.status.last_error;
+    if (e.cert) {
+      // A refresh failing keeps the certificate in use: still Available, with the
+      // failures beside it.
+      s.state = "Available";
+      std::vector<std::string> roots;
+      for (const auto& r : e.cert->roots) {
+        roots.push_back(r.ToPem());
+        s.root_certs.push_back(DumpCert(r));
+      }
+      for (const auto& c : e.cert->credentials.chain) {
+        if (std::find(roots.begin(), roots.end(), c.ToPem()) == roots.end()) {
+          s.cert_chain.push_back(DumpCert(c));
+        }
+      }
+    } else {
+      s.state = e.status.failures > 0 ? "Unavailable: " + e.status.last_error : "Initializing";
+    }
+    out.push_back(std::move(s));
   }
   return out;
 }
 
 std::string ConfigDumpJson(const state::State& state, const std::vector<CertSummary>& certs,
                            const std::vector<PodSummary>& pods) {
-  std::string out = "{\n";
-  out += "  \"workloads\": " + List(state.workloads(), Workload) + ",\n";
-  out += "  \"services\": " + List(state.services(), Service) + ",\n";
-  out += "  \"policies\": " + List(state.policies(), Policy) + ",\n";
-  out += "  \"certificates\": " +
-         List(certs,
-              [](const CertSummary& c) {
-                return fmt::format(
-                    R"({{"identity":{},"state":{},"expiration":{},"failures":{},"lastError":{}}})",
-                    JsonEscape(c.identity), JsonEscape(c.state),
-                    c.not_after.empty() ? "null" : JsonEscape(c.not_after), c.failures,
-                    JsonEscape(c.last_error));
-              }) +
-         ",\n";
-  out +=
-      "  \"pods\": " +
-      List(pods,
-           [](const PodSummary& p) {
-             return fmt::format(R"({{"uid":{},"name":{},"namespace":{},"state":{},"error":{}}})",
-                                JsonEscape(p.uid), JsonEscape(p.name), JsonEscape(p.namespace_name),
-                                JsonEscape(p.state), JsonEscape(p.error));
-           }) +
-      "\n";
-  return out + "}\n";
+  ordered_json dump;
+  ordered_json& workloads = dump["workloads"] = ordered_json::array();
+  for (const auto& w : state.workloads()) workloads.push_back(Workload(w));
+  ordered_json& services = dump["services"] = ordered_json::array();
+  for (const auto& s : state.services()) services.push_back(Service(state, s));
+  ordered_json& policies = dump["policies"] = ordered_json::array();
+  for (const auto& p : state.policies()) policies.push_back(Policy(p));
+  ordered_json& out_certs = dump["certificates"] = ordered_json::array();
+  for (const auto& c : certs) {
+    out_certs.push_back({{"identity", c.identity},
+                         {"state", c.state},
+                         {"certChain", Certs(c.cert_chain)},
+                         {"rootCerts", Certs(c.root_certs)},
+                         {"failures", c.failures},
+                         {"lastError", c.last_error}});
+  }
+  // Istio's workloadState: the enrolled pods by uid.
+  ordered_json& pod_state = dump["workloadState"] = ordered_json::object();
+  for (const auto& p : pods) {
+    ordered_json entry = {{"state", p.serving ? "Up" : "Pending"},
+                          {"info",
+                           {{"name", p.name},
+                            {"namespace", p.namespace_name},
+                            {"serviceAccount", p.service_account}}}};
+    if (!p.error.empty()) entry["error"] = p.error;
+    pod_state[p.uid] = std::move(entry);
+  }
+  return dump.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace zt::admin

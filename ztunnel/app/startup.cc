@@ -185,7 +185,7 @@ control::ControlOptions ControlFromOptions(const config::Options& opts) {
   if (!opts.ca_address.empty()) {
     control::IstioCaOptions ca;
     ca.channel.address = opts.ca_address;
-    ca.channel.server_name = opts.xds_server_name;
+    ca.channel.server_name = opts.ca_server_name;
     ca.channel.roots =
         RootsOrDie(opts.ca_root_cert, "the Istio CA's root certificate (CA_ROOT_CA)");
     ca.token_path = opts.auth_token;

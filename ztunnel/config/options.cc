@@ -126,6 +126,10 @@ const std::vector<Flag>& Flags() {
        "PEM file with the root of Istio's CA (default: --xds-root-cert)", "FILE"},
       {"xds-server-name", "ALT_XDS_HOSTNAME",
        "the name istiod's certificate must have (default: the host of --xds-address)", "NAME"},
+      {"ca-server-name", "ALT_CA_HOSTNAME",
+       "the name the CA's certificate must have (default: --xds-server-name when the CA is "
+       "--xds-address, else the host of --ca-address)",
+       "NAME"},
       {"auth-token", "AUTH_TOKEN",
        "service-account token (audience istio-ca) sent to istiod, read again for every stream "
        "and request (default ./var/run/secrets/tokens/istio-token)",
@@ -347,8 +351,8 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
       (name == "xds-root-cert"  ? out.xds_root_cert
        : name == "ca-root-cert" ? out.ca_root_cert
                                 : out.auth_token) = value;
-    } else if (name == "xds-server-name") {
-      out.xds_server_name = value;
+    } else if (name == "xds-server-name" || name == "ca-server-name") {
+      (name == "xds-server-name" ? out.xds_server_name : out.ca_server_name) = value;
     } else if (name == "cluster-id") {
       if (value.empty()) return Invalid(f, from_env, value, "a non-empty cluster id");
       out.cluster_id = value;
@@ -369,6 +373,9 @@ ParseResult ParseOptions(int argc, const char* const* argv, const EnvLookup& env
     out.cluster_id = id;
   }
   if (!out.xds_address.empty() && out.ca_address.empty()) out.ca_address = out.xds_address;
+  if (out.ca_server_name.empty() && out.ca_address == out.xds_address) {
+    out.ca_server_name = out.xds_server_name;
+  }
   if (out.ca_root_cert.empty()) out.ca_root_cert = out.xds_root_cert;
   if (!out.xds_address.empty() && !out.local_config.empty()) {
     return ParseError{

@@ -63,6 +63,7 @@ struct Options {
   std::string xds_root_cert = "./var/run/secrets/istio/root-cert.pem";
   std::string ca_root_cert;  // default: xds_root_cert
   std::string xds_server_name;
+  std::string ca_server_name;  // default: xds_server_name when the CA is istiod's xDS address
   std::string auth_token = "./var/run/secrets/tokens/istio-token";
   std::string cluster_id = "Kubernetes";
   std::string instance_ip;

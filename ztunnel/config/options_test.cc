@@ -84,6 +84,37 @@ TEST_CASE("Mesh flags read Istio's variable names", "[config]") {
         "8760h, such as 24h");
 }
 
+TEST_CASE("Istio's control plane reads Istio's ztunnel variables", "[config]") {
+  Options d = Ok({});
+  CHECK(d.xds_address.empty());
+  CHECK(d.ca_address.empty());
+  Options o = Ok({{},
+                  {{"XDS_ADDRESS", "https://istiod.istio-system.svc:15012/"},
+                   {"ALT_XDS_HOSTNAME", "istiod.example"},
+                   {"CLUSTER_ID", "c1"},
+                   {"ISTIO_META_CLUSTER_ID", "c2"}}});
+  CHECK(o.xds_address == "istiod.istio-system.svc:15012");
+  // The CA is istiod's xDS address by default, and so is the name its certificate has.
+  CHECK(o.ca_address == "istiod.istio-system.svc:15012");
+  CHECK(o.ca_server_name == "istiod.example");
+  CHECK(o.ca_root_cert == o.xds_root_cert);
+  CHECK(o.cluster_id == "c2");
+  // A CA of its own: its own name (the host of CA_ADDRESS unless ALT_CA_HOSTNAME).
+  Options ca = Ok({{},
+                   {{"XDS_ADDRESS", "10.0.0.1:15012"},
+                    {"CA_ADDRESS", "10.0.0.2:15012"},
+                    {"ALT_XDS_HOSTNAME", "istiod.example"}}});
+  CHECK(ca.ca_server_name.empty());
+  CHECK(
+      Ok({{"--ca-server-name", "ca.example"}, {{"CA_ADDRESS", "10.0.0.2:15012"}}}).ca_server_name ==
+      "ca.example");
+  CHECK(Err({{}, {{"XDS_ADDRESS", "http://istiod:15010"}}}) ==
+        "invalid value \"http://istiod:15010\" for XDS_ADDRESS (for --xds-address): expected "
+        "https://HOST:PORT or HOST:PORT (istiod speaks TLS only on 15012)");
+  CHECK(Err({{"--xds-address", "istiod:15012"}, {{"LOCAL_XDS_PATH", "/x.yaml"}}})
+            .find("exclude each other") != std::string::npos);
+}
+
 TEST_CASE("Observability endpoints and log format have Istio's defaults", "[config]") {
   Options d = Ok({});
   CHECK(d.admin_listen == "127.0.0.1:15000");

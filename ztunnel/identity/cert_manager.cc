@@ -27,6 +27,7 @@ Result<std::shared_ptr<const WorkloadCert>> Build(const tls::SpiffeId& id, tls::
   cert->client = std::move(client).value();
   cert->server = std::move(server).value();
   cert->credentials = std::move(creds);
+  cert->roots = roots;
   return std::shared_ptr<const WorkloadCert>(std::move(cert));
 }
 

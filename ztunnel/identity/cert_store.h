@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ztunnel/tls/context.h"
 #include "ztunnel/tls/spiffe.h"
@@ -21,6 +22,8 @@ namespace zt::identity {
 struct WorkloadCert {
   tls::SpiffeId id;
   tls::Credentials credentials;
+  /// roots are the trust anchors its contexts verify peers against (the CA's).
+  std::vector<tls::Certificate> roots;
   std::shared_ptr<tls::TlsContext> client;  // for connections this identity opens
   std::shared_ptr<tls::TlsContext> server;  // for connections to this identity
   std::chrono::system_clock::time_point not_before;

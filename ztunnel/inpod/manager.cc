@@ -27,10 +27,12 @@ std::vector<admin::PodSummary> InpodManager::Summary() const {
 void InpodManager::Publish() {
   std::vector<admin::PodSummary> out;
   for (const auto& [uid, pod] : pods_) {
-    out.push_back({uid, pod.info.name, pod.info.namespace_name, "serving", ""});
+    out.push_back(
+        {uid, pod.info.name, pod.info.namespace_name, pod.info.service_account, true, ""});
   }
   for (const auto& [uid, p] : pending_) {
-    out.push_back({uid, p.info.name, p.info.namespace_name, "pending", p.error});
+    out.push_back(
+        {uid, p.info.name, p.info.namespace_name, p.info.service_account, false, p.error});
   }
   std::lock_guard lock(summary_mu_);
   summary_ = std::move(out);

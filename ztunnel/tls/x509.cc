@@ -7,6 +7,7 @@
 #include <openssl/ec_key.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/mem.h>
 #include <openssl/nid.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -144,6 +145,23 @@ std::string Certificate::ToPem() const {
   bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (!PEM_write_bio_X509(bio.get(), cert_.get())) return {};
   return BioToString(bio.get());
+}
+
+std::string Certificate::SerialDecimal() const {
+  bssl::UniquePtr<BIGNUM> bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert_.get()), nullptr));
+  if (!bn) return {};
+  bssl::UniquePtr<char> text(BN_bn2dec(bn.get()));
+  return text ? std::string(text.get()) : std::string();
+}
+
+std::string Base64Encode(std::string_view data) {
+  size_t len = 0;
+  if (!EVP_EncodedLength(&len, data.size())) return {};
+  std::string out(len, '\0');
+  const size_t n = EVP_EncodeBlock(reinterpret_cast<uint8_t*>(out.data()),
+                                   reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  out.resize(n);
+  return out;
 }
 
 std::vector<std::string> Certificate::UriSans() const {

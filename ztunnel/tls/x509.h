@@ -47,6 +47,8 @@ class Certificate {
   /// ChainFromPem reads every certificate in `pem`, in order; at least one.
   static Result<std::vector<Certificate>> ChainFromPem(std::string_view pem);
   std::string ToPem() const;
+  /// SerialDecimal is the serial number in decimal digits (as Istio's config dump has it).
+  std::string SerialDecimal() const;
 
   /// UriSans lists the URI subject alternative names byte for byte (a NUL stays in).
   std::vector<std::string> UriSans() const;
@@ -59,6 +61,9 @@ class Certificate {
  private:
   bssl::UniquePtr<X509> cert_;
 };
+
+/// Base64Encode is standard base64 (RFC 4648 §4, padded).
+std::string Base64Encode(std::string_view data);
 
 /// CertificateSpec says what to put in a certificate.
 struct CertificateSpec {

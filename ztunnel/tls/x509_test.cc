@@ -27,6 +27,29 @@ TEST_CASE("Keys and certificates round-trip through PEM", "[tls]") {
       PrivateKey::FromPem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").ok());
 }
 
+TEST_CASE("Serial numbers print in decimal and base64 is RFC 4648's", "[tls]") {
+  // openssl req -x509 ... -set_serial 1234567890123456789012
+  auto cert = Certificate::FromPem(
+      "-----BEGIN CERTIFICATE-----\n"
+      "MIIBbTCCARKgAwIBAgIJQu0SOwvYIDoUMAoGCCqGSM49BAMCMBExDzANBgNVBAMM\n"
+      "BnNlcmlhbDAeFw0yNjEyMDQwMTA3MDFaFw0yNjEyMDUwMTA3MDFaMBExDzANBgNV\n"
+      "BAMMBnNlcmlhbDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABF+gQihlzRdIwUMI\n"
+      "jwUmo8iQEotLLbJCOBBVndLcgp8Hfpiweu4Gu6xamjoKsXfURc4ixxnkAd1CwDcO\n"
+      "GG0UD7ejUzBRMB0GA1UdDgQWBBSn+QO6F1WM/wmK6MJCu2/EzZeOMjAfBgNVHSME\n"
+      "GDAWgBSn+QO6F1WM/wmK6MJCu2/EzZeOMjAPBgNVHRMBAf8EBTADAQH/MAoGCCqG\n"
+      "SM49BAMCA0kAMEYCIQCPyvxXXDP13pCo+qwmzaM//73b0rsslQSyr3eN6K9xsQIh\n"
+      "AL5H7OYq8fNggkkygXzgkxhzjCr9X8cDhMR+Cegoom3a\n"
+      "-----END CERTIFICATE-----\n");
+  REQUIRE(cert.ok());
+  CHECK(cert->SerialDecimal() == "1234567890123456789012");
+  CHECK(Base64Encode("") == "");
+  CHECK(Base64Encode("f") == "Zg==");
+  CHECK(Base64Encode("fo") == "Zm8=");
+  CHECK(Base64Encode("foo") == "Zm9v");
+  CHECK(Base64Encode("foobar") == "Zm9vYmFy");
+  CHECK(Base64Encode(std::string("\xff\x00", 2)) == "/wA=");
+}
+
 TEST_CASE("Leaf certificates carry one URI SAN and their validity", "[tls]") {
   auto ca = testing::TestCa::Make();
   const auto from = std::chrono::system_clock::now() - 1h;

@@ -111,6 +111,16 @@ func (e *envFlags) String(name, envName, fallback, help string) *string {
 	return e.fs.String(name, e.env(envName, fallback), help+" (env "+envName+")")
 }
 
+// OptionalString is String where an empty value is a choice: the variable set to ""
+// turns the thing off rather than falling back to the default.
+func (e *envFlags) OptionalString(name, envName, fallback, help string) *string {
+	v := fallback
+	if s, ok := os.LookupEnv(envName); ok {
+		v = s
+	}
+	return e.fs.String(name, v, help+" (env "+envName+")")
+}
+
 func (e *envFlags) Bool(name, envName string, fallback bool, help string) *bool {
 	v := fallback
 	if s := e.env(envName, ""); s != "" {
@@ -173,7 +183,7 @@ func runAgent(args []string) int {
 	binDir := e.String("cni-bin-dir", "CNI_BIN_DIR", "/opt/cni/bin", "the node's CNI plugin directory")
 	confDir := e.String("cni-conf-dir", "CNI_CONF_DIR", "/etc/cni/net.d", "the node's CNI network config directory")
 	install := e.Bool("install-cni", "INSTALL_CNI", true, "install and chain the CNI plugin so new pods are captured before they start")
-	meshConfig := e.String("mesh-config", "ZTUNNEL_MESH_CONFIG", "/var/run/ztunnel/mesh.json", "the local config file written for the node process (its --local-config); empty: do not write one (a control plane serves the node process)")
+	meshConfig := e.OptionalString("mesh-config", "ZTUNNEL_MESH_CONFIG", "/var/run/ztunnel/mesh.json", "the local config file written for the node process (its --local-config); empty: do not write one (a control plane serves the node process)")
 	procRoot := e.String("proc-root", "PROC_ROOT", "/proc", "the host's /proc (hostPID), to find running pods' network namespaces")
 	debounce := e.Duration("debounce", "ZTUNNEL_CONFIG_DEBOUNCE", 100*time.Millisecond, "how long a burst of API changes is coalesced before the config is written")
 	unenrollGrace := e.Duration("unenroll-grace", "ZTUNNEL_UNENROLL_GRACE", 30*time.Second, "after a pod leaves the mesh, how long its live connections keep their routing (new ones go direct at once); at least the node process's --drain-timeout")

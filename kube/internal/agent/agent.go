@@ -98,10 +98,14 @@ func New(cfg Config) (*Agent, error) {
 	a.queue = workqueue.NewTypedRateLimitingQueue(workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, 10*time.Second))
 	a.recorder = kclient.NewRecorder(client, "ztunnel-cni", cfg.NodeName)
 
-	a.podInformer = kclient.Informer(client.Core, "pods", &corev1.Pod{}, nil)
 	a.nsInformer = kclient.Informer(client.Core, "namespaces", &corev1.Namespace{}, nil)
-	a.serviceInformer = kclient.Informer(client.Core, "services", &corev1.Service{}, nil)
-	a.sliceInformer = kclient.Informer(client.Discovery, "endpointslices", &discoveryv1.EndpointSlice{}, nil)
+	if a.writesMeshConfig() {
+		// The whole cluster's pods, services and endpoints, for the node process's
+		// config; a control plane (istiod) serves those itself.
+		a.podInformer = kclient.Informer(client.Core, "pods", &corev1.Pod{}, nil)
+		a.serviceInformer = kclient.Informer(client.Core, "services", &corev1.Service{}, nil)
+		a.sliceInformer = kclient.Informer(client.Discovery, "endpointslices", &discoveryv1.EndpointSlice{}, nil)
+	}
 	a.localPodInformer = kclient.Informer(client.Core, "pods", &corev1.Pod{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", cfg.NodeName).String()
 	})
@@ -118,21 +122,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	go a.serveHealth(ctx)
 
-	a.podLister = corelisters.NewPodLister(a.podInformer.GetIndexer())
 	a.localPodLister = corelisters.NewPodLister(a.localPodInformer.GetIndexer())
 	a.nsLister = corelisters.NewNamespaceLister(a.nsInformer.GetIndexer())
-	a.serviceLister = corelisters.NewServiceLister(a.serviceInformer.GetIndexer())
-	a.sliceLister = discoverylisters.NewEndpointSliceLister(a.sliceInformer.GetIndexer())
-
-	dirty := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { a.writer.MarkDirty() },
-		UpdateFunc: func(any, any) { a.writer.MarkDirty() },
-		DeleteFunc: func(any) { a.writer.MarkDirty() },
-	}
-	for _, inf := range []cache.SharedIndexInformer{a.podInformer, a.serviceInformer, a.sliceInformer} {
-		if _, err := inf.AddEventHandler(dirty); err != nil {
-			return err
+	informers := map[string]cache.SharedIndexInformer{"namespaces": a.nsInformer,
+		"this node's pods": a.localPodInformer}
+	if a.writesMeshConfig() {
+		a.podLister = corelisters.NewPodLister(a.podInformer.GetIndexer())
+		a.serviceLister = corelisters.NewServiceLister(a.serviceInformer.GetIndexer())
+		a.sliceLister = discoverylisters.NewEndpointSliceLister(a.sliceInformer.GetIndexer())
+		dirty := cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { a.writer.MarkDirty() },
+			UpdateFunc: func(any, any) { a.writer.MarkDirty() },
+			DeleteFunc: func(any) { a.writer.MarkDirty() },
 		}
+		for _, inf := range []cache.SharedIndexInformer{a.podInformer, a.serviceInformer, a.sliceInformer} {
+			if _, err := inf.AddEventHandler(dirty); err != nil {
+				return err
+			}
+		}
+		informers["pods"], informers["services"], informers["endpointslices"] =
+			a.podInformer, a.serviceInformer, a.sliceInformer
+	} else {
+		klog.InfoS("no mesh config written: a control plane serves the node process (--mesh-config is empty)")
 	}
 	if _, err := a.localPodInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { a.enqueuePod(obj) },
@@ -151,12 +162,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	informers := map[string]cache.SharedIndexInformer{"pods": a.podInformer, "namespaces": a.nsInformer,
-		"services": a.serviceInformer, "endpointslices": a.sliceInformer, "this node's pods": a.localPodInformer}
 	for _, inf := range informers {
 		go inf.Run(ctx.Done())
 	}
-	go a.watchPolicies(ctx)
+	if a.writesMeshConfig() {
+		go a.watchPolicies(ctx)
+	}
 
 	t0 := time.Now()
 	for name, inf := range informers {
@@ -177,7 +188,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		klog.InfoS("pod list rebuilt", "agent", msg)
 	}
 	a.synced.Store(true)
-	go a.writer.Run(ctx)
+	if a.writesMeshConfig() {
+		go a.writer.Run(ctx)
+	}
 
 	if err := a.serveCNI(ctx); err != nil {
 		return err
@@ -191,6 +204,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.onExit()
 	return nil
 }
+
+// writesMeshConfig says whether this agent builds the node process's config (the
+// standalone mode) or only enrolls pods (a control plane serves the config).
+func (a *Agent) writesMeshConfig() bool { return a.cfg.MeshConfigPath != "" }
 
 func (a *Agent) event(kind, ns, name, reason, msg string) {
 	ref := &corev1.ObjectReference{Kind: kind, Namespace: ns, Name: name}

@@ -132,12 +132,19 @@ func (a *Agent) podEvent(ctx context.Context, ev cni.PodEvent) cni.PodEventReply
 // podForSandbox is the pod from the informer, or from the API server when the
 // informer has not seen it yet (the sandbox is created right after scheduling).
 func (a *Agent) podForSandbox(ctx context.Context, key types.NamespacedName, uid types.UID) (*corev1.Pod, error) {
-	if pod, err := a.podLister.Pods(key.Namespace).Get(key.Name); err == nil && (uid == "" || pod.UID == uid) {
+	lister := a.localPodLister
+	if a.writesMeshConfig() {
+		lister = a.podLister // the one the config is built from
+	}
+	if pod, err := lister.Pods(key.Namespace).Get(key.Name); err == nil && (uid == "" || pod.UID == uid) {
 		return pod, nil
 	}
 	pod, err := a.client.GetPod(ctx, key.Namespace, key.Name)
 	if err != nil {
 		return nil, fmt.Errorf("looking up pod %s: %w", key, err)
+	}
+	if !a.writesMeshConfig() {
+		return pod, nil
 	}
 	// The config is built from the informer: wait (briefly) until it has the pod.
 	deadline := time.Now().Add(5 * time.Second)
