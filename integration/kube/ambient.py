@@ -161,8 +161,9 @@ class Capture:
         Capture.live.append(self)
         # --immediate-mode: without it packets wait in the kernel ring for up to 1 s,
         # and those still there at SIGINT are never written.
-        self.proc = subprocess.Popen(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-w",
-                                      str(path), "-s", "0",
+        # -B: a larger kernel buffer (KiB); a segment lost there once hid a ServerHello.
+        self.proc = subprocess.Popen(["tcpdump", "-i", "any", "--immediate-mode", "-U", "-B", "8192",
+                                      "-w", str(path), "-s", "0",
                                       f"tcp and net {POD_SUBNET}"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         # tcpdump says "listening on" once its capture is open; packets before that
@@ -185,6 +186,8 @@ class Capture:
         time.sleep(0.5)
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
+        # "N packets dropped by kernel": a capture that lost packets says so.
+        self.summary = self.proc.stderr.read().decode(errors="replace")
         Capture.live.remove(self)
         return self.path.read_bytes()
 

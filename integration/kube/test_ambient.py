@@ -73,7 +73,7 @@ def test_first_connection_of_a_new_pod_goes_over_hbone(kube, kube_ns, mesh, tmp_
     # headers here; the size moves with the namespace name in both certificates'
     # SANs), so more than 2 KiB, and a TLS 1.3 ServerHello.
     assert len(data) > 2048, f"the capture saw (almost) nothing: {len(data)} bytes"
-    assert "0x0304" in cap.tls_versions(), "no TLS 1.3 ServerHello on 15008"
+    assert "0x0304" in cap.tls_versions(), "no TLS 1.3 ServerHello on 15008; tcpdump: " + cap.summary
     # Both pods carry the status annotation and are HBONE workloads in the config.
     for name in ("server", "client"):
         p = kube.pod(kube_ns, name)

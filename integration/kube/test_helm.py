@@ -303,7 +303,7 @@ def test_install_mesh_and_uninstall_leave_the_node_clean(kube, kube_ns, release,
     raw = cap.stop()
     assert MARKER in got, got
     assert MARKER.encode() not in raw, "the plaintext marker crossed the node's network"
-    assert cap.tls_versions() == {"0x0304"}, cap.tls_versions()
+    assert cap.tls_versions() == {"0x0304"}, (cap.tls_versions(), cap.summary)
     assert "ISTIO_OUTPUT" in in_pod_netns(kube, kube_ns, "client", "iptables-save")
 
     # The dashboard shows only what a node process exports (scraped here as Prometheus

@@ -168,7 +168,7 @@ def test_two_pods_talk_over_hbone_with_istiod_and_policies_apply_live(kube, kube
     assert MARKER in out, out + zt.log()[-3000:]
     data = cap.stop()
     assert MARKER.encode() not in data, "plaintext on the pod bridge"
-    assert "0x0304" in cap.tls_versions(), "no TLS 1.3 ServerHello on 15008"
+    assert "0x0304" in cap.tls_versions(), "no TLS 1.3 ServerHello on 15008; tcpdump: " + cap.summary
     log = zt.log()
     line = next(l for l in log.splitlines() if "direction=inbound" in l and kube_ns in l)
     assert f"src.identity=spiffe://cluster.local/ns/{kube_ns}/sa/default" in line, line
@@ -262,7 +262,7 @@ def test_helm_install_with_istiod_serves_pods_over_hbone(kube, kube_ns, istiod, 
         log = kube.kubectl("logs", "-n", NAMESPACE, node_pod)
         assert MARKER in got, got + log[-3000:]
         assert MARKER.encode() not in raw, "the plaintext marker crossed the node's network"
-        assert cap.tls_versions() == {"0x0304"}, cap.tls_versions()
+        assert cap.tls_versions() == {"0x0304"}, (cap.tls_versions(), cap.summary)
         line = next(l for l in log.splitlines() if "direction=inbound" in l and kube_ns in l)
         want = f"spiffe://cluster.local/ns/{kube_ns}/sa/default"
         assert f"src.identity={want}" in line, line
