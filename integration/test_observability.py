@@ -8,6 +8,7 @@ drain with a live 1 GiB transfer (DESIGN §4 "Ports", "Telemetry", "Shutdown").
 """
 import base64
 import json
+import re
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import cluster
 from cluster import PY, TOOLS
+from ztnet import istioctl_ztunnel_config
 # The harness's fixtures: a cluster factory on the test's topology, and the check that
 # no namespace, link or socket directory of this run is left behind after each test.
 from test_mesh import assert_exact, mesh, nothing_left_behind  # noqa: F401
@@ -248,6 +250,17 @@ def test_admin_config_dump_logging_and_quitquitquit(mesh):
         pods = {(uid, p["info"]["name"], p["info"]["namespace"], p["state"])
                 for uid, p in dump["workloadState"].items()}
         assert pods == {(p.zds_uid, p.name, p.namespace, "Up") for p in local}, pods
+        # istioctl reads it: its own parser and printers list what the node holds.
+        printed = istioctl_ztunnel_config(body)
+        for p in local:
+            assert re.search(rf"^{p.namespace}\s+{p.name}\s+{p.ip}\s+{node.name}\s+None\s+HBONE$",
+                             printed, re.M), printed
+        svc = re.search(rf"\s{re.escape(cluster.SERVICE_VIP)}\s+None\s+(\d+)/(\d+)$", printed, re.M)
+        assert svc and svc[1] == svc[2] != "0", printed
+        for ident in certs:
+            for kind in ("Leaf", "Root"):
+                assert re.search(rf"^{re.escape(ident)}\s+{kind}\s+Available\s+true\s", printed,
+                                 re.M), printed
 
     # /logging: one level for every scope.
     assert node_a.http("/logging") == (200, "current log level is info\n")

@@ -12,6 +12,7 @@ import atexit
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,6 +167,19 @@ def ztunnel_bin() -> str:
     if not Path(path).exists():
         raise FileNotFoundError(f"ztunnel binary not found at {path}: run `make build` first")
     return path
+
+
+def istioctl_ztunnel_config(dump: str, what: str = "all") -> str:
+    """What `istioctl ztunnel-config <what> --file` prints for `dump` (istioctl's own
+    parser and printers, scripts/istiod/ztunnel-config); fails when it cannot read it."""
+    path = os.environ.get("ISTIO_ZTUNNEL_CONFIG_BIN",
+                          str(REPO / "build" / "integration" / "istio-ztunnel-config"))
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        f.write(dump)
+        f.flush()
+        proc = subprocess.run([path, what, f.name], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"istioctl's reader refused the config dump: {proc.stderr}"
+    return proc.stdout
 
 
 class Ztunnel:

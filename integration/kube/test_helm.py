@@ -5,6 +5,7 @@ over HBONE → `helm uninstall` → nothing of ours left in the pods or on the n
 The node's API server listens on 127.0.0.1 and no kube-proxy runs, so the agent (a
 hostNetwork pod) is given the API's address as KUBERNETES_SERVICE_HOST/PORT, as
 ../shared/KUBERNETES.md says; the CNI directories are the harness's."""
+import calendar
 import json
 import re
 import subprocess
@@ -178,6 +179,25 @@ def dashboard_metrics() -> set[str]:
     return {m for e in exprs for m in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", e)}
 
 
+def log_line_time(line: str) -> float | None:
+    """Unix time of a node process log line (RFC 3339 UTC) or a Go agent's (klog's
+    "I1204 01:34:19.341392"), or None."""
+    m = re.match(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d\.\d+)Z", line)
+    if m:
+        y, mo, d, h, mi = (int(x) for x in m.groups()[:5])
+    else:
+        m = re.match(r"[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d\.\d+)", line)
+        if not m:
+            return None
+        y = time.gmtime().tm_year
+        mo, d, h, mi = (int(x) for x in m.groups()[:4])
+    return calendar.timegm((y, mo, d, h, mi, 0)) + float(m.groups()[-1])
+
+
+def log_time_text(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f"{t % 1:.3f}"[1:]
+
+
 def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release, tmp_path):
     label_namespace(kube, kube_ns, "ambient")
     kube.apply(echo_server(kube, "server", kube_ns))
@@ -195,12 +215,15 @@ def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release,
     # A connection every 10 ms from the client pod across the whole rollout of both
     # DaemonSets (node process surged, agent replaced).
     stop = tmp_path / "stop"
-    # The retiring node process's log, kept for a failure's diagnosis (its pod goes).
+    # The retiring pods' logs, kept for a failure's diagnosis (the pods go).
     old_node = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e1"))
-    old_log = open(tmp_path / "old-node.log", "w")
-    follow = subprocess.Popen([str(KUBE_BIN_DIR / "kubectl"), f"--kubeconfig={kube.kubeconfig}",
-                               "logs", "-f", "-n", NAMESPACE, old_node],
-                              stdout=old_log, stderr=subprocess.STDOUT)
+    old_agent = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel-cni:e2e1"))
+    follows = []
+    for pod_name, file_name in ((old_node, "old-node.log"), (old_agent, "old-agent.log")):
+        f = open(tmp_path / file_name, "w")
+        follows.append((f, subprocess.Popen(
+            [str(KUBE_BIN_DIR / "kubectl"), f"--kubeconfig={kube.kubeconfig}", "logs", "-f",
+             "-n", NAMESPACE, pod_name], stdout=f, stderr=subprocess.STDOUT)))
     in_client = ["nsenter", f"--net={kube.pod_netns_path(kube_ns, 'client')}", sys.executable]
     churn = subprocess.Popen(
         [*in_client, str(REPO / "integration/tools/churn.py"), server_ip, "8080", "--reply", "echo",
@@ -248,17 +271,28 @@ def test_upgrade_hands_pods_over_with_no_connection_lost(kube, kube_ns, release,
         finished = json.loads(finishing.communicate(timeout=60)[0].strip().splitlines()[-1])
         outlived = json.loads(outliving.communicate(timeout=60)[0].strip().splitlines()[-1])
         watcher.join(timeout=10)
-        follow.terminate()
-        follow.wait(timeout=10)
-        old_log.close()
+        for f, follow in follows:
+            follow.terminate()
+            follow.wait(timeout=10)
+            f.close()
     result = json.loads(out.strip().splitlines()[-1])
     print(f"connections during the upgrade: {result}")
     if result["failed"]:
-        new_node = next(n for n, image, _ in release_pods(kube) if image.endswith("ztunnel:e2e2"))
-        for name, text in (("old", (tmp_path / "old-node.log").read_text()),
-                           ("new", kube.kubectl("logs", "-n", NAMESPACE, new_node, check=False))):
-            print(f"--- {name} node process, warnings:")
-            print("\n".join(line for line in text.splitlines() if "\twarn\t" in line or "\terror\t" in line))
+        # Every log line from a second before the first failed connection began to
+        # half a second after the last one failed, from the four processes.
+        began = result["started_at"] + min(f[0] for f in result["first_failures"]) - 1.0
+        ended = result["started_at"] + max(f[1] for f in result["first_failures"]) + 0.5
+        print(f"failures between {log_time_text(began)} and {log_time_text(ended)} (UTC)")
+        new_pods = {image.split(":")[0]: n for n, image, _ in release_pods(kube) if image.endswith(":e2e2")}
+        logs = (("old node process", (tmp_path / "old-node.log").read_text()),
+                ("old agent", (tmp_path / "old-agent.log").read_text()))
+        logs += tuple((f"new {what}", kube.kubectl("logs", "-n", NAMESPACE, new_pods[image], check=False))
+                      for what, image in (("node process", "ztunnel.dev/ztunnel"),
+                                          ("agent", "ztunnel.dev/ztunnel-cni")) if image in new_pods)
+        for name, text in logs:
+            print(f"--- {name}:")
+            print("\n".join(line for line in text.splitlines()
+                            if began <= (log_line_time(line) or 0) <= ended))
     assert result["failed"] == 0, result
     assert result["ok"] >= 300, result
     grace = 8  # install_args' terminationGracePeriodSeconds

@@ -4,6 +4,7 @@ on the harness's real Kubernetes node. Latencies are printed (and measured in th
 closing note), never asserted below the generous liveness bounds."""
 import base64
 import json
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from chart import (CHART, NAMESPACE, ZTUNNEL_RUN, all_pods_ready, build_images, 
                    daemonsets_ready, install_args, ours_on_the_node, release_pods, ztunnel_check)
 from istiod import HostZtunnel, Istiod, NodeProxyIdentity, wait  # noqa: E402
 from node import BRIDGE  # noqa: E402
+from ztnet import istioctl_ztunnel_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +99,14 @@ def test_workloads_policies_and_certificates_come_from_istiod(kube, kube_ns, ist
     # A pod deleted goes away.
     kube.kubectl("delete", "pod", "late", "-n", kube_ns, "--wait=false")
     wait(lambda: workload(zt.dump(), kube_ns, "late") is None, 30, "the deleted pod gone", zt.log)
+    # istioctl reads the dump of istiod's state: its parser and printers list the pods,
+    # the policy and the certificate istiod's CA signed.
+    printed = istioctl_ztunnel_config(zt.get(zt.admin, "/config_dump")[1])
+    assert re.search(rf"^{kube_ns}\s+server\s+{server['status']['podIP']}\s+{kube.node_name}"
+                     rf"\s+None\s+HBONE$", printed, re.M), printed
+    assert re.search(rf"^{kube_ns}\s+only-client\s+Allow\s+WorkloadSelector$", printed, re.M), printed
+    assert re.search(rf"^{re.escape(want)}\s+Leaf\s+Available\s+true\s", printed, re.M), printed
+    print(printed)
     # Every push of a real istiod was usable: ACKed, none NACKed. (istiod filters what it
     # cannot represent, e.g. ports over 65535, before it sends; a NACK with its reasons
     # is tested against a scripted server: ztunnel/control/xds_interop_test.cc.)
@@ -270,8 +280,8 @@ def test_helm_install_with_istiod_serves_pods_over_hbone(kube, kube_ns, istiod, 
         cert = next(c for c in dump()["certificates"] if c["identity"] == want)
         assert cert["state"] == "Available", cert
         # Chained to istiod's root, the one it publishes.
-        assert [base64.b64decode(r["pem"]).decode() for r in cert["rootCerts"]] == \
-            [istiod.root_pem()], cert["rootCerts"]
+        assert [base64.b64decode(r["pem"]).decode().strip() for r in cert["rootCerts"]] == \
+            [istiod.root_pem().strip()], cert["rootCerts"]
         assert "CA: " not in log, log[-3000:]
         code, checks = ztunnel_check(kube, tmp_path)
         assert code == 0, checks

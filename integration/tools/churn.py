@@ -5,7 +5,8 @@ hundred pseudo-random bytes, half-closes and checks the answer: the same bytes b
 tools/sink.py). Runs until the file --stop-file exists (or --max seconds), waits for
 the connections in flight, then prints one JSON line:
     {"ok": n, "failed": n, "errors": {"ECONNREFUSED": n, "bad answer": n, ...},
-     "first_failures": [[seconds since start, what], ...]}"""
+     "started_at": wall-clock start (Unix seconds),
+     "first_failures": [[seconds since start when it began, when it failed, what], ...]}"""
 import argparse
 import errno
 import hashlib
@@ -53,8 +54,11 @@ def main() -> None:
     first: list = []
     start = time.monotonic()
 
+    started_at = time.time()
+
     def run(seed: int) -> None:
         nonlocal ok
+        began = time.monotonic() - start
         what = one(args.host, args.port, args.reply, seed)
         with lock:
             if not what:
@@ -62,7 +66,7 @@ def main() -> None:
                 return
             errors[what] = errors.get(what, 0) + 1
             if len(first) < 10:
-                first.append([round(time.monotonic() - start, 3), what])
+                first.append([round(began, 3), round(time.monotonic() - start, 3), what])
 
     threads = []
     seed = 0
@@ -77,7 +81,7 @@ def main() -> None:
     for t in threads:
         t.join(timeout=30)
     print(json.dumps({"ok": ok, "failed": sum(errors.values()), "errors": errors,
-                      "first_failures": first}), flush=True)
+                      "started_at": started_at, "first_failures": first}), flush=True)
 
 
 if __name__ == "__main__":
