@@ -359,8 +359,15 @@ def build_images(cache: Path = CACHE_DIR, log=print) -> list[Path]:
         "/etc/group": (b"root:x:0:\nnobody:x:65534:\n", 0o644),
     }
     spec = json.dumps([BUSYBOX_APPLETS, sorted((k, v[0].decode()) for k, v in etc.items())])
-    bb = cache / f"busybox-{_sha(busybox.read_bytes(), spec, tool)}.tar"
+    echo_src = (HERE / "echo_server.c").read_bytes()
+    bb = cache / f"busybox-{_sha(busybox.read_bytes(), spec, echo_src, gcc, tool)}.tar"
     if not bb.exists():
+        # The pods' echo app (echo_server.c: a real listen backlog, unlike busybox nc).
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            echo = Path(tmp) / "echo-server"
+            _run("gcc", "-static", "-O2", "-s", "-Wall", "-Werror", "-pthread", "-o", echo,
+                 HERE / "echo_server.c")
+            etc["/bin/echo-server"] = (echo.read_bytes(), 0o755)
         oci_image.build(bb, BUSYBOX_IMAGE, files={"/bin/busybox": str(busybox), **etc},
                         symlinks={f"/bin/{a}": "busybox" for a in BUSYBOX_APPLETS},
                         dirs={"/tmp": 0o1777, "/root": 0o700, "/proc": 0o555, "/sys": 0o555,
