@@ -17,6 +17,7 @@
 
 #include "ztunnel/config/local_config.h"
 #include "ztunnel/core/log.h"
+#include "ztunnel/io/socket.h"
 #include "ztunnel/iptables/capture.h"
 
 namespace zt::app {
@@ -45,6 +46,17 @@ io::SocketAddress ParseListenOrExit(const std::string& value, const char* flag,
     std::exit(2);
   }
   return *a;
+}
+
+io::UniqueFd ListenOrDie(const io::SocketAddress& addr, const char* what) {
+  // A predecessor killed just before frees its address within milliseconds (its
+  // io_uring teardown); wait for that, not longer.
+  constexpr std::chrono::seconds kListenPatience{5};
+  auto fd = io::ListenPatiently(addr, io::ListenOptions{}, kListenPatience);
+  if (!fd) {
+    Fatal("cannot listen on " + addr.ToString() + " (" + what + "): " + fd.error().Message());
+  }
+  return std::move(fd).value();
 }
 
 DedicatedCapture::~DedicatedCapture() {

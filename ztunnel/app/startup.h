@@ -28,6 +28,10 @@ const char* SignalName(int sig);
 io::SocketAddress ParseListenOrExit(const std::string& value, const char* flag,
                                     const char* example);
 
+/// ListenOrDie listens on `addr` (waiting up to 5 s for a predecessor that still holds
+/// it), or prints why not, naming `what` and the address, and exits 1.
+io::UniqueFd ListenOrDie(const io::SocketAddress& addr, const char* what);
+
 /// WaitForLocalConfig waits, in --inpod mode, for the node agent to write the local
 /// config the first time (a DaemonSet's two pods start in any order), answering
 /// SIGTERM/SIGINT (blocked by then: main takes them with sigwait) by exiting cleanly.
