@@ -31,6 +31,7 @@ size_t CertController::Reconcile(const state::State& s) {
     tls::SpiffeId id = tls::SpiffeId::Make(w.trust_domain, w.namespace_name, w.service_account);
     if (wanted.insert(id.ToString()).second) ids.push_back(std::move(id));
   }
+  identity::CertManager::Batch batch(manager_);  // one published set for the whole change
   for (const std::string& uri : tracked_) {
     if (wanted.count(uri) != 0) continue;
     if (auto id = tls::SpiffeId::Parse(uri)) {

@@ -115,18 +115,18 @@ void CertManager::Finish(const std::string& key, uint64_t generation,
 }
 
 system_clock::time_point CertManager::Poll() {
-  polling_ = true;
-  const auto now = clock_();
-  std::vector<std::string> due;
-  for (const auto& [key, e] : entries_) {
-    if (!e.in_flight && e.status.next_attempt <= now) due.push_back(key);
+  {
+    Batch batch(*this);  // one set for the whole Poll, not one per identity
+    const auto now = clock_();
+    std::vector<std::string> due;
+    for (const auto& [key, e] : entries_) {
+      if (!e.in_flight && e.status.next_attempt <= now) due.push_back(key);
+    }
+    // By key: an answer given inline (the local CA) updates entries_ as we go.
+    for (const auto& key : due) {
+      if (entries_.count(key) != 0) Attempt(key);
+    }
   }
-  // By key: an answer given inline (the local CA) updates entries_ as we go.
-  for (const auto& key : due) {
-    if (entries_.count(key) != 0) Attempt(key);
-  }
-  polling_ = false;
-  if (dirty_) Publish();
   return NextDue();
 }
 
@@ -150,8 +150,8 @@ size_t CertManager::in_flight() const {
 }
 
 void CertManager::Publish() {
-  if (polling_) {
-    dirty_ = true;  // one set for the whole Poll, not one per identity
+  if (deferring_) {
+    dirty_ = true;  // the Batch publishes at its end
     return;
   }
   dirty_ = false;

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ztunnel/identity/ca.h"
@@ -57,6 +58,24 @@ class CertManager {
   /// in_flight counts the CA requests not answered yet.
   size_t in_flight() const;
 
+  /// Batch defers publishing while it lives: the Track, Forget and Poll calls of one
+  /// reconcile publish one set at its end instead of one per call (a node with 1,000
+  /// identities would otherwise copy the set 1,000 times at start). Nests.
+  class Batch {
+   public:
+    explicit Batch(CertManager& m) : m_(m), outer_(std::exchange(m.deferring_, true)) {}
+    ~Batch() {
+      m_.deferring_ = outer_;
+      if (!outer_ && m_.dirty_) m_.Publish();
+    }
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+
+   private:
+    CertManager& m_;
+    bool outer_;
+  };
+
  private:
   struct Entry {
     tls::SpiffeId id;
@@ -81,7 +100,7 @@ class CertManager {
   std::function<void(const tls::SpiffeId&, const CertStatus&)> on_attempt_;
   // CA answers hold a weak reference: one arriving after the manager is gone is dropped.
   std::shared_ptr<CertManager*> self_;
-  bool polling_ = false;  // inside Poll: publish once at its end
+  bool deferring_ = false;  // inside a Batch (Poll is one): publish once at its end
   bool dirty_ = false;
 };
 
