@@ -14,7 +14,8 @@ import pytest
 from ambient import MARKER, Capture, echo_server, label_namespace, pod, send_from  # noqa: E402
 from ambient import Mesh  # noqa: E402
 from chart import (CHART, NAMESPACE, ZTUNNEL_RUN, all_pods_ready, build_images,  # noqa: E402
-                   daemonsets_ready, install_args, ours_on_the_node, release_pods, ztunnel_check)
+                   daemonsets_ready, in_pod_netns, install_args, ours_on_the_node, release_pods,
+                   ztunnel_check)
 from istiod import HostZtunnel, Istiod, NodeProxyIdentity, wait  # noqa: E402
 from node import BRIDGE  # noqa: E402
 from ztnet import istioctl_ztunnel_config  # noqa: E402
@@ -52,6 +53,16 @@ def workload(dump, ns, name):
     return next((w for w in dump["workloads"] if w["namespace"] == ns and w["name"] == name), None)
 
 
+def server_policy(ns, name, action):
+    """An AuthorizationPolicy on the pods labelled app=server for connections from
+    `ns`'s default service account."""
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"selector": {"matchLabels": {"app": "server"}}, "action": action,
+                     "rules": [{"from": [{"source": {"principals": [
+                         f"cluster.local/ns/{ns}/sa/default"]}}]}]}}
+
+
 def test_workloads_policies_and_certificates_come_from_istiod(kube, kube_ns, istiod, node_proxy,
                                                                tmp_path):
     zt = node_proxy
@@ -75,11 +86,7 @@ def test_workloads_policies_and_certificates_come_from_istiod(kube, kube_ns, ist
 
     # A policy applied with kubectl reaches the node process (over xDS).
     started = time.monotonic()
-    kube.apply({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-                "metadata": {"name": "only-client", "namespace": kube_ns},
-                "spec": {"selector": {"matchLabels": {"app": "server"}}, "action": "ALLOW",
-                         "rules": [{"from": [{"source": {"principals": [
-                             f"cluster.local/ns/{kube_ns}/sa/default"]}}]}]}})
+    kube.apply(server_policy(kube_ns, "only-client", "ALLOW"))
     wait(lambda: any(p["name"] == "only-client" for p in zt.dump()["policies"]), 10,
          "the policy in the config dump", zt.log)
     print(f"AuthorizationPolicy create -> in the node process: "
@@ -192,11 +199,7 @@ def test_two_pods_talk_over_hbone_with_istiod_and_policies_apply_live(kube, kube
     # istiod comes back: a policy applied now is enforced on the next connection.
     istiod.start()
     applied = time.monotonic()
-    kube.apply({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-                "metadata": {"name": "deny-client", "namespace": kube_ns},
-                "spec": {"selector": {"matchLabels": {"app": "server"}}, "action": "DENY",
-                         "rules": [{"from": [{"source": {"principals": [
-                             f"cluster.local/ns/{kube_ns}/sa/default"]}}]}]}})
+    kube.apply(server_policy(kube_ns, "deny-client", "DENY"))
     wait(lambda: any(p["name"] == "deny-client" for p in zt.dump()["policies"]), 15,
          "the policy from the restarted istiod", zt.log)
     seen = time.monotonic()
@@ -219,9 +222,7 @@ def node_process_get(kube, pod_name: str, path: str) -> str:
     """GET on the node process's admin port (127.0.0.1:15000 in its pod's netns)."""
     code = (f"import urllib.request; print(urllib.request.urlopen("
             f"'http://127.0.0.1:15000{path}', timeout=5).read().decode())")
-    return subprocess.run(["nsenter", f"--net={kube.pod_netns_path(NAMESPACE, pod_name)}",
-                           sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=30).stdout
+    return in_pod_netns(kube, NAMESPACE, pod_name, sys.executable, "-c", code)
 
 
 def test_helm_install_with_istiod_serves_pods_over_hbone(kube, kube_ns, istiod, tmp_path):
@@ -289,11 +290,7 @@ def test_helm_install_with_istiod_serves_pods_over_hbone(kube, kube_ns, istiod, 
 
         # A DENY policy applied with kubectl: enforced on a later connection.
         applied = time.monotonic()
-        kube.apply({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-                    "metadata": {"name": "deny-client", "namespace": kube_ns},
-                    "spec": {"selector": {"matchLabels": {"app": "server"}}, "action": "DENY",
-                             "rules": [{"from": [{"source": {"principals": [
-                                 f"cluster.local/ns/{kube_ns}/sa/default"]}}]}]}})
+        kube.apply(server_policy(kube_ns, "deny-client", "DENY"))
         wait(lambda: any(p["name"] == "deny-client" for p in dump()["policies"]), 10,
              "the policy in the node process", istiod.log)
         print(f"AuthorizationPolicy kubectl apply -> in the node process in its pod: "

@@ -28,6 +28,14 @@ ordered_json PortMap(const std::map<uint16_t, uint16_t>& ports) {
   return out;
 }
 
+// Strings is each item's ToString() (addresses, CIDRs) as a JSON array.
+template <typename T>
+ordered_json Strings(const std::vector<T>& items) {
+  ordered_json out = ordered_json::array();
+  for (const auto& item : items) out.push_back(item.ToString());
+  return out;
+}
+
 ordered_json Workload(const state::Workload& w) {
   ordered_json j;
   j["uid"] = w.uid;
@@ -39,9 +47,7 @@ ordered_json Workload(const state::Workload& w) {
   j["node"] = w.node;
   j["protocol"] = state::ProtocolName(w.protocol);
   j["networkMode"] = "Standard";
-  ordered_json ips = ordered_json::array();
-  for (const auto& ip : w.ips) ips.push_back(ip.ToString());
-  j["workloadIps"] = std::move(ips);
+  j["workloadIps"] = Strings(w.ips);
   ordered_json services = ordered_json::array();
   for (const auto& [key, ports] : w.services) services.push_back(key);
   j["services"] = std::move(services);
@@ -81,7 +87,7 @@ ordered_json Service(const state::State& st, const state::Service& s) {
   return j;
 }
 
-ordered_json Strings(const std::vector<state::StringMatch>& matches) {
+ordered_json Matches(const std::vector<state::StringMatch>& matches) {
   ordered_json out = ordered_json::array();
   for (const auto& m : matches) {
     using K = state::StringMatch::Kind;
@@ -111,28 +117,22 @@ ordered_json Accounts(const std::vector<state::ServiceAccountMatch>& accounts) {
   return out;
 }
 
-ordered_json Cidrs(const std::vector<Cidr>& cidrs) {
-  ordered_json out = ordered_json::array();
-  for (const auto& c : cidrs) out.push_back(c.ToString());
-  return out;
-}
-
 // Match is Istio's RbacMatch: only the lists that are set.
 ordered_json Match(const state::Match& m) {
   ordered_json j = ordered_json::object();
   auto put = [&j](const char* key, ordered_json value) {
     if (!value.empty()) j[key] = std::move(value);
   };
-  put("namespaces", Strings(m.namespaces));
-  put("notNamespaces", Strings(m.not_namespaces));
+  put("namespaces", Matches(m.namespaces));
+  put("notNamespaces", Matches(m.not_namespaces));
   put("serviceAccounts", Accounts(m.service_accounts));
   put("notServiceAccounts", Accounts(m.not_service_accounts));
-  put("principals", Strings(m.principals));
-  put("notPrincipals", Strings(m.not_principals));
-  put("sourceIps", Cidrs(m.source_ips));
-  put("notSourceIps", Cidrs(m.not_source_ips));
-  put("destinationIps", Cidrs(m.destination_ips));
-  put("notDestinationIps", Cidrs(m.not_destination_ips));
+  put("principals", Matches(m.principals));
+  put("notPrincipals", Matches(m.not_principals));
+  put("sourceIps", Strings(m.source_ips));
+  put("notSourceIps", Strings(m.not_source_ips));
+  put("destinationIps", Strings(m.destination_ips));
+  put("notDestinationIps", Strings(m.not_destination_ips));
   put("destinationPorts", m.destination_ports);
   put("notDestinationPorts", m.not_destination_ports);
   return j;

@@ -115,17 +115,15 @@ void CertManager::Finish(const std::string& key, uint64_t generation,
 }
 
 system_clock::time_point CertManager::Poll() {
-  {
-    Batch batch(*this);  // one set for the whole Poll, not one per identity
-    const auto now = clock_();
-    std::vector<std::string> due;
-    for (const auto& [key, e] : entries_) {
-      if (!e.in_flight && e.status.next_attempt <= now) due.push_back(key);
-    }
-    // By key: an answer given inline (the local CA) updates entries_ as we go.
-    for (const auto& key : due) {
-      if (entries_.count(key) != 0) Attempt(key);
-    }
+  Batch batch(*this);  // one set for the whole Poll, not one per identity
+  const auto now = clock_();
+  std::vector<std::string> due;
+  for (const auto& [key, e] : entries_) {
+    if (!e.in_flight && e.status.next_attempt <= now) due.push_back(key);
+  }
+  // By key: an answer given inline (the local CA) updates entries_ as we go.
+  for (const auto& key : due) {
+    if (entries_.count(key) != 0) Attempt(key);
   }
   return NextDue();
 }
